@@ -1,0 +1,61 @@
+"""A trained network for one die: latch codes plus how data become DAC codes.
+
+This is what training hands to programming and evaluation. The codes cover the
+full die geometry (unused neurons have zero weights), so programming never needs
+to know which network was mapped onto the die.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class InputEncoding:
+    """Feature -> DAC code mapping: code = clip(round((x - offset) * scale), 0, max_code)."""
+
+    input_offset: np.ndarray
+    input_scale: np.ndarray
+    input_channels: np.ndarray
+    constant_codes: np.ndarray
+    class_outputs: np.ndarray
+    max_code: int = 4095
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """DAC codes (patterns x layer-0 channels, uint16) for a batch of feature rows."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if x.shape[1] != len(self.input_channels):
+            raise ValueError(f"expected {len(self.input_channels)} features per sample, got {x.shape[1]}")
+        codes = np.tile(self.constant_codes.astype(np.int64), (x.shape[0], 1))
+        feature_codes = np.rint((x - self.input_offset) * self.input_scale)
+        codes[:, self.input_channels] = np.clip(feature_codes, 0, self.max_code).astype(np.int64)
+        return codes.astype(np.uint16)
+
+    def classify(self, output_rates: np.ndarray) -> np.ndarray:
+        """Class index per pattern: the most active of the outputs that carry a class."""
+        return np.argmax(np.asarray(output_rates)[:, self.class_outputs], axis=1)
+
+
+@dataclass
+class WeightSet:
+    """Signed magnitude codes per weight matrix (full die geometry) and their encoding."""
+
+    die_serial: str
+    layer_sizes: tuple[int, ...]
+    codes: list[np.ndarray]
+    encoding: InputEncoding
+    dataset: str
+    software_accuracy: float
+    calibration_sha256: str = ""
+    naive: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for m, c in enumerate(self.codes):
+            expected = (self.layer_sizes[m], self.layer_sizes[m + 1])
+            if c.shape != expected:
+                raise ValueError(f"matrix {m} has shape {c.shape}, die geometry needs {expected}")
+            if c.size and (c.min() < -7 or c.max() > 7):
+                raise ValueError(f"matrix {m} holds codes outside -7..7")
