@@ -1,0 +1,391 @@
+"""From recorded readings to per-neuron gains, by two methods that check each other.
+
+Direct method (MON): layer-0 gains from the EXT_IN sweep (absolute up to the
+die-wide MON gain), bias generator gain and offset from the bias sweep, and for
+every deeper neuron the ratio of its MON reading to its source's across the
+drive levels of each chain configuration, which is a_j * 7 w_lsb * (synapse
+gain); averaging over sources averages the synapse mismatch (seed 004,
+section 3.6). Negative configurations give a-/a+ of each source soma. The
+output layer's C2F gain and dark rate come from the C2F rate against the MON
+reading of the same soma.
+
+Network method (C2F only, the paper's procedure): the slope of each output's
+rate against the common input code is the product of the gains along its path;
+a joint log-domain least-squares fit over all chain configurations separates the
+nodes up to one scale per layer (fit.fit_path_products).
+
+Both are normalised per layer (mean a+ = 1) and combined by inverse variance;
+neurons whose methods disagree beyond their errors, or whose fit is poor, are
+flagged. Works only from the file's records, so a run can be re-analysed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from labctl.calibration.configurations import NEGATIVE_CODE, UNIT_CODE, ChainConfig, chain_config
+from labctl.calibration.fit import Estimate, LineFit, fit_line, fit_path_products, log_mean, normalise_mean_one
+from labctl.calibration.probing import BIAS_SWEEP, EXT_SWEEP, PILOT_LEVEL
+from labctl.chip import ChipDescription
+from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
+from labctl.latch_codes import nibbles_to_signed
+
+METHODS = ("network", "mon", "both")
+POOR_FIT_RELATIVE_STD = 0.03
+"""A gain known worse than 3 % (1 sigma) is flagged as a poor fit."""
+DISAGREEMENT_SIGMAS = 3.0
+
+
+@dataclass
+class RecordedConfig:
+    config_id: int
+    kind: str
+    params: dict
+    held: list[np.ndarray]
+    plan: ChainConfig | None = None
+    corrupted: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class AnalysisResult:
+    params: DieParameters
+    methods: dict[str, DieParameters]
+    flags: dict[str, np.ndarray]
+    summary: dict
+
+
+def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, RecordedConfig]:
+    shapes = [chip.matrix_shape(m) for m in range(chip.n_matrices)]
+    out = {}
+    for row, flat in zip(raw["configs"], raw["config_codes"]):
+        params = json.loads(row["params"])
+        held, start = [], 0
+        for rows, cols in shapes:
+            held.append(nibbles_to_signed(flat[start:start + rows * cols].reshape(rows, cols)))
+            start += rows * cols
+        kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
+        rc = RecordedConfig(int(row["config"]), kind, params, held)
+        if kind.startswith("chain"):
+            rc.plan = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative")
+            rc.corrupted = [np.any(h != p, axis=0) for h, p in zip(held, rc.plan.codes)]
+        out[rc.config_id] = rc
+    return out
+
+
+class _MonIndex:
+    """MON readings by (config, layer, neuron): arrays ordered by level (pilot excluded)."""
+
+    def __init__(self, mon: np.ndarray) -> None:
+        self._by: dict[tuple[int, int, int], list[tuple[int, float, float]]] = defaultdict(list)
+        for r in mon:
+            if r["level"] != PILOT_LEVEL:
+                self._by[(int(r["config"]), int(r["layer"]), int(r["neuron"]))].append(
+                    (int(r["level"]), float(r["drive"]), float(r["current_a"])))
+
+    def get(self, config: int, layer: int, neuron: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = sorted(self._by.get((config, layer, neuron), []))
+        if not rows:
+            empty = np.zeros(0)
+            return empty.astype(int), empty, empty
+        a = np.array(rows)
+        return a[:, 0].astype(int), a[:, 1], a[:, 2]
+
+
+def _paired(idx: _MonIndex, config: int, x_node: tuple[int, int], y_node: tuple[int, int]):
+    lx, _, x = idx.get(config, *x_node)
+    ly, _, y = idx.get(config, *y_node)
+    common, ix, iy = np.intersect1d(lx, ly, return_indices=True)
+    return x[ix], y[iy]
+
+
+def _safe_fit(x: np.ndarray, y: np.ndarray) -> LineFit | None:
+    if len(x) < 3 or np.ptp(x) <= 0:
+        return None
+    return fit_line(x, y)
+
+
+# -- direct (MON) method ------------------------------------------------------
+
+@dataclass
+class MonResult:
+    layer_abs: list[Estimate]
+    ratio: list[Estimate]
+    bias_gain: Estimate
+    bias_offset_a: Estimate
+    c2f_gain: Estimate
+    c2f_dark: Estimate
+    synapse_spread: float
+    unit_ratio_samples: dict[tuple[int, int], list[float]]
+
+
+def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
+    idx = _MonIndex(raw["mon"])
+    n0 = chip.n_inputs
+    # layer 0 from the EXT_IN sweep: slope of MON against a known current
+    ext_slope = np.full(n0, np.nan)
+    ext_std = np.full(n0, np.nan)
+    for ch in range(n0):
+        levels, drive, cur = idx.get(EXT_SWEEP, 0, ch)
+        keep = drive > 0  # at 0 A a negative bias offset leaves the soma off (rectified)
+        f = _safe_fit(drive[keep], cur[keep])
+        if f:
+            ext_slope[ch], ext_std[ch] = f.slope, f.slope_std
+    # bias generator: MON against DAC code, divided by the layer-0 gain
+    gain = np.full(n0, np.nan)
+    gain_std = np.full(n0, np.nan)
+    offset = np.full(n0, np.nan)
+    offset_std = np.full(n0, np.nan)
+    for ch in range(n0):
+        levels, drive, cur = idx.get(BIAS_SWEEP, 0, ch)
+        keep = drive > 0
+        f = _safe_fit(drive[keep], cur[keep])
+        if f and np.isfinite(ext_slope[ch]):
+            gain[ch] = f.slope / (ext_slope[ch] * chip.dac_lsb_a)
+            gain_std[ch] = abs(gain[ch]) * np.hypot(f.relative_slope_std, ext_std[ch] / ext_slope[ch])
+            offset[ch] = f.intercept / ext_slope[ch]
+            offset_std[ch] = f.intercept_std / ext_slope[ch]
+
+    # deeper layers: ratio of each neuron's MON reading to its source's, per chain configuration
+    ratios: dict[tuple[int, int], list[float]] = defaultdict(list)
+    ratio_err: dict[tuple[int, int], list[float]] = defaultdict(list)
+    per_config: dict[tuple[int, int, int], float] = {}
+    chains = [c for c in configs.values() if c.kind == "chain"]
+    for c in chains:
+        for m, src in enumerate(c.plan.sources):
+            for j, s in enumerate(src):
+                if s < 0 or c.corrupted[m][j]:
+                    continue
+                f = _safe_fit(*_paired(idx, c.config_id, (m, int(s)), (m + 1, j)))
+                if f and f.slope > 0:
+                    ratios[(m + 1, j)].append(f.slope)
+                    ratio_err[(m + 1, j)].append(f.relative_slope_std)
+                    per_config[(c.config_id, m + 1, j)] = f.slope
+    layer_abs = [Estimate(ext_slope.copy(), ext_std.copy())]
+    for l in range(1, chip.n_layers):
+        est = log_mean([ratios.get((l, j), []) for j in range(chip.layer_sizes[l])], chip.layer_sizes[l])
+        unit = UNIT_CODE * NOMINAL_W_LSB
+        layer_abs.append(Estimate(est.value / unit, est.std / unit))
+
+    # synapse spread: the scatter of one neuron's ratios over its sources, less the reading noise
+    scatter, noise = [], []
+    for key, vals in ratios.items():
+        if len(vals) > 1:
+            scatter.append(np.var(np.log(vals), ddof=1))
+            noise.append(np.mean(np.square(ratio_err[key])))
+    unit_spread = float(np.sqrt(max(np.mean(scatter) - np.mean(noise), 0.0))) if scatter else float("nan")
+    # a code-7 synapse averages its three bits with weights 1, 2, 4: spread sqrt(21)/7 of one bit's
+    bit_spread = unit_spread / (np.sqrt(21) / 7)
+
+    ratio = _negative_ratios(chip, idx, configs, per_config, layer_abs)
+    c2f_gain, c2f_dark = _c2f_from_mon(chip, raw, idx, configs)
+    return MonResult(layer_abs, ratio, Estimate(gain, gain_std), Estimate(offset, offset_std),
+                     c2f_gain, c2f_dark, bit_spread, dict(ratios))
+
+
+def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate]:
+    """a-/a+ per soma from chain_negative configurations (seed 004, section 3.3).
+
+    In a negative configuration neuron j gets +7 from p and -3 from s. Its
+    positive-only response is known from the twin chain (same synapse p->j), so
+    D = rho_pj * MON_p - MON_j = a_j * 3 w g- * (a-/a+)_s * MON_s: the slope of
+    D against MON_s, over 3/7 of j's unit ratio, is a-/a+ of s.
+    """
+    samples: dict[tuple[int, int], list[float]] = defaultdict(list)
+    twins = {tuple(c.params["shifts"]): c for c in configs.values() if c.kind == "chain"}
+    for c in configs.values():
+        if c.kind != "chain_negative":
+            continue
+        twin = twins.get(tuple(c.params["shifts"]))
+        if twin is None:
+            continue
+        for m, (src, neg) in enumerate(zip(c.plan.sources, c.plan.negatives)):
+            for j, (p, s) in enumerate(zip(src, neg)):
+                rho = per_config.get((twin.config_id, m + 1, j))
+                unit = layer_abs[m + 1].value[j] * UNIT_CODE * NOMINAL_W_LSB
+                if s < 0 or rho is None or c.corrupted[m][j] or not np.isfinite(unit):
+                    continue
+                lp, _, mon_p = idx.get(c.config_id, m, int(p))
+                ls, _, mon_s = idx.get(c.config_id, m, int(s))
+                lj, _, mon_j = idx.get(c.config_id, m + 1, j)
+                common = np.intersect1d(np.intersect1d(lp, ls), lj)
+                if len(common) < 3:
+                    continue
+                pick = lambda lv, v: v[np.searchsorted(lv, common)]
+                d = rho * pick(lp, mon_p) - pick(lj, mon_j)
+                f = _safe_fit(pick(ls, mon_s), d)
+                if f:
+                    samples[(m, int(s))].append(f.slope * UNIT_CODE / (NEGATIVE_CODE * unit))
+    out = []
+    for l, n in enumerate(chip.layer_sizes):
+        if l == chip.n_layers - 1:
+            out.append(Estimate(np.full(n, np.nan), np.full(n, np.nan)))
+        else:
+            out.append(log_mean([samples.get((l, i), []) for i in range(n)], n))
+    return out
+
+
+def _c2f_from_mon(chip, raw, idx, configs) -> tuple[Estimate, Estimate]:
+    """C2F gain (Hz per A of MON reading) and dark rate from rate against MON of the same soma."""
+    last = chip.n_layers - 1
+    xs: dict[int, list[float]] = defaultdict(list)
+    ys: dict[int, list[float]] = defaultdict(list)
+    for r in raw["c2f"]:
+        c = configs.get(int(r["config"]))
+        if c is None or not c.kind.startswith("chain"):
+            continue
+        for k in range(chip.n_outputs):
+            levels, _, mon = idx.get(c.config_id, last, k)
+            hit = np.flatnonzero(levels == r["level"])
+            if len(hit):
+                xs[k].append(mon[hit[0]])
+                ys[k].append(r["counts"][k] / r["gate_s"])
+    gain = np.full(chip.n_outputs, np.nan)
+    gain_std = np.full(chip.n_outputs, np.nan)
+    dark = np.full(chip.n_outputs, np.nan)
+    dark_std = np.full(chip.n_outputs, np.nan)
+    for k in range(chip.n_outputs):
+        f = _safe_fit(np.array(xs[k]), np.array(ys[k]))
+        if f:
+            gain[k], gain_std[k], dark[k], dark_std[k] = f.slope, f.slope_std, max(f.intercept, 0.0), f.intercept_std
+    return Estimate(gain, gain_std), Estimate(dark, dark_std)
+
+
+# -- network method -------------------------------------------------------------
+
+def analyse_network(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> list[Estimate]:
+    """Relative path gains per node (layer 0 includes the bias gain, the last layer the C2F gain)."""
+    paths, log_slopes = [], []
+    by_config: dict[int, list] = defaultdict(list)
+    for r in raw["c2f"]:
+        by_config[int(r["config"])].append(r)
+    for c in configs.values():
+        if c.kind != "chain" or c.config_id not in by_config:
+            continue
+        rows = by_config[c.config_id]
+        code = np.array([r["drive"] for r in rows])
+        rates = np.array([r["counts"] / r["gate_s"] for r in rows])
+        for k, path in enumerate(c.plan.paths()):
+            if (path < 0).any() or any(c.corrupted[m][path[m + 1]] for m in range(chip.n_matrices)):
+                continue
+            f = _safe_fit(code, rates[:, k])
+            if f and f.slope > 0:
+                paths.append(path)
+                log_slopes.append(np.log(f.slope))
+    if not paths:
+        return [Estimate(np.full(n, np.nan), np.full(n, np.nan)) for n in chip.layer_sizes]
+    est = fit_path_products(np.array(paths), np.array(log_slopes), chip.layer_sizes)
+    offsets = np.concatenate([[0], np.cumsum(chip.layer_sizes)])
+    return [Estimate(est.value[offsets[l]:offsets[l + 1]], est.std[offsets[l]:offsets[l + 1]])
+            for l in range(chip.n_layers)]
+
+
+# -- putting it together ----------------------------------------------------------
+
+def _combine(a: Estimate, b: Estimate) -> Estimate:
+    """Inverse-variance mean where both are known, else whichever is."""
+    va, vb = a.std ** 2, b.std ** 2
+    both = np.isfinite(a.value) & np.isfinite(b.value) & (va > 0) & (vb > 0)
+    value = np.where(np.isfinite(a.value), a.value, b.value)
+    std = np.where(np.isfinite(a.value), a.std, b.std)
+    w = np.where(both, 1 / np.where(both, va, 1) + 1 / np.where(both, vb, 1), 1)
+    value = np.where(both, (a.value / np.where(both, va, 1) + b.value / np.where(both, vb, 1)) / w, value)
+    std = np.where(both, 1 / np.sqrt(w), std)
+    return Estimate(value, std)
+
+
+def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "both") -> AnalysisResult:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    configs = _configs(chip, raw)
+    nominal = DieParameters.nominal(chip)
+    methods: dict[str, DieParameters] = {}
+    flags: dict[str, np.ndarray] = {}
+    mon = analyse_mon(chip, raw, configs) if method in ("mon", "both") else None
+    net = analyse_network(chip, raw, configs) if method in ("network", "both") else None
+
+    bias_gain = mon.bias_gain.value if mon else nominal.bias_gain
+    bias_offset = mon.bias_offset_a.value if mon else nominal.bias_offset_a
+    c2f_gain = mon.c2f_gain.value if mon else nominal.c2f_gain_hz_per_a
+    c2f_dark = mon.c2f_dark.value if mon else nominal.c2f_dark_hz
+
+    def layers_from(abs_est: list[Estimate], ratio: list[Estimate] | None) -> list[LayerGains]:
+        out = []
+        for l, est in enumerate(abs_est):
+            norm, scale = normalise_mean_one(est)
+            if ratio is not None and l < chip.n_layers - 1:
+                r = ratio[l]
+                a_minus = norm.value * r.value
+                a_minus_std = np.abs(a_minus) * np.hypot(norm.std / norm.value, r.std / r.value)
+            else:
+                a_minus = np.full_like(norm.value, np.nan)
+                a_minus_std = np.full_like(norm.value, np.nan)
+            out.append(LayerGains(norm.value, norm.std, a_minus, a_minus_std, scale))
+        return out
+
+    def params_for(layers: list[LayerGains], source: str) -> DieParameters:
+        return DieParameters(chip, layers, bias_gain, bias_offset, c2f_gain, c2f_dark,
+                             synapse_spread=mon.synapse_spread if mon else float("nan"),
+                             notes={"method": source})
+
+    if mon:
+        methods["mon"] = params_for(layers_from(mon.layer_abs, mon.ratio), "mon")
+    if net:
+        # the network sees products: take the bias gain out of layer 0 and the C2F gain out of the
+        # last layer where the direct method measured them; otherwise they stay folded in
+        net = list(net)
+        if mon:
+            net[0] = _divide(net[0], mon.bias_gain)
+            net[-1] = _divide(net[-1], mon.c2f_gain)
+        ratio = mon.ratio if mon else None
+        methods["network"] = params_for(layers_from(net, ratio), "network")
+
+    if method == "both":
+        combined_layers = []
+        disagree, poor = [], []
+        for l in range(chip.n_layers):
+            a, b = methods["mon"].layers[l], methods["network"].layers[l]
+            ea, eb = Estimate(a.a_plus, a.a_plus_std), Estimate(b.a_plus, b.a_plus_std)
+            comb, _ = normalise_mean_one(_combine(ea, eb))
+            # the absolute scale comes from the direct method (the network cannot see it)
+            ratio = np.where(np.isfinite(a.a_plus), a.a_minus / a.a_plus, np.nan)
+            a_minus = comb.value * ratio
+            a_minus_std = np.abs(a_minus) * np.hypot(comb.std / comb.value, _rel(a.a_minus_std, a.a_minus))
+            combined_layers.append(LayerGains(comb.value, comb.std, a_minus, a_minus_std, a.scale))
+            diff = np.abs(a.a_plus - b.a_plus)
+            disagree.append(diff > DISAGREEMENT_SIGMAS * np.hypot(a.a_plus_std, b.a_plus_std))
+            poor.append(~(comb.std / comb.value <= POOR_FIT_RELATIVE_STD))
+        final = params_for(combined_layers, "both")
+        flags = {f"layer_{l}/methods_disagree": disagree[l] for l in range(chip.n_layers)}
+        flags |= {f"layer_{l}/poor_fit": poor[l] for l in range(chip.n_layers)}
+    else:
+        final = methods[method]
+        flags = {f"layer_{l}/poor_fit": ~(lay.a_plus_std / lay.a_plus <= POOR_FIT_RELATIVE_STD)
+                 for l, lay in enumerate(final.layers)}
+
+    summary = {
+        "method": method,
+        "configurations": len(configs),
+        "mon_readings": int(len(raw["mon"])),
+        "c2f_gates": int(len(raw["c2f"])),
+        "synapse_spread_per_bit": final.synapse_spread,
+        "layers": [
+            {"rms_rel_std_a_plus": float(np.sqrt(np.nanmean((lay.a_plus_std / lay.a_plus) ** 2))),
+             "flagged": int(sum(np.sum(v) for k, v in flags.items() if k.startswith(f"layer_{l}/")))}
+            for l, lay in enumerate(final.layers)
+        ],
+    }
+    return AnalysisResult(final, methods, flags, summary)
+
+
+def _rel(std: np.ndarray, value: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(std / value)
+
+
+def _divide(a: Estimate, b: Estimate) -> Estimate:
+    value = a.value / b.value
+    return Estimate(value, np.abs(value) * np.hypot(_rel(a.std, a.value), _rel(b.std, b.value)))

@@ -1,0 +1,109 @@
+"""Probing configurations: which synapses are set while a measurement runs.
+
+The paper's scheme (seed 004, section 3.3 and Fig. 6): every neuron receives
+input from exactly one neuron of the previous layer through a maximum
+(unit-sign, magnitude 7) weight, all input channels get the same current, and
+permuting the connectivity gives each neuron several different sources, so
+synapse mismatch averages out. A *chain* configuration does this for every
+weight matrix at once; its *negative* twin adds, for each neuron, a negative
+connection from the source of its neighbour, so comparing the two gives the
+negative unit weight of that source (a-/a+), as the paper does.
+
+Pure functions: a configuration is data (signed codes per matrix plus the
+source maps the analysis needs), built from the geometry alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from labctl.chip import ChipDescription
+
+UNIT_CODE = 7
+"""Maximum magnitude: the source connection of every probed neuron."""
+NEGATIVE_CODE = 3
+"""Magnitude of the negative probe connection: well below 7 so the probed neuron stays on."""
+
+
+@dataclass
+class ChainConfig:
+    """One chain configuration: signed codes per matrix and who feeds whom."""
+
+    shifts: tuple[int, ...]
+    codes: list[np.ndarray]
+    sources: list[np.ndarray]
+    """sources[m][j]: the layer-m neuron feeding neuron j of layer m+1 through +7 (-1: none)."""
+    negatives: list[np.ndarray] = field(default_factory=list)
+    """negatives[m][j]: the layer-m neuron feeding neuron j through -NEGATIVE_CODE (-1: none)."""
+
+    @property
+    def kind(self) -> str:
+        return "chain_negative" if self.negatives else "chain"
+
+    def params(self) -> dict:
+        return {"shifts": list(self.shifts), "negative_code": NEGATIVE_CODE if self.negatives else 0}
+
+    def paths(self) -> np.ndarray:
+        """(n_outputs, L) node per layer on the path ending at each output (-1 if broken)."""
+        n_layers = len(self.sources) + 1
+        n_out = len(self.sources[-1])
+        out = np.full((n_out, n_layers), -1, dtype=np.int64)
+        for k in range(n_out):
+            node = k
+            out[k, n_layers - 1] = node
+            for m in range(n_layers - 2, -1, -1):
+                node = int(self.sources[m][node])
+                if node < 0:
+                    break
+                out[k, m] = node
+        return out
+
+
+def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives: bool = False) -> ChainConfig:
+    """Neuron j of layer m+1 takes neuron (j + shift_m) mod n_m of layer m as its source."""
+    if len(shifts) != chip.n_matrices:
+        raise ValueError(f"need one shift per weight matrix ({chip.n_matrices})")
+    codes, sources, negatives = [], [], []
+    for m, shift in enumerate(shifts):
+        rows, cols = chip.matrix_shape(m)
+        c = np.zeros((rows, cols), np.int8)
+        src = (np.arange(cols) + shift) % rows
+        c[src, np.arange(cols)] = UNIT_CODE
+        neg = np.full(cols, -1, dtype=np.int64)
+        if with_negatives and cols > 1:
+            # the source of the neighbouring column, unless it is the same neuron (rows < 2)
+            cand = np.roll(src, -1)
+            ok = cand != src
+            neg[ok] = cand[ok]
+            c[neg[ok], np.arange(cols)[ok]] = -NEGATIVE_CODE
+        codes.append(c)
+        sources.append(src.astype(np.int64))
+        negatives.append(neg)
+    return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [])
+
+
+def chain_shift_plan(chip: ChipDescription, n_configs: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """Shifts for ``n_configs`` chain configurations.
+
+    Matrix 0's shift steps through its rows so every input neuron serves as a
+    source; deeper shifts are drawn at random so paths through the network mix
+    (the network method needs that to separate layers) while each neuron still
+    sees distinct sources.
+    """
+    rng = np.random.default_rng(seed)
+    plan = []
+    per_matrix = []
+    for m in range(chip.n_matrices):
+        rows, _ = chip.matrix_shape(m)
+        base = np.arange(n_configs) * max(1, rows // max(n_configs, 1)) if rows >= n_configs else np.arange(n_configs)
+        perm = rng.permutation(n_configs) if m > 0 else np.arange(n_configs)
+        per_matrix.append((base[perm] % rows).astype(int))
+    for k in range(n_configs):
+        plan.append(tuple(int(per_matrix[m][k]) for m in range(chip.n_matrices)))
+    return plan
+
+
+def zero_codes(chip: ChipDescription) -> list[np.ndarray]:
+    return [np.zeros(chip.matrix_shape(m), np.int8) for m in range(chip.n_matrices)]

@@ -1,0 +1,194 @@
+"""Measurement runs on a bench: what is set, in which order, and what is read.
+
+Probing only measures and records (every reading goes to the HDF5 file the
+moment it is taken); :mod:`labctl.calibration.analysis` turns the records into
+gains. Three kinds of run:
+
+* EXT_IN sweep (direct probing): a known current into each input channel in
+  turn, read on MON: layer-0 gains, absolute up to the die-wide MON gain.
+* Bias sweep: the same DAC code on every input channel, each read on MON: bias
+  generator gain and offset per channel.
+* Chain configurations (seed 004, Fig. 6): every neuron fed by one source
+  through a unit weight, all inputs at one code, swept over a few levels kept
+  inside the linear range; MON reads every neuron on the chain (direct method)
+  and the C2F counters read the outputs (network method).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from labctl.bench import Bench
+from labctl.calibration.configurations import ChainConfig, zero_codes
+from labctl.die_parameters import NOMINAL_W_LSB
+from labctl.hdf5_store import MON_DTYPE, CharacterisationFile, c2f_dtype
+from labctl.latch_codes import signed_to_nibbles
+
+Progress = Callable[[str, int, int], None]
+
+EXT_SWEEP = 0
+BIAS_SWEEP = 1
+FIRST_CHAIN = 2
+PILOT_LEVEL = -1
+"""Level index of the pilot readings that choose a chain's drive range (kept, not fitted)."""
+
+
+@dataclass
+class ProbeSettings:
+    """How much to measure. Defaults follow the paper: about 10 points per unit."""
+
+    ext_points: int = 10
+    bias_points: int = 8
+    levels: int = 6
+    gate_ms: int = 200
+    nplc: float = 1.0
+    target_soma_input_a: float = 200e-9
+    pilot_code: int = 400
+    read_mon: bool = True
+    read_c2f: bool = True
+
+
+class Prober:
+    """Runs probing configurations on an open, powered bench and records every reading."""
+
+    def __init__(self, bench: Bench, store: CharacterisationFile, settings: ProbeSettings,
+                 progress: Progress | None = None) -> None:
+        self.bench = bench
+        self.bridge = bench.bridge
+        self.chip = bench.chip
+        self.store = store
+        self.settings = settings
+        self.progress = progress or (lambda stage, done, total: None)
+
+    # -- helpers ----------------------------------------------------------
+
+    def program(self, codes: list[np.ndarray]) -> list[np.ndarray]:
+        """Write a configuration and return what the latches really hold (stuck bits show here)."""
+        held = []
+        for m, c in enumerate(codes):
+            self.bridge.write_weights(m, signed_to_nibbles(c))
+            held.append(self.bridge.read_weights(m))
+        return held
+
+    def _mon_row(self, config: int, level: int, layer: int, neuron: int, drive: float, ext_a: float) -> tuple:
+        self.bridge.set_monitor(layer, neuron)
+        current = self.bench.read_mon()
+        return (time.time(), config, level, layer, neuron, drive, ext_a, current)
+
+    def _set_all_inputs(self, code: int) -> None:
+        self.bridge.set_inputs([int(code)] * self.chip.n_inputs)
+
+    # -- runs -------------------------------------------------------------
+
+    def ext_in_sweep(self) -> None:
+        """Known EXT_IN currents into each input channel in turn, read on MON."""
+        s = self.settings
+        chip = self.chip
+        currents = np.linspace(0.0, s.target_soma_input_a, s.ext_points)
+        programmed = self.program(zero_codes(chip))
+        self.store.append_config(EXT_SWEEP, "ext_sweep", {"currents_a": currents.tolist()}, programmed)
+        self._set_all_inputs(0)
+        for ch in range(chip.n_inputs):
+            self.bench.route_ext_in(ch)
+            rows = []
+            for level, current in enumerate(currents):
+                self.bench.set_ext_in(float(current))
+                rows.append(self._mon_row(EXT_SWEEP, level, 0, ch, float(current), float(current)))
+            self.bench.set_ext_in(0.0)
+            self.store.append_mon(np.array(rows, MON_DTYPE))
+            self.progress("EXT_IN sweep", ch + 1, chip.n_inputs)
+        self.bench.route_ext_in(None)
+
+    def bias_sweep(self, layer0_gain_a_per_a: np.ndarray | None = None) -> None:
+        """The same DAC code on every channel, each channel read on MON."""
+        s = self.settings
+        chip = self.chip
+        top = min(chip.max_dac_code, int(s.target_soma_input_a / chip.dac_lsb_a))
+        codes = np.unique(np.linspace(0, top, s.bias_points).round().astype(int))
+        programmed = self.program(zero_codes(chip))
+        self.store.append_config(BIAS_SWEEP, "bias_sweep", {"codes": codes.tolist()}, programmed)
+        self.bench.route_ext_in(None)
+        for level, code in enumerate(codes):
+            self._set_all_inputs(int(code))
+            rows = [self._mon_row(BIAS_SWEEP, level, 0, ch, float(code), 0.0) for ch in range(chip.n_inputs)]
+            self.store.append_mon(np.array(rows, MON_DTYPE))
+            self.progress("bias sweep", level + 1, len(codes))
+        self._set_all_inputs(0)
+
+    def chain(self, config_id: int, config: ChainConfig, top_code: int | None = None) -> int:
+        """Run one chain configuration over its drive levels; returns the top code used."""
+        s = self.settings
+        chip = self.chip
+        programmed = self.program(config.codes)
+        nodes = self._chain_nodes(config)
+        if top_code is None:
+            top_code = self._top_code(config_id, config, nodes)
+        # the file keeps what the latches really hold; the analysis compares it with the plan
+        self.store.append_config(config_id, config.kind, config.params() | {"top_code": top_code},
+                                 programmed)
+        codes = np.unique(np.linspace(top_code / s.levels, top_code, s.levels).round().astype(int))
+        for level, code in enumerate(codes):
+            self._set_all_inputs(int(code))
+            if s.read_mon:
+                rows = [self._mon_row(config_id, level, l, n, float(code), 0.0) for l, n in nodes]
+                self.store.append_mon(np.array(rows, MON_DTYPE))
+            if s.read_c2f:
+                self._c2f_row(config_id, level, float(code))
+        self._set_all_inputs(0)
+        return top_code
+
+    def _c2f_row(self, config_id: int, level: int, drive: float) -> None:
+        m = self.bridge.measure(self.settings.gate_ms)
+        status = self.bridge.status()
+        row = np.zeros(1, c2f_dtype(self.chip.n_outputs))
+        row[0] = (time.time(), config_id, level, drive, m.actual_gate_s, status.temperature_c, m.counts)
+        self.store.append_c2f(row)
+
+    def _chain_nodes(self, config: ChainConfig) -> list[tuple[int, int]]:
+        """Every (layer, neuron) that carries signal in this configuration."""
+        nodes = set()
+        for m, src in enumerate(config.sources):
+            for j, s in enumerate(src):
+                if s >= 0:
+                    nodes.add((m, int(s)))
+                    nodes.add((m + 1, j))
+        for m, neg in enumerate(config.negatives):
+            for s in neg:
+                if s >= 0:
+                    nodes.add((m, int(s)))
+        return sorted(nodes)
+
+    def _top_code(self, config_id: int, config: ChainConfig, nodes: list[tuple[int, int]]) -> int:
+        """Largest common input code that keeps every soma input below the target.
+
+        A pilot at a low code reads the chain on MON; a soma's input is its
+        source's output times the nominal unit weight 7/12 (section 1), so the
+        pilot predicts every input at any code (the chain is linear there).
+        """
+        s = self.settings
+        chip = self.chip
+        if not s.read_mon:
+            # without MON the inputs cannot be seen: stay at a conservative nominal level
+            return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a))
+        self._set_all_inputs(s.pilot_code)
+        rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(s.pilot_code), 0.0) for l, n in nodes]
+        self.store.append_mon(np.array(rows, MON_DTYPE))
+        mon = {(int(r[3]), int(r[4])): r[7] for r in rows}
+        self._set_all_inputs(0)
+        worst = s.pilot_code * chip.dac_lsb_a * 1.2  # layer-0 input, with margin for bias gain
+        for m, src in enumerate(config.sources):
+            for j, srcn in enumerate(src):
+                if srcn >= 0:
+                    worst = max(worst, ratings_unit_input(mon.get((m, int(srcn)), 0.0)))
+        top = int(s.pilot_code * s.target_soma_input_a / worst)
+        return int(np.clip(top, s.pilot_code, chip.max_dac_code))
+
+
+def ratings_unit_input(source_output_a: float) -> float:
+    """Soma input through one unit-weight synapse from a source sinking ``source_output_a``."""
+    return 7 * NOMINAL_W_LSB * source_output_a * 1.15  # 15 % allowance for synapse mismatch
+

@@ -1,0 +1,28 @@
+"""Recommended operating ratings of a CMNA die (contract sections 1 and 3).
+
+The bench refuses any setpoint outside these before it reaches an instrument;
+the absolute maximum ratings (which damage the die) lie beyond them.
+"""
+
+VDD_V = 1.80
+"""Supply setpoint."""
+VDD_IN_RANGE_V = (1.71, 1.89)
+"""Supply window inside which the bridge accepts MEASURE and latch operations (section 4)."""
+VDD_CURRENT_LIMIT_A = 2e-3
+VDD_RAMP_STEP_V = 0.1
+"""Ramp step: VDD rises and falls in steps, never jumps (section 3, safe operation)."""
+
+EXT_IN_MAX_A = 500e-9
+"""Largest current sourced into EXT_IN (recommended 0 to 500 nA)."""
+EXT_IN_COMPLIANCE_V = 1.8
+"""EXT_IN voltage compliance; never above the VDD setpoint (section 4)."""
+
+MON_V = 0.9
+"""MON is held at 0.9 V while measured; the copy is accurate only there (section 4)."""
+MON_CURRENT_LIMIT_A = 1e-6
+MON_MAX_A = 500e-9
+
+LINEAR_RANGE_A = 300e-9
+"""Soma input currents above about this compress (section 1)."""
+SAFE_SOMA_INPUT_A = 250e-9
+"""Largest soma input labctl plans for: a margin below the onset of compression."""
