@@ -28,8 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labctl.calibration.configurations import NEGATIVE_CODE, UNIT_CODE, ChainConfig, chain_config
-from labctl.calibration.fit import Estimate, LineFit, fit_line, fit_path_products, log_mean, normalise_mean_one
-from labctl.calibration.probing import BIAS_SWEEP, EXT_SWEEP, PILOT_LEVEL
+from labctl.calibration.fit import (
+    Estimate,
+    LineFit,
+    fit_line,
+    fit_path_products,
+    log_mean,
+    normalise_mean_one,
+    relative_sigma,
+)
+from labctl.calibration.probing import BIAS_SWEEP, DARK, EXT_SWEEP, PILOT_LEVEL
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
 from labctl.latch_codes import nibbles_to_signed
@@ -102,10 +110,15 @@ def _paired(idx: _MonIndex, config: int, x_node: tuple[int, int], y_node: tuple[
     return x[ix], y[iy]
 
 
-def _safe_fit(x: np.ndarray, y: np.ndarray) -> LineFit | None:
+MON_NOISE_FLOOR_A = 1e-12
+RATE_NOISE_FLOOR_HZ = 100.0
+
+
+def _safe_fit(x: np.ndarray, y: np.ndarray, floor: float | None = None) -> LineFit | None:
+    """A line fit, or None with too few points; ``floor`` switches on relative-noise weights."""
     if len(x) < 3 or np.ptp(x) <= 0:
         return None
-    return fit_line(x, y)
+    return fit_line(x, y, None if floor is None else relative_sigma(y, floor))
 
 
 # -- direct (MON) method ------------------------------------------------------
@@ -117,7 +130,6 @@ class MonResult:
     bias_gain: Estimate
     bias_offset_a: Estimate
     c2f_gain: Estimate
-    c2f_dark: Estimate
     synapse_spread: float
     unit_ratio_samples: dict[tuple[int, int], list[float]]
 
@@ -131,7 +143,7 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     for ch in range(n0):
         levels, drive, cur = idx.get(EXT_SWEEP, 0, ch)
         keep = drive > 0  # at 0 A a negative bias offset leaves the soma off (rectified)
-        f = _safe_fit(drive[keep], cur[keep])
+        f = _safe_fit(drive[keep], cur[keep], MON_NOISE_FLOOR_A)
         if f:
             ext_slope[ch], ext_std[ch] = f.slope, f.slope_std
     # bias generator: MON against DAC code, divided by the layer-0 gain
@@ -142,7 +154,7 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     for ch in range(n0):
         levels, drive, cur = idx.get(BIAS_SWEEP, 0, ch)
         keep = drive > 0
-        f = _safe_fit(drive[keep], cur[keep])
+        f = _safe_fit(drive[keep], cur[keep], MON_NOISE_FLOOR_A)
         if f and np.isfinite(ext_slope[ch]):
             gain[ch] = f.slope / (ext_slope[ch] * chip.dac_lsb_a)
             gain_std[ch] = abs(gain[ch]) * np.hypot(f.relative_slope_std, ext_std[ch] / ext_slope[ch])
@@ -159,14 +171,17 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
             for j, s in enumerate(src):
                 if s < 0 or c.corrupted[m][j]:
                     continue
-                f = _safe_fit(*_paired(idx, c.config_id, (m, int(s)), (m + 1, j)))
+                f = _safe_fit(*_paired(idx, c.config_id, (m, int(s)), (m + 1, j)), MON_NOISE_FLOOR_A)
                 if f and f.slope > 0:
                     ratios[(m + 1, j)].append(f.slope)
                     ratio_err[(m + 1, j)].append(f.relative_slope_std)
                     per_config[(c.config_id, m + 1, j)] = f.slope
     layer_abs = [Estimate(ext_slope.copy(), ext_std.copy())]
     for l in range(1, chip.n_layers):
-        est = log_mean([ratios.get((l, j), []) for j in range(chip.layer_sizes[l])], chip.layer_sizes[l])
+        n = chip.layer_sizes[l]
+        est = log_mean([ratios.get((l, j), []) for j in range(n)], n,
+                       rel_errors=[ratio_err.get((l, j), []) for j in range(n)],
+                       population=chip.layer_sizes[l - 1])
         unit = UNIT_CODE * NOMINAL_W_LSB
         layer_abs.append(Estimate(est.value / unit, est.std / unit))
 
@@ -181,9 +196,9 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     bit_spread = unit_spread / (np.sqrt(21) / 7)
 
     ratio = _negative_ratios(chip, idx, configs, per_config, layer_abs)
-    c2f_gain, c2f_dark = _c2f_from_mon(chip, raw, idx, configs)
+    c2f_gain = _c2f_from_mon(chip, raw, idx, configs)
     return MonResult(layer_abs, ratio, Estimate(gain, gain_std), Estimate(offset, offset_std),
-                     c2f_gain, c2f_dark, bit_spread, dict(ratios))
+                     c2f_gain, bit_spread, dict(ratios))
 
 
 def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate]:
@@ -215,8 +230,13 @@ def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate
                 if len(common) < 3:
                     continue
                 pick = lambda lv, v: v[np.searchsorted(lv, common)]
-                d = rho * pick(lp, mon_p) - pick(lj, mon_j)
-                f = _safe_fit(pick(ls, mon_s), d)
+                on_j = pick(lj, mon_j)
+                d = rho * pick(lp, mon_p) - on_j
+                # where j is (nearly) off its response no longer tells the negative weight
+                alive = on_j > 0.15 * rho * pick(lp, mon_p)
+                if alive.sum() < 3:
+                    continue
+                f = _safe_fit(pick(ls, mon_s)[alive], d[alive], MON_NOISE_FLOOR_A)
                 if f:
                     samples[(m, int(s))].append(f.slope * UNIT_CODE / (NEGATIVE_CODE * unit))
     out = []
@@ -228,8 +248,8 @@ def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate
     return out
 
 
-def _c2f_from_mon(chip, raw, idx, configs) -> tuple[Estimate, Estimate]:
-    """C2F gain (Hz per A of MON reading) and dark rate from rate against MON of the same soma."""
+def _c2f_from_mon(chip, raw, idx, configs) -> Estimate:
+    """C2F gain (Hz per A of MON reading) from the rate against the MON reading of the same soma."""
     last = chip.n_layers - 1
     xs: dict[int, list[float]] = defaultdict(list)
     ys: dict[int, list[float]] = defaultdict(list)
@@ -245,13 +265,23 @@ def _c2f_from_mon(chip, raw, idx, configs) -> tuple[Estimate, Estimate]:
                 ys[k].append(r["counts"][k] / r["gate_s"])
     gain = np.full(chip.n_outputs, np.nan)
     gain_std = np.full(chip.n_outputs, np.nan)
-    dark = np.full(chip.n_outputs, np.nan)
-    dark_std = np.full(chip.n_outputs, np.nan)
     for k in range(chip.n_outputs):
-        f = _safe_fit(np.array(xs[k]), np.array(ys[k]))
+        f = _safe_fit(np.array(xs[k]), np.array(ys[k]), RATE_NOISE_FLOOR_HZ)
         if f:
-            gain[k], gain_std[k], dark[k], dark_std[k] = f.slope, f.slope_std, max(f.intercept, 0.0), f.intercept_std
-    return Estimate(gain, gain_std), Estimate(dark, dark_std)
+            gain[k], gain_std[k] = f.slope, f.slope_std
+    return Estimate(gain, gain_std)
+
+
+def _dark_rates(chip, raw) -> Estimate:
+    """Rate of each C2F with its output soma off: the dark rate plus the soma's leakage."""
+    rows = [r for r in raw["c2f"] if int(r["config"]) == DARK]
+    if not rows:
+        return Estimate(np.full(chip.n_outputs, np.nan), np.full(chip.n_outputs, np.nan))
+    counts = np.array([r["counts"] for r in rows], np.float64)
+    gate = np.array([r["gate_s"] for r in rows])[:, None]
+    total_gate = gate.sum()
+    rate = counts.sum(axis=0) / total_gate
+    return Estimate(rate, np.sqrt(np.maximum(counts.sum(axis=0), 1.0)) / total_gate)
 
 
 # -- network method -------------------------------------------------------------
@@ -271,7 +301,7 @@ def analyse_network(chip: ChipDescription, raw: dict[str, np.ndarray], configs: 
         for k, path in enumerate(c.plan.paths()):
             if (path < 0).any() or any(c.corrupted[m][path[m + 1]] for m in range(chip.n_matrices)):
                 continue
-            f = _safe_fit(code, rates[:, k])
+            f = _safe_fit(code, rates[:, k], RATE_NOISE_FLOOR_HZ)
             if f and f.slope > 0:
                 paths.append(path)
                 log_slopes.append(np.log(f.slope))
@@ -310,7 +340,8 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
     bias_gain = mon.bias_gain.value if mon else nominal.bias_gain
     bias_offset = mon.bias_offset_a.value if mon else nominal.bias_offset_a
     c2f_gain = mon.c2f_gain.value if mon else nominal.c2f_gain_hz_per_a
-    c2f_dark = mon.c2f_dark.value if mon else nominal.c2f_dark_hz
+    dark = _dark_rates(chip, raw)
+    c2f_dark = np.where(np.isfinite(dark.value), dark.value, nominal.c2f_dark_hz)
 
     def layers_from(abs_est: list[Estimate], ratio: list[Estimate] | None) -> list[LayerGains]:
         out = []

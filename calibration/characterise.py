@@ -42,6 +42,7 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         bench.power_up()
         bench.bridge.reset()
         prober = Prober(bench, store, settings, progress)
+        prober.dark()
         if method != "network":
             prober.ext_in_sweep()
             prober.bias_sweep()

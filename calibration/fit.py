@@ -28,21 +28,35 @@ class LineFit:
         return abs(self.slope_std / self.slope) if self.slope else np.inf
 
 
-def fit_line(x: np.ndarray, y: np.ndarray) -> LineFit:
-    """Ordinary least squares line; needs at least 3 points for an error estimate."""
+def fit_line(x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None = None) -> LineFit:
+    """Least-squares line; weighted by 1/sigma^2 when the reading errors are known.
+
+    Readings whose noise is relative (SMU readings, section 1: 0.2 to 1 % of
+    reading) carry far more information about the intercept at low levels;
+    weighting uses that. Standard errors always come from the residual scatter,
+    so a wrong noise model changes the weights, not the honesty of the errors.
+    Needs at least 3 points.
+    """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     n = len(x)
     if n < 3:
         raise ValueError(f"a line fit needs at least 3 points, got {n}")
-    (slope, intercept), cov = np.polyfit(x, y, 1, cov="unscaled")
-    resid = y - (slope * x + intercept)
+    w = None if sigma is None else 1.0 / np.asarray(sigma, np.float64)
+    (slope, intercept), cov = np.polyfit(x, y, 1, w=w, cov="unscaled")
+    resid = (y - (slope * x + intercept)) * (1.0 if w is None else w)
     dof = max(n - 2, 1)
     s2 = float(resid @ resid) / dof
     # guard against a perfect fit (noise-free data): keep a tiny floor, never zero
-    s2 = max(s2, (1e-12 * float(np.max(np.abs(y)) or 1.0)) ** 2)
+    s2 = max(s2, 1e-24 if w is not None else (1e-12 * float(np.max(np.abs(y)) or 1.0)) ** 2)
+    rms = float(np.sqrt(np.mean((y - (slope * x + intercept)) ** 2)))
     return LineFit(float(slope), float(intercept), float(np.sqrt(cov[0, 0] * s2)),
-                   float(np.sqrt(cov[1, 1] * s2)), float(np.sqrt(s2)), n)
+                   float(np.sqrt(cov[1, 1] * s2)), rms, n)
+
+
+def relative_sigma(y: np.ndarray, floor: float) -> np.ndarray:
+    """Noise model of a reading: proportional to the reading, with an absolute floor."""
+    return np.abs(np.asarray(y, np.float64)) + floor
 
 
 @dataclass(frozen=True)
@@ -53,23 +67,42 @@ class Estimate:
     std: np.ndarray
 
 
-def log_mean(samples: list[list[float]], sizes: int) -> Estimate:
-    """Geometric mean per neuron over repeated estimates, std error from their scatter.
+def log_mean(samples: list[list[float]], sizes: int, rel_errors: list[list[float]] | None = None,
+             population: int | None = None) -> Estimate:
+    """Geometric mean per neuron over repeated estimates through different sources.
 
-    ``samples[i]`` holds every estimate of neuron i (through different sources:
-    the scatter is the synapse mismatch the paper averages out, section 3.6).
-    With a single estimate the error is unknown (NaN).
+    ``samples[i]`` holds every estimate of neuron i, each through another
+    source synapse (seed 004, section 3.6: averaging over sources averages the
+    synapse mismatch out). The error has two parts: the reading noise of the
+    estimates (``rel_errors``, relative) and the sampling of the column: with
+    K of the column's ``population`` synapses sampled, the scatter between
+    sources contributes scatter/sqrt(K) * sqrt(1 - K/population) (finite
+    population: when every source of the column was used, the column mean is
+    known exactly and only reading noise is left). With one estimate and no
+    reading error the error is unknown (NaN).
     """
     value = np.full(sizes, np.nan)
     std = np.full(sizes, np.nan)
     for i, s in enumerate(samples):
-        s = np.asarray([v for v in s if v > 0 and np.isfinite(v)])
-        if len(s) == 0:
+        s = np.asarray(s, np.float64)
+        good = (s > 0) & np.isfinite(s)
+        if not good.any():
             continue
-        logs = np.log(s)
+        logs = np.log(s[good])
+        k = len(logs)
         value[i] = np.exp(logs.mean())
-        if len(s) > 1:
-            std[i] = value[i] * logs.std(ddof=1) / np.sqrt(len(s))
+        var = 0.0
+        known = False
+        if rel_errors is not None:
+            e = np.asarray(rel_errors[i], np.float64)[good]
+            var += float(np.sum(e ** 2)) / k ** 2
+            known = True
+        if k > 1:
+            fpc = 1.0 if population is None else max(0.0, 1.0 - k / population)
+            var += logs.var(ddof=1) / k * fpc
+            known = True
+        if known:
+            std[i] = value[i] * np.sqrt(var)
     return Estimate(value, std)
 
 

@@ -32,7 +32,8 @@ Progress = Callable[[str, int, int], None]
 
 EXT_SWEEP = 0
 BIAS_SWEEP = 1
-FIRST_CHAIN = 2
+DARK = 2
+FIRST_CHAIN = 3
 PILOT_LEVEL = -1
 """Level index of the pilot readings that choose a chain's drive range (kept, not fitted)."""
 
@@ -119,6 +120,17 @@ class Prober:
             self.progress("bias sweep", level + 1, len(codes))
         self._set_all_inputs(0)
 
+    def dark(self, gates: int = 3) -> None:
+        """C2F rates with every soma off (zero weights, zero input): dark rate plus output leakage."""
+        chip = self.chip
+        programmed = self.program(zero_codes(chip))
+        self.store.append_config(DARK, "dark", {"gates": gates}, programmed)
+        self.bench.route_ext_in(None)
+        self._set_all_inputs(0)
+        for level in range(gates):
+            self._c2f_row(DARK, level, 0.0, gate_ms=chip.max_gate_ms)
+        self.progress("dark rates", 1, 1)
+
     def chain(self, config_id: int, config: ChainConfig, top_code: int | None = None) -> int:
         """Run one chain configuration over its drive levels; returns the top code used."""
         s = self.settings
@@ -141,8 +153,8 @@ class Prober:
         self._set_all_inputs(0)
         return top_code
 
-    def _c2f_row(self, config_id: int, level: int, drive: float) -> None:
-        m = self.bridge.measure(self.settings.gate_ms)
+    def _c2f_row(self, config_id: int, level: int, drive: float, gate_ms: int | None = None) -> None:
+        m = self.bridge.measure(gate_ms or self.settings.gate_ms)
         status = self.bridge.status()
         row = np.zeros(1, c2f_dtype(self.chip.n_outputs))
         row[0] = (time.time(), config_id, level, drive, m.actual_gate_s, status.temperature_c, m.counts)

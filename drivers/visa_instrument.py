@@ -193,9 +193,10 @@ class VisaInstrument:
             raise ConfigError(
                 f"{self.MAKER} {self.model} has no channel {name!r}; valid channels: {', '.join(valid)}"
             )
-        if name not in self._channels:
-            self._channels[name] = self.channel_class(self, name)
-        return self._channels[name]
+        with self.lock:
+            if name not in self._channels:
+                self._channels[name] = self.channel_class(self, name)
+            return self._channels[name]
 
     def all_outputs_off(self) -> None:
         """Turn every output off, trying all even if one fails (safe exit, contract section 3)."""

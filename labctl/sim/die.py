@@ -67,6 +67,7 @@ FLAG_OVERSTRESS = 1 << 1
 FLAG_LATCHES_UNWRITTEN = 1 << 2
 FLAG_OVERRUN = 1 << 3
 _SIGN = 0x8
+_PAD_CHANGE_WAIT_S = 0.05
 
 
 class DieFault(Exception):
@@ -136,6 +137,8 @@ class SimulatedDie:
         self.overrun_next_gate_ms: float = 0.0
         """Test hook (bridge fault injection): added to the next gate, sets STATUS bit 3."""
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        self._helper_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+        """Noise for :meth:`soma_outputs`, kept apart so ground-truth peeks do not change readings."""
         self._t0_s = self.clock.now()
         shapes = [self.chip.matrix_shape(m) for m in range(self.chip.n_matrices)]
         self._stuck_clear = [np.full(s, 0xF, np.uint8) for s in shapes]
@@ -217,7 +220,7 @@ class SimulatedDie:
         """WRITE_WEIGHTS: ``nibbles`` (rows, cols) latch codes 0..15 into rows from ``first_row``."""
         with self.lock:
             codes = np.asarray(nibbles)
-            rows, cols = self._check_matrix(matrix)
+            rows, cols = self.chip.matrix_shape(matrix)
             if codes.ndim != 2 or codes.shape[1] != cols:
                 raise ValueError(f"matrix {matrix} rows have {cols} columns, got array of shape {codes.shape}")
             self._check_rows(matrix, first_row, codes.shape[0], rows)
@@ -237,7 +240,7 @@ class SimulatedDie:
     def read_latches(self, matrix: int, first_row: int, count: int) -> np.ndarray:
         """READ_WEIGHTS: what the latches really hold (stuck bits included), (count, cols) uint8."""
         with self.lock:
-            rows, cols = self._check_matrix(matrix)
+            rows, cols = self.chip.matrix_shape(matrix)
             self._check_rows(matrix, first_row, count, rows)
             if count == 0:
                 return np.zeros((0, cols), np.uint8)
@@ -332,7 +335,7 @@ class SimulatedDie:
             outputs = [drift[:, None] * a * z for a, z in zip(core.a_plus, states)]
             if not noiseless:
                 nf = self.truth.noise_frac
-                outputs = [y * (1.0 + self._rng.normal(0.0, nf, y.shape)) for y in outputs]
+                outputs = [y * (1.0 + self._helper_rng.normal(0.0, nf, y.shape)) for y in outputs]
             return outputs
 
     # -- pad side (called by the pads, lock-free) ----------------------------
@@ -352,12 +355,13 @@ class SimulatedDie:
     # -- internals -------------------------------------------------------------
 
     def _on_pad_change(self) -> None:
-        """An instrument changed a pad: look at once, unless another thread is mid-operation.
+        """An instrument changed a pad: look at once, unless the die stays busy.
 
-        A busy die is not waited for (that could deadlock against the
-        instrument's own lock); every operation polls the pads first anyway.
+        The wait is short because a thread that holds the die's lock may be
+        waiting for this instrument's lock (deadlock); a change not seen here
+        is seen by the next operation, which polls the pads first.
         """
-        if self.lock.acquire(blocking=False):
+        if self.lock.acquire(timeout=_PAD_CHANGE_WAIT_S):
             try:
                 self._refresh()
             finally:
@@ -498,9 +502,6 @@ class SimulatedDie:
             raise DieFault(f"die damaged: {self._damage_cause}")
         if not self._supply_ok:
             raise DieFault("supply out of range (VDD must be 1.71..1.89 V, not in compliance)")
-
-    def _check_matrix(self, matrix: int) -> tuple[int, int]:
-        return self.chip.matrix_shape(matrix)
 
     @staticmethod
     def _check_rows(matrix: int, first_row: int, count: int, rows: int) -> None:

@@ -91,7 +91,7 @@ class DieTruth:
     temp_walk_seed: int
     # defects
     stuck_bits: list[StuckBit]
-    _walk_knots_c: np.ndarray = field(default_factory=lambda: np.zeros(1), repr=False)
+    _walk_knots_c: np.ndarray = field(default_factory=lambda: np.zeros(1), init=False, repr=False)
 
     @classmethod
     def draw(cls, layer_sizes: tuple[int, ...], seed: int,
@@ -143,10 +143,28 @@ class DieTruth:
             stuck_bits=drawn if stuck_bits is None else [tuple(int(v) for v in s) for s in stuck_bits],
         )
 
+    def seen_a_plus(self, layer: int) -> np.ndarray:
+        """a+ as any per-neuron measurement through the synapses sees it.
+
+        A neuron of layer l > 0 can only be driven through its input column, so
+        the mean unit-weight (code 7) gain of that column multiplies its a+ in
+        every measurement and, equally, in the network's function: the two are
+        one factor. What remains (the scatter of single synapses around their
+        column mean) is synapse mismatch proper, which no per-neuron
+        characterisation separates (contract section 1). Layer 0 is driven
+        directly through EXT_IN, so its a+ is seen as is. Tests and benchmarks
+        compare characterisation against this and, for reference, against the
+        bare soma gain.
+        """
+        if layer == 0:
+            return self.a_plus[0].copy()
+        bit_weights = 2.0 ** np.arange(MAGNITUDE_BITS)
+        unit = (self.synapse_gain[layer - 1][:, :, 0, :] * bit_weights).sum(axis=-1) / bit_weights.sum()
+        return self.a_plus[layer] * unit.mean(axis=0)
+
     def with_stuck_bits(self, stuck_bits: list[StuckBit]) -> "DieTruth":
         """A copy with other latch defects (tests that need a known stuck bit)."""
-        return replace(self, stuck_bits=[tuple(int(v) for v in s) for s in stuck_bits],
-                       _walk_knots_c=np.zeros(1))
+        return replace(self, stuck_bits=[tuple(int(v) for v in s) for s in stuck_bits])
 
     # -- drift ---------------------------------------------------------------
 
@@ -207,7 +225,7 @@ class DieTruth:
                     kwargs[name] = [tuple(int(v) for v in row) for row in f[name][()]]
                 elif name == "layer_sizes":
                     kwargs[name] = tuple(int(v) for v in f.attrs[name])
-                elif not name.startswith("_"):
+                elif item.init:
                     kwargs[name] = f.attrs[name].item()
         return cls(**kwargs)  # type: ignore[arg-type]
 
@@ -215,7 +233,7 @@ class DieTruth:
         skip = set(_LAYER_LISTS) | set(_ARRAYS) | {"stuck_bits"}
         out: dict[str, object] = {}
         for item in fields(self):
-            if item.name in skip or item.name.startswith("_"):
+            if item.name in skip or not item.init:
                 continue
             value = getattr(self, item.name)
             out[item.name] = list(value) if isinstance(value, tuple) else value
