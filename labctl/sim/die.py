@@ -164,6 +164,7 @@ class SimulatedDie:
         self._ext_current_a = 0.0
         self._refreshing = False
         self.pad_state = PadState()
+        self._branch_cache_a: float | None = None
         self._core = self._build_core()
         self.pads: dict[str, Pad] = {
             "VDD": VddPad(self, truth.noise_frac),
@@ -389,8 +390,7 @@ class SimulatedDie:
             self._latches_valid = False
         self._powered = powered
         self._supply_ok = powered and SUPPLY_MIN_V <= vdd_v <= SUPPLY_MAX_V and not vdd.in_compliance
-        self.pad_state = PadState(powered=powered, vdd_v=vdd_v, ext_in_routed=self._ext_channel is not None,
-                                  branch_current_a=self.pad_state.branch_current_a)
+        self.pad_state = PadState(powered=powered, vdd_v=vdd_v, ext_in_routed=self._ext_channel is not None)
 
         ext = self.pads["EXT_IN"].operating_point()
         self._ext_current_a = 0.0
@@ -428,11 +428,19 @@ class SimulatedDie:
             self._weights = [None] * len(self._weights)
 
     def _publish(self) -> None:
-        """Rebuild the analog snapshot and the supply current the VDD pad reports."""
+        """Rebuild the analog snapshot; the supply current is recomputed only when asked for."""
         self._core = self._build_core()
-        branch_a = self._branch_current_a() if self._powered else 0.0
+        self._branch_cache_a = None
         self.pad_state = PadState(powered=self._powered, vdd_v=self.pad_state.vdd_v,
-                                  ext_in_routed=self._ext_channel is not None, branch_current_a=branch_a)
+                                  ext_in_routed=self._ext_channel is not None)
+
+    def branch_current_a(self) -> float:
+        """Supply current of all branches for the present state (cached: RUN_BATCH never asks)."""
+        if not self._powered:
+            return 0.0
+        if self._branch_cache_a is None:
+            self._branch_cache_a = self._branch_current_a()
+        return self._branch_cache_a
 
     def _build_core(self) -> _Core:
         a_plus = tuple(a * s for a, s in zip(self.truth.a_plus, self._damage_scale))

@@ -70,14 +70,15 @@ class PadState:
     powered: bool = False
     vdd_v: float = 0.0
     ext_in_routed: bool = False
-    branch_current_a: float = 0.0
-    """Sum of the currents in all soma and synapse branches at the last computed state."""
 
 
 class DieSide(Protocol):
     """The die as its pads see it."""
 
     pad_state: PadState
+
+    def branch_current_a(self) -> float:
+        """Sum of the currents in all soma and synapse branches (0 when unpowered)."""
 
     def mon_copy_a(self) -> float:
         """Copy current of the selected neuron at 0.9 V (0 when none is selected or unpowered)."""
@@ -102,7 +103,7 @@ class VddPad(DiePad):
             return -SUBSTRATE_IS_A * (_exp(-voltage_v / SUBSTRATE_VT_V) - 1.0)
         if voltage_v < POWER_ON_V:
             return voltage_v / 10e6
-        return QUIESCENT_A + self._die.pad_state.branch_current_a + voltage_v / 1e6
+        return QUIESCENT_A + self._die.branch_current_a() + voltage_v / 1e6
 
 
 class ExtInPad(DiePad):

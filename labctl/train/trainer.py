@@ -102,22 +102,23 @@ def train_weights(
     """
     if loss not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"training needs at least 1 epoch, got {epochs}")
+    start = time.perf_counter()
     chip = params.chip
     model_params = DieParameters.nominal(chip) if naive else params
     network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
     n_train = len(dataset.y_train)
     batch_size = batch_size or int(np.clip(n_train // 8, 16, 200))
     steps_per_epoch = math.ceil(n_train / batch_size)
-    epochs = epochs or int(np.clip(math.ceil(3000 / steps_per_epoch), 50, 400))
+    epochs = epochs if epochs is not None else int(np.clip(math.ceil(3000 / steps_per_epoch), 50, 400))
     noisy = variation_aware and np.isfinite(model_params.synapse_spread) and model_params.synapse_spread > 0
 
     threads = torch.get_num_threads()
     torch.set_num_threads(TORCH_THREADS)
     try:
         torch.manual_seed(seed)
-        start = time.perf_counter()
         codes, logs = _fit(model_params, network, dataset, loss, epochs, batch_size, learning_rate, noisy, seed, progress)
-        seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
 
@@ -149,7 +150,7 @@ def train_weights(
         batch_size=batch_size,
         learning_rate=learning_rate,
         variation_aware=noisy,
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
         ideal_accuracy=_accuracy(encoding.classify(ideal_rates), dataset.y_test),
         train_accuracy=_accuracy(encoding.classify(train_rates), dataset.y_train),
         software_accuracy=weights.software_accuracy,
