@@ -37,7 +37,7 @@ from labctl.calibration.fit import (
     normalise_mean_one,
     relative_sigma,
 )
-from labctl.calibration.probing import BIAS_SWEEP, DARK, EXT_SWEEP, PILOT_LEVEL
+from labctl.calibration.probing import BIAS_SWEEP, DARK, EXT_SWEEP, PILOT_LEVEL, driven_channels
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
 from labctl.latch_codes import nibbles_to_signed
@@ -79,8 +79,25 @@ def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, Rec
         rc = RecordedConfig(int(row["config"]), kind, params, held)
         if kind.startswith("chain"):
             rc.plan = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative")
-            rc.corrupted = [np.any(h != p, axis=0) for h, p in zip(held, rc.plan.codes)]
+            rc.corrupted = corrupted_columns(rc.plan, held)
         out[rc.config_id] = rc
+    return out
+
+
+def corrupted_columns(plan: ChainConfig, held: list[np.ndarray]) -> list[np.ndarray]:
+    """Per matrix, the columns whose latches differ from the plan on a row that carries signal.
+
+    Only the driven input channels carry signal into matrix 0; every neuron of a
+    deeper layer has a source in a chain, so any difference there counts.
+    """
+    out = []
+    for m, (h, p) in enumerate(zip(held, plan.codes)):
+        wrong = h != p
+        if m == 0:
+            silent = np.ones(h.shape[0], bool)
+            silent[driven_channels(plan)] = False
+            wrong[silent] = False
+        out.append(np.any(wrong, axis=0))
     return out
 
 
@@ -397,6 +414,8 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
         flags = {f"layer_{l}/poor_fit": ~(lay.a_plus_std / lay.a_plus <= POOR_FIT_RELATIVE_STD)
                  for l, lay in enumerate(final.layers)}
 
+    final, unmeasured = fill_unmeasured(final)
+    flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
     summary = {
         "method": method,
         "configurations": len(configs),
@@ -410,6 +429,35 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
         ],
     }
     return AnalysisResult(final, methods, flags, summary)
+
+
+def fill_unmeasured(params: DieParameters) -> tuple[DieParameters, list[np.ndarray]]:
+    """Give neurons that no measurement reached (e.g. a stuck latch spoils every path into
+    them) the layer's typical values, with the layer's spread as their error, so the
+    trainer can use the file; they are flagged ``unmeasured``. Per-method groups keep NaN."""
+    last = params.chip.n_layers - 1
+    layers, masks = [], []
+    for l, lay in enumerate(params.layers):
+        missing = ~np.isfinite(lay.a_plus)
+        spread = float(np.nanstd(lay.a_plus)) if (~missing).sum() > 1 else 0.25
+        a_plus = np.where(missing, 1.0, lay.a_plus)
+        a_plus_std = np.where(missing, spread, lay.a_plus_std)
+        a_minus, a_minus_std = lay.a_minus, lay.a_minus_std
+        if l < last:
+            ratio = lay.a_minus / lay.a_plus
+            typical = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else 1.0
+            no_ratio = ~np.isfinite(ratio)
+            a_minus = np.where(no_ratio | missing, a_plus * typical, lay.a_minus)
+            a_minus_std = np.where(no_ratio | missing, a_plus * max(spread, 0.1), lay.a_minus_std)
+            missing = missing | no_ratio
+        layers.append(LayerGains(a_plus, a_plus_std, a_minus, a_minus_std, lay.scale))
+        masks.append(missing)
+    fill = lambda v, default: np.where(np.isfinite(v), v, default)
+    filled = DieParameters(params.chip, layers, fill(params.bias_gain, 1.0), fill(params.bias_offset_a, 0.0),
+                           fill(params.c2f_gain_hz_per_a, float(np.nanmedian(params.c2f_gain_hz_per_a))
+                                if np.isfinite(params.c2f_gain_hz_per_a).any() else params.chip.c2f_gain_hz_per_a),
+                           fill(params.c2f_dark_hz, 0.0), params.synapse_spread, dict(params.notes))
+    return filled, masks
 
 
 def _rel(std: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -126,7 +126,8 @@ def fit_path_products(paths: np.ndarray, log_slopes: np.ndarray, layer_sizes: tu
 
     paths: (P, L) node index per layer (-1 = not on the path); log_slopes: (P,).
     Returns per-node relative gains flattened layer by layer, with standard
-    errors from the residual scatter.
+    errors from the residual scatter; nodes the design cannot separate (too few
+    paths through them) are NaN rather than a made-up value.
     """
     offsets = np.concatenate([[0], np.cumsum(layer_sizes)])
     n_nodes = int(offsets[-1])
@@ -155,6 +156,14 @@ def fit_path_products(paths: np.ndarray, log_slopes: np.ndarray, layer_sizes: tu
     cov_full[np.ix_(seen, seen)] = (pinv @ pinv.T) * s2
     u = centre @ u
     cov = centre @ cov_full @ centre.T
+    # a node is identifiable when no direction of the design's null space (beyond the
+    # per-layer gauge, which centring removes) moves its centred value
+    _, _, vt = np.linalg.svd(a[:, seen], full_matrices=True)
+    null_seen = vt[rank:].T
+    if null_seen.size:
+        null = np.zeros((n_nodes, null_seen.shape[1]))
+        null[seen] = null_seen
+        seen = seen & (np.linalg.norm(centre @ null, axis=1) < 1e-8)
     value = np.where(seen, np.exp(u), np.nan)
     std = np.where(seen, value * np.sqrt(np.clip(np.diag(cov), 0, None)), np.nan)
     return Estimate(value, std)

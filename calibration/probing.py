@@ -83,6 +83,16 @@ class Prober:
     def _set_all_inputs(self, code: int) -> None:
         self.bridge.set_inputs([int(code)] * self.chip.n_inputs)
 
+    def _drive_chain(self, config: ChainConfig, code: int) -> None:
+        """Drive only the input channels the chain uses; the rest stay at 0.
+
+        A stuck latch bit elsewhere in matrix 0 then connects a silent channel
+        (leakage only) instead of a driven one, so it does not spoil the column.
+        """
+        codes = np.zeros(self.chip.n_inputs, dtype=int)
+        codes[driven_channels(config)] = int(code)
+        self.bridge.set_inputs(codes.tolist())
+
     # -- runs -------------------------------------------------------------
 
     def ext_in_sweep(self) -> None:
@@ -144,7 +154,7 @@ class Prober:
                                  programmed)
         codes = np.unique(np.linspace(top_code / s.levels, top_code, s.levels).round().astype(int))
         for level, code in enumerate(codes):
-            self._set_all_inputs(int(code))
+            self._drive_chain(config, int(code))
             if s.read_mon:
                 rows = [self._mon_row(config_id, level, l, n, float(code), 0.0) for l, n in nodes]
                 self.store.append_mon(np.array(rows, MON_DTYPE))
@@ -186,7 +196,7 @@ class Prober:
         if not s.read_mon:
             # without MON the inputs cannot be seen: stay at a conservative nominal level
             return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a))
-        self._set_all_inputs(s.pilot_code)
+        self._drive_chain(config, s.pilot_code)
         rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(s.pilot_code), 0.0) for l, n in nodes]
         self.store.append_mon(np.array(rows, MON_DTYPE))
         mon = {(int(r[3]), int(r[4])): r[7] for r in rows}
@@ -198,6 +208,13 @@ class Prober:
                     worst = max(worst, ratings_unit_input(mon.get((m, int(srcn)), 0.0)))
         top = int(s.pilot_code * s.target_soma_input_a / worst)
         return int(np.clip(top, s.pilot_code, chip.max_dac_code))
+
+
+def driven_channels(config: ChainConfig) -> np.ndarray:
+    """Input channels that feed matrix 0 of a chain (as sources or negative sources)."""
+    used = [config.sources[0]] + ([config.negatives[0]] if config.negatives else [])
+    channels = np.concatenate(used)
+    return np.unique(channels[channels >= 0])
 
 
 def ratings_unit_input(source_output_a: float) -> float:

@@ -92,7 +92,7 @@ class Bench:
                 channel.set_nplc(self.nplc)
                 self._channels[role] = channel
         except BaseException:
-            self._close_connections()
+            self.disconnect()
             raise
         return self
 
@@ -109,9 +109,10 @@ class Bench:
         try:
             self.power_down(keep_supply=self.keep_powered and not emergency)
         finally:
-            self._close_connections()
+            self.disconnect()
 
-    def _close_connections(self) -> None:
+    def disconnect(self) -> None:
+        """Close the bridge and instruments without touching any output (e.g. after ``identify``)."""
         for inst in self._instruments.values():
             try:
                 inst.close()  # type: ignore[attr-defined]

@@ -24,8 +24,10 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_characterisation(bench_file: Path, out: Path, *, method: str = "both", n_configs: int | None = None,
-                         settings: ProbeSettings | None = None, progress: Progress | None = None):
-    with Bench.from_file(bench_file) as bench:
+                         settings: ProbeSettings | None = None, progress: Progress | None = None,
+                         bench_options: dict | None = None):
+    """``bench_options`` go to :class:`Bench` (e.g. ``transcript``/``on_reading`` for a session record)."""
+    with Bench.from_file(bench_file, **(bench_options or {})) as bench:
         return characterise(bench, out, method=method, settings=settings, n_configs=n_configs, progress=progress)
 
 
@@ -53,10 +55,10 @@ class OnChipResult:
 
 def program_and_evaluate(bench_file: Path, weights_file: Path, *, dataset_name: str | None = None,
                          keep_powered: bool = False, gate_ms: int = 20,
-                         progress: Progress | None = None) -> OnChipResult:
+                         progress: Progress | None = None, bench_options: dict | None = None) -> OnChipResult:
     """Power up, program and verify (latches are volatile), then optionally classify the test split."""
     weights = load_weights(weights_file)
-    with Bench.from_file(bench_file, keep_powered=keep_powered) as bench:
+    with Bench.from_file(bench_file, keep_powered=keep_powered, **(bench_options or {})) as bench:
         check_weights_for_die(weights, bench.chip, source=str(weights_file))
         bench.power_up()
         report = program_weights(bench.bridge, bench.chip, weights, progress=progress)

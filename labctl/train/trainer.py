@@ -61,6 +61,7 @@ class TrainReport:
     learning_rate: float
     variation_aware: bool
     seconds: float
+    """Wall time of training and encoding."""
     losses: list[float] = field(default_factory=list)
     """Training loss of the 3-bit network after each epoch (whole training split)."""
     train_accuracies: list[float] = field(default_factory=list)
@@ -261,25 +262,20 @@ def _start_bias_positive(weights: QuantisedWeights, network: NetworkMap) -> None
 def _choose_encoding(
     params: DieParameters, network: NetworkMap, dataset: Dataset, codes: list[np.ndarray]
 ) -> tuple[InputEncoding, float]:
-    """The largest input scale with every soma input <= 200 nA on the training split and codes <= max."""
+    """The largest input scale with every soma input <= 200 nA on the training split and codes <= max.
+
+    The network is homogeneous, so the first step lands almost on the answer;
+    DAC rounding and the bias offsets are not, hence the check on real codes.
+    """
     chip = params.chip
-    unit = relative_inputs(network, chip.n_inputs, dataset.unit(dataset.X_train))
     full_scale = float(chip.max_dac_code)
-    for _ in range(5):
-        currents = soma_currents_a(params, codes, unit * full_scale)
-        peak = max(float(c.max()) for c in currents)
-        if peak <= TARGET_MAX_SOMA_INPUT_A:
-            break
-        full_scale *= 0.999 * TARGET_MAX_SOMA_INPUT_A / peak
-    encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
-    # DAC rounding and the bias offsets are not homogeneous: check the real codes and shrink if needed.
     for _ in range(20):
+        encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
         currents = soma_currents_a(params, codes, encoding.encode(dataset.X_train))
         peak = max(float(c.max()) for c in currents)
         if peak <= TARGET_MAX_SOMA_INPUT_A:
             return encoding, full_scale
-        full_scale *= 0.99 * TARGET_MAX_SOMA_INPUT_A / peak
-        encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
+        full_scale *= 0.999 * TARGET_MAX_SOMA_INPUT_A / peak
     raise ConfigError(f"no input scale keeps the somas of {chip.serial} below {TARGET_MAX_SOMA_INPUT_A:g} A")
 
 

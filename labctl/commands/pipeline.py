@@ -1,0 +1,133 @@
+"""identify, characterise, train, program, evaluate: the pipeline's steps on a bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from labctl.commands import BENCH_HELP, add_command
+from labctl.progress import progress_bars
+
+
+def register(sub) -> None:
+    s = add_command(sub, "identify", "Show what the bridge and each instrument report. Powers nothing up.",
+                    "example:\n  labctl identify --bench bench.toml")
+    s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
+    s.set_defaults(handler=identify)
+
+    s = add_command(sub, "characterise", "Measure every neuron of the die; write raw data and fits to HDF5.",
+                    "example:\n  labctl characterise --bench bench.toml --out die.h5 --method both")
+    s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
+    s.add_argument("--out", type=Path, required=True, help="characterisation file to write (HDF5)")
+    s.add_argument("--method", choices=("network", "mon", "both"), default="both",
+                   help="network: through the output counters (the paper's way); mon: direct probing on MON; "
+                        "both (default): each checks the other")
+    s.add_argument("--configs", type=int, default=None,
+                   help="chain configurations (default: 7 on CMNA-777, 8 on larger dies)")
+    s.add_argument("--levels", type=int, default=6, help="drive levels per configuration (default 6)")
+    s.add_argument("--gate-ms", type=int, default=200, help="C2F gate per reading in ms (default 200)")
+    s.set_defaults(handler=characterise)
+
+    s = add_command(sub, "train", "Train signed 3-bit weights tailored to a characterised die (or naive ones).",
+                    "examples:\n  labctl train --calibration die.h5 --dataset iris --out weights.h5\n"
+                    "  labctl train --calibration die.h5 --dataset iris --out naive.h5 --naive")
+    s.add_argument("--calibration", type=Path, required=True, help="characterisation file (HDF5) of the die")
+    s.add_argument("--dataset", required=True, help="iris, wine, breast_cancer, digits, mnist, or a CSV path")
+    s.add_argument("--out", type=Path, required=True, help="weights file to write (HDF5)")
+    s.add_argument("--naive", action="store_true", help="ignore the measured gains (nominal die): the baseline")
+    s.add_argument("--hidden", type=str, default=None, help="hidden layer sizes, e.g. 7 or 100,50 (default: the die's)")
+    s.add_argument("--epochs", type=int, default=None, help="training epochs (default: per data set)")
+    s.add_argument("--seed", type=int, default=0, help="seed for the data split and initialisation")
+    s.set_defaults(handler=train)
+
+    s = add_command(sub, "program", "Write weights into the die's latches, read them back and verify.",
+                    "example:\n  labctl program --bench bench.toml --weights weights.h5 --keep-powered")
+    s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
+    s.add_argument("--weights", type=Path, required=True, help="weights file (HDF5) trained for this die")
+    s.add_argument("--keep-powered", action="store_true",
+                   help="leave VDD on after a normal exit so the volatile latches keep the weights (EXT_IN, MON off)")
+    s.set_defaults(handler=program_or_evaluate, dataset=None, json=False, gate_ms=20)
+
+    s = add_command(sub, "evaluate", "Program the weights, then classify the test split on the die (RUN_BATCH).",
+                    "example:\n  labctl evaluate --bench bench.toml --weights weights.h5 --dataset iris --json")
+    s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
+    s.add_argument("--weights", type=Path, required=True, help="weights file (HDF5) trained for this die")
+    s.add_argument("--dataset", required=True, help="the data set the weights were trained on")
+    s.add_argument("--gate-ms", type=int, default=20, help="C2F gate per pattern in ms (default 20)")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+    s.set_defaults(handler=program_or_evaluate, keep_powered=False)
+
+
+def identify(args: argparse.Namespace) -> int:
+    from labctl.bench import Bench
+
+    bench = Bench.from_file(args.bench).open()
+    try:
+        chip = bench.chip
+        print(f"bridge  {bench.config.bridge_port}: die {chip.serial} ({chip.part}), layers "
+              f"{'-'.join(map(str, chip.layer_sizes))}, firmware {chip.firmware[0]}.{chip.firmware[1]}, "
+              f"protocol {chip.protocol}, max payload {chip.max_payload} B, max gate {chip.max_gate_ms} ms")
+        status = bench.bridge.status()
+        print(f"status  flags {status.flags!r}, die temperature {status.temperature_c:.2f} degC")
+        for name, idn in bench.instrument_identities().items():
+            print(f"{name:<7} {idn}")
+        for role, b in bench.config.roles.items():
+            print(f"role    {role:<8}-> {b.instrument}:{b.channel}")
+    finally:
+        bench.disconnect()
+    return 0
+
+
+def characterise(args: argparse.Namespace) -> int:
+    from labctl.calibration.probing import ProbeSettings
+    from labctl.workflow import run_characterisation
+
+    settings = ProbeSettings(levels=args.levels, gate_ms=args.gate_ms)
+    with progress_bars(not args.no_progress) as progress:
+        result = run_characterisation(args.bench, args.out, method=args.method, n_configs=args.configs,
+                                      settings=settings, progress=progress)
+    s = result.summary
+    print(f"characterisation written to {args.out} ({s['configurations']} configurations, "
+          f"{s['mon_readings']} MON readings, {s['c2f_gates']} C2F gates)")
+    for l, layer in enumerate(result.params.layers):
+        info = s["layers"][l]
+        print(f"  layer {l}: {len(layer.a_plus)} neurons, a+ spread {layer.a_plus.std():.1%}, "
+              f"typical error {info['rms_rel_std_a_plus']:.2%}, flagged {info['flagged']}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from labctl.workflow import run_training
+
+    hidden = tuple(int(v) for v in args.hidden.split(",")) if args.hidden else None
+    weights, report = run_training(args.calibration, args.dataset, args.out, naive=args.naive, hidden=hidden,
+                                   epochs=args.epochs, seed=args.seed)
+    kind = "naive" if args.naive else "tailored"
+    print(f"{kind} weights for die {weights.die_serial} on {weights.dataset}: "
+          f"software accuracy {weights.software_accuracy:.1%} -> {args.out}")
+    return 0
+
+
+def program_or_evaluate(args: argparse.Namespace) -> int:
+    from labctl.workflow import program_and_evaluate
+
+    with progress_bars(not args.no_progress and not args.json) as progress:
+        result = program_and_evaluate(args.bench, args.weights, dataset_name=args.dataset,
+                                      keep_powered=args.keep_powered, gate_ms=args.gate_ms, progress=progress)
+    report = result.program
+    if not args.json:
+        if report.verified:
+            print(f"programmed and verified ({report.attempts} pass{'es' if report.attempts > 1 else ''})")
+        else:
+            print(f"programmed; {len(report.stuck)} stuck latch bit(s) will not take:")
+            for b in report.stuck:
+                print(f"  matrix {b.matrix} row {b.row} column {b.column} bit {b.bit} stuck at {b.held}")
+    ev = result.evaluation
+    if ev is not None:
+        if args.json:
+            print(json.dumps(ev.as_json() | {"stuck_bits": len(report.stuck)}))
+        else:
+            print(f"on-chip accuracy {ev.on_chip_accuracy:.1%} ({ev.n_samples} samples); "
+                  f"software predicted {ev.software_accuracy:.1%}")
+    return 0
