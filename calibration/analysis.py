@@ -37,7 +37,7 @@ from labctl.calibration.fit import (
     normalise_mean_one,
     relative_sigma,
 )
-from labctl.calibration.probing import BIAS_SWEEP, DARK, EXT_SWEEP, PILOT_LEVEL, driven_channels
+from labctl.calibration.probing import driven_channels
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
 from labctl.latch_codes import nibbles_to_signed
@@ -67,9 +67,13 @@ class AnalysisResult:
 
 
 def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, RecordedConfig]:
+    """The configurations whose run finished (an interrupted one is left out, resume redoes it)."""
     shapes = [chip.matrix_shape(m) for m in range(chip.n_matrices)]
+    done = set(raw["done"]["config"].tolist()) if "done" in raw else None
     out = {}
     for row, flat in zip(raw["configs"], raw["config_codes"]):
+        if done is not None and int(row["config"]) not in done:
+            continue
         params = json.loads(row["params"])
         held, start = [], 0
         for rows, cols in shapes:
@@ -102,14 +106,23 @@ def corrupted_columns(plan: ChainConfig, held: list[np.ndarray]) -> list[np.ndar
 
 
 class _MonIndex:
-    """MON readings by (config, layer, neuron): arrays ordered by level (pilot excluded)."""
+    """MON readings by (config, layer, neuron): arrays ordered by level.
+
+    A chain's pilot readings (level -1, a low code inside the linear range) are
+    data like any other level.
+    """
 
     def __init__(self, mon: np.ndarray) -> None:
         self._by: dict[tuple[int, int, int], list[tuple[int, float, float]]] = defaultdict(list)
+        self.times: dict[int, list[float]] = defaultdict(list)
         for r in mon:
-            if r["level"] != PILOT_LEVEL:
-                self._by[(int(r["config"]), int(r["layer"]), int(r["neuron"]))].append(
-                    (int(r["level"]), float(r["drive"]), float(r["current_a"])))
+            self._by[(int(r["config"]), int(r["layer"]), int(r["neuron"]))].append(
+                (int(r["level"]), float(r["drive"]), float(r["current_a"])))
+            self.times[int(r["config"])].append(float(r["time_s"]))
+
+    def time_of(self, config: int) -> float:
+        t = self.times.get(config)
+        return float(np.mean(t)) if t else float("nan")
 
     def get(self, config: int, layer: int, neuron: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = sorted(self._by.get((config, layer, neuron), []))
@@ -151,14 +164,43 @@ class MonResult:
     unit_ratio_samples: dict[tuple[int, int], list[float]]
 
 
+def _last_of_kind(configs: dict[int, RecordedConfig], kind: str) -> int:
+    ids = [c.config_id for c in configs.values() if c.kind == kind]
+    return max(ids) if ids else -1
+
+
+def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig],
+                idx: "_MonIndex") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time_s, gain factor relative to the first reference, temperature_c) from reference runs."""
+    times, slopes, temps = [], [], []
+    for c in sorted((c for c in configs.values() if c.kind == "reference"), key=lambda c: c.config_id):
+        per_channel = []
+        for ch in c.params.get("channels", []):
+            _, drive, cur = idx.get(c.config_id, 0, ch)
+            keep = drive > 0
+            if keep.sum() >= 2:
+                per_channel.append(np.polyfit(drive[keep], cur[keep], 1)[0])
+        c2f = [r for r in raw["c2f"] if int(r["config"]) == c.config_id]
+        if per_channel:
+            times.append(idx.time_of(c.config_id))
+            slopes.append(np.array(per_channel))
+            temps.append(float(c2f[0]["temperature_c"]) if c2f else np.nan)
+    if not times:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    factor = np.array([np.mean(s / slopes[0]) for s in slopes])
+    return np.array(times), factor, np.array(temps)
+
+
 def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
     idx = _MonIndex(raw["mon"])
+    ext_id = _last_of_kind(configs, "ext_sweep")
+    bias_id = _last_of_kind(configs, "bias_sweep")
     n0 = chip.n_inputs
     # layer 0 from the EXT_IN sweep: slope of MON against a known current
     ext_slope = np.full(n0, np.nan)
     ext_std = np.full(n0, np.nan)
     for ch in range(n0):
-        levels, drive, cur = idx.get(EXT_SWEEP, 0, ch)
+        levels, drive, cur = idx.get(ext_id, 0, ch)
         keep = drive > 0  # at 0 A a negative bias offset leaves the soma off (rectified)
         f = _safe_fit(drive[keep], cur[keep], MON_NOISE_FLOOR_A)
         if f:
@@ -169,7 +211,7 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     offset = np.full(n0, np.nan)
     offset_std = np.full(n0, np.nan)
     for ch in range(n0):
-        levels, drive, cur = idx.get(BIAS_SWEEP, 0, ch)
+        levels, drive, cur = idx.get(bias_id, 0, ch)
         keep = drive > 0
         f = _safe_fit(drive[keep], cur[keep], MON_NOISE_FLOOR_A)
         if f and np.isfinite(ext_slope[ch]):
@@ -291,7 +333,8 @@ def _c2f_from_mon(chip, raw, idx, configs) -> Estimate:
 
 def _dark_rates(chip, raw) -> Estimate:
     """Rate of each C2F with its output soma off: the dark rate plus the soma's leakage."""
-    rows = [r for r in raw["c2f"] if int(r["config"]) == DARK]
+    dark_id = _last_of_kind(_configs(chip, raw), "dark")
+    rows = [r for r in raw["c2f"] if int(r["config"]) == dark_id]
     if not rows:
         return Estimate(np.full(chip.n_outputs, np.nan), np.full(chip.n_outputs, np.nan))
     counts = np.array([r["counts"] for r in rows], np.float64)
@@ -416,19 +459,47 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
 
     final, unmeasured = fill_unmeasured(final)
     flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
+    trace = drift_trace(raw, configs, _MonIndex(raw["mon"])) if method != "network" else (np.zeros(0),) * 3
     summary = {
         "method": method,
         "configurations": len(configs),
         "mon_readings": int(len(raw["mon"])),
         "c2f_gates": int(len(raw["c2f"])),
         "synapse_spread_per_bit": final.synapse_spread,
-        "layers": [
-            {"rms_rel_std_a_plus": float(np.sqrt(np.nanmean((lay.a_plus_std / lay.a_plus) ** 2))),
-             "flagged": int(sum(np.sum(v) for k, v in flags.items() if k.startswith(f"layer_{l}/")))}
-            for l, lay in enumerate(final.layers)
-        ],
+        "layers": [layer_summary(lay, flags, l) for l, lay in enumerate(final.layers)],
+        "drift": drift_summary(trace),
     }
     return AnalysisResult(final, methods, flags, summary)
+
+
+DRIFT_FLAG_PER_MIN = 5e-4
+"""Drift beyond the contract's 0.05 % per minute of all gains is flagged ..."""
+DRIFT_SEEN_CHANGE = 0.01
+"""... when the references changed by more than their own noise allows (1 %)."""
+
+
+def layer_summary(lay: LayerGains, flags: dict[str, np.ndarray], l: int) -> dict:
+    """Achieved precision of one layer: rms relative error of a+ and of a-/a+."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_rel = np.hypot(lay.a_minus_std / lay.a_minus, lay.a_plus_std / lay.a_plus)
+    return {
+        "rms_rel_std_a_plus": float(np.sqrt(np.nanmean((lay.a_plus_std / lay.a_plus) ** 2))),
+        "rms_rel_std_ratio": float(np.sqrt(np.nanmean(ratio_rel ** 2))) if np.isfinite(ratio_rel).any() else None,
+        "flagged": int(sum(np.sum(v) for k, v in flags.items() if k.startswith(f"layer_{l}/"))),
+    }
+
+
+def drift_summary(trace: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
+    """Gain drift seen by the reference runs: trace, rate per minute, and whether it exceeds the contract."""
+    times, factor, temps = trace
+    out: dict = {"times_s": (times - times[0]).tolist() if len(times) else [], "factor": factor.tolist(),
+                 "temperature_c": temps.tolist()}
+    if len(times) >= 2 and np.ptp(times) > 0:
+        rate = float(np.polyfit((times - times[0]) / 60.0, factor, 1)[0])
+        # a reference is good to a few 0.1 %: flag only a drift that is both fast and clearly seen
+        seen = float(np.ptp(factor)) > DRIFT_SEEN_CHANGE
+        out |= {"rate_per_min": rate, "flagged": bool(abs(rate) > DRIFT_FLAG_PER_MIN and seen)}
+    return out
 
 
 def fill_unmeasured(params: DieParameters) -> tuple[DieParameters, list[np.ndarray]]:

@@ -1,69 +1,238 @@
-"""Characterise a die end to end: probe, record, fit, store.
+"""Characterise a die end to end: plan, probe, record, fit, store; resume and stop on target.
 
-The order matters for the data, not for safety (the bench owns safety): raw
-readings are appended as they are taken, the file is closed before any fit is
-attempted, so an interrupted or failed run keeps every reading; fits are
-written afterwards and can be redone from the file alone
-(:func:`refit`).
+The run is a list of jobs (dark, reference, EXT_IN sweep, bias sweep, chain
+configurations and their negative twins). Raw readings are appended as they
+are taken and every finished job is marked done, so an interrupted run keeps
+every reading and ``--resume`` continues without repeating a finished job.
+With precision targets the run stops as soon as the fits meet them (or the
+configuration or time budget is spent) and reports what it achieved per layer.
+Fits are written after the file leaves SWMR and can be redone from the file
+alone (:func:`refit`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.analysis import METHODS, AnalysisResult, analyse
-from labctl.calibration.configurations import chain_config, chain_shift_plan
-from labctl.calibration.probing import FIRST_CHAIN, ProbeSettings, Progress, Prober
-from labctl.errors import ConfigError
+from labctl.calibration.configurations import ChainConfig, chain_config, chain_shift_plan
+from labctl.calibration.probing import ProbeSettings, Progress, Prober, chain_nodes
+from labctl.chip import ChipDescription
+from labctl.errors import ConfigError, DataFileError
 from labctl.hdf5_store import CharacterisationFile, read_chip, read_raw, write_calibration
+
+MAX_CONFIGURATIONS = 40
+"""The paper characterised its 196-100-50-10 network from about 40 configurations."""
+REFERENCE_EVERY = 4
+"""A drift reference after every few chain pairs."""
+MIN_CHAIN_PAIRS = 4
+"""Never judge precision from fewer chain configurations than this (the scatter needs samples)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the characterisation; ``key`` identifies it across a resume."""
+
+    kind: str
+    shifts: tuple[int, ...] = ()
+    tag: int = 0
+
+    @property
+    def key(self) -> list:
+        return [self.kind, list(self.shifts), self.tag]
+
+    def chain(self, chip: ChipDescription) -> ChainConfig:
+        return chain_config(chip, self.shifts, with_negatives=self.kind == "chain_negative")
+
+
+@dataclass
+class Targets:
+    """Stop conditions: relative 1-sigma precision per layer and budgets."""
+
+    a_plus: float | None = None
+    ratio: float | None = None
+    time_budget_s: float | None = None
+    max_configurations: int = MAX_CONFIGURATIONS
+
+    @property
+    def adaptive(self) -> bool:
+        return self.a_plus is not None or self.ratio is not None or self.time_budget_s is not None
 
 
 def default_config_count(layer_sizes: tuple[int, ...]) -> int:
-    """Enough chain configurations that every neuron sees several sources (7 on CMNA-777)."""
+    """Chain configurations without a target: every source once on CMNA-777, 8 on larger dies."""
     return int(min(max(layer_sizes[0], 4), 8))
 
 
+def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int) -> list[Job]:
+    """Every job of a run, in order."""
+    direct = method != "network"
+    jobs = [Job("dark")]
+    if direct:
+        jobs += [Job("reference", tag=0), Job("ext_sweep"), Job("bias_sweep")]
+    for k, shifts in enumerate(chain_shift_plan(chip, n_pairs, seed=seed)):
+        jobs.append(Job("chain", shifts))
+        if direct:
+            jobs.append(Job("chain_negative", shifts))
+            if (k + 1) % REFERENCE_EVERY == 0:
+                jobs.append(Job("reference", tag=k + 1))
+    return jobs
+
+
+def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings) -> float:
+    """Bench time of a job: readings times integration and overhead, plus gates."""
+    reading = s.reading_s()
+    gate = s.gate_ms / 1000.0
+    if job.kind == "dark":
+        return 3 * chip.max_gate_ms / 1000.0
+    if job.kind == "reference":
+        return 9 * reading + gate
+    if job.kind == "ext_sweep":
+        return chip.n_inputs * s.ext_points * reading
+    if job.kind == "bias_sweep":
+        return chip.n_inputs * s.bias_points * reading
+    nodes = len(chain_nodes(job.chain(chip))) if s.read_mon else 0
+    pilot = nodes if job.kind == "chain" else 0
+    return (s.levels * nodes + pilot) * reading + (s.levels * gate if s.read_c2f else 0.0)
+
+
 def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
-                 settings: ProbeSettings | None = None, n_configs: int | None = None,
-                 seed: int = 0, progress: Progress | None = None) -> AnalysisResult:
-    """Measure every neuron of the die on ``bench`` and write ``out_path``."""
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    settings = settings or ProbeSettings()
-    if method == "network":
-        settings.read_mon = False
+                 settings: ProbeSettings | None = None, setting_overrides: dict | None = None,
+                 n_configs: int | None = None,
+                 targets: Targets | None = None, seed: int = 0, resume: bool = False,
+                 progress: Progress | None = None,
+                 announce: Callable[[str], None] | None = None) -> AnalysisResult:
+    """Measure every neuron of the die on ``bench`` into ``out_path`` (or continue it with ``resume``)."""
     chip = bench.chip
-    n_configs = n_configs or default_config_count(chip.layer_sizes)
-    parameters = {"method": method, "n_configs": n_configs, "seed": seed, "settings": asdict(settings)}
-    store = CharacterisationFile.create(out_path, chip, bench.config.text, parameters)
+    say = announce or (lambda message: None)
+    targets = targets or Targets()
+    if resume:
+        store = CharacterisationFile.resume(out_path, chip)
+        params = store.parameters
+        method, seed = params["method"], params["seed"]
+        settings = ProbeSettings(**params["settings"])
+        n_pairs = params["n_pairs"]
+        targets = Targets(**params["targets"])
+        done_keys = _done_keys(store.read_raw())
+    else:
+        if method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
+        if method == "network":
+            settings.read_mon = False
+        fixed = len(plan_jobs(chip, method, 0, seed))
+        per_pair = 1 if method == "network" else 2
+        budget_pairs = max(1, (targets.max_configurations - fixed) // per_pair)
+        n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
+            (n_configs or default_config_count(chip.layer_sizes))
+        parameters = {"method": method, "n_pairs": n_pairs, "seed": seed, "settings": asdict(settings),
+                      "targets": asdict(targets)}
+        store = CharacterisationFile.create(out_path, chip, bench.config.text, parameters)
+        done_keys = set()
+    jobs = plan_jobs(chip, method, n_pairs, seed)
+    todo = [j for j in jobs if json.dumps(j.key) not in done_keys]
+    estimate = sum(estimate_job_s(j, chip, settings) for j in todo)
+    say(f"{len(todo)} of {len(jobs)} runs to do; estimated bench time {estimate:.0f} s"
+        + (" (at most: stops early once the targets are met)" if targets.adaptive else ""))
+    spent = 0.0
     try:
+        bench.set_nplc(settings.nplc)
         bench.power_up()
         bench.bridge.reset()
         prober = Prober(bench, store, settings, progress)
-        prober.dark()
-        if method != "network":
-            prober.ext_in_sweep()
-            prober.bias_sweep()
-        plan = chain_shift_plan(chip, n_configs, seed=seed)
-        config_id = FIRST_CHAIN
-        for k, shifts in enumerate(plan):
-            top = prober.chain(config_id, chain_config(chip, shifts))
-            config_id += 1
-            if method != "network":
-                prober.chain(config_id, chain_config(chip, shifts, with_negatives=True), top_code=top)
-                config_id += 1
-            if progress:
-                progress("chain configurations", k + 1, len(plan))
+        next_id = _next_config_id(store.read_raw())
+        chains_total = sum(j.kind.startswith("chain") for j in jobs)
+        chains_done = sum(1 for j in jobs if j.kind.startswith("chain") and json.dumps(j.key) in done_keys)
+        top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
+        for job in todo:
+            if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
+                    and _targets_met(chip, store, method, targets, spent):
+                say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
+                break
+            _run_job(prober, job, next_id, top_codes)
+            store.mark_done(next_id, job.key)
+            next_id += 1
+            spent += estimate_job_s(job, chip, settings)
+            if job.kind.startswith("chain"):
+                chains_done += 1
+                if progress:
+                    progress("chain configurations", chains_done, chains_total)
     finally:
         store.close()
     return refit(out_path, method)
 
 
-def refit(path: str | Path, method: str = "both") -> AnalysisResult:
+def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int, ...], int]) -> None:
+    if job.kind == "dark":
+        prober.dark(config_id)
+    elif job.kind == "reference":
+        prober.reference(config_id)
+    elif job.kind == "ext_sweep":
+        prober.ext_in_sweep(config_id)
+    elif job.kind == "bias_sweep":
+        prober.bias_sweep(config_id)
+    else:
+        top = prober.chain(config_id, job.chain(prober.chip), top_code=top_codes.get(job.shifts)
+                           if job.kind == "chain_negative" else None)
+        top_codes[job.shifts] = top
+
+
+def _targets_met(chip: ChipDescription, store: CharacterisationFile, method: str, targets: Targets,
+                 spent_s: float) -> bool:
+    """True when every layer meets the precision targets, or the time budget is spent."""
+    if targets.time_budget_s is not None and spent_s >= targets.time_budget_s:
+        return True
+    if targets.a_plus is None and targets.ratio is None:
+        return False
+    summary = analyse(chip, store.read_raw(), method).summary
+    for l, layer in enumerate(summary["layers"]):
+        if targets.a_plus is not None and not layer["rms_rel_std_a_plus"] <= targets.a_plus:
+            return False
+        ratio = layer.get("rms_rel_std_ratio")
+        if targets.ratio is not None and l < chip.n_layers - 1 and method != "network" \
+                and not (ratio is not None and ratio <= targets.ratio):
+            return False
+    return True
+
+
+def _done_keys(raw: dict[str, np.ndarray]) -> set[str]:
+    return {str(job.decode() if isinstance(job, bytes) else job) for job in raw["done"]["job"]}
+
+
+def _recorded_top_codes(raw: dict[str, np.ndarray]) -> dict[tuple[int, ...], int]:
+    done = set(raw["done"]["config"].tolist())
+    out = {}
+    for row in raw["configs"]:
+        params = json.loads(row["params"])
+        if int(row["config"]) in done and "top_code" in params and row["kind"] == b"chain":
+            out[tuple(params["shifts"])] = int(params["top_code"])
+    return out
+
+
+def _next_config_id(raw: dict[str, np.ndarray]) -> int:
+    return int(raw["configs"]["config"].max()) + 1 if len(raw["configs"]) else 0
+
+
+def refit(path: str | Path, method: str | None = None) -> AnalysisResult:
     """Fit (again) from the raw records of a characterisation file and store the fits."""
     chip = read_chip(path)
-    result = analyse(chip, read_raw(path), method)
+    raw = read_raw(path)
+    if method is None:
+        method = _recorded_method(raw, path)
+    if not len(raw["done"]):
+        raise DataFileError(f"{path}: no finished measurement to fit (interrupted at the very start)")
+    result = analyse(chip, raw, method)
     write_calibration(path, result.params, result.methods, result.flags, result.summary)
     return result
+
+
+def _recorded_method(raw: dict[str, np.ndarray], path: str | Path) -> str:
+    kinds = {k.decode() if isinstance(k, bytes) else str(k) for k in raw["configs"]["kind"]}
+    return "both" if "ext_sweep" in kinds else "network"

@@ -101,6 +101,12 @@ class Bench:
         assert self.bridge is not None and self.bridge.chip is not None, "bench is not open"
         return self.bridge.chip
 
+    def set_nplc(self, nplc: float) -> None:
+        """Integration time of every role's readings, in power-line cycles (speed against noise)."""
+        self.nplc = nplc
+        for channel in self._channels.values():
+            channel.set_nplc(nplc)
+
     def instrument_identities(self) -> dict[str, str]:
         return {name: getattr(inst, "idn", "?") for name, inst in self._instruments.items()}
 

@@ -35,6 +35,10 @@ CONFIG_DTYPE = np.dtype([
 ])
 
 
+DONE_DTYPE = np.dtype([("config", "i4"), ("job", h5py.string_dtype())])
+"""A finished run: its configuration id and its job key (JSON)."""
+
+
 def c2f_dtype(n_outputs: int) -> np.dtype:
     return np.dtype([
         ("time_s", "f8"), ("config", "i4"), ("level", "i4"), ("drive", "f8"),
@@ -104,12 +108,40 @@ class CharacterisationFile:
         n_syn = sum(a * b for a, b in zip(chip.layer_sizes[:-1], chip.layer_sizes[1:]))
         raw.create_dataset("config_codes", shape=(0, n_syn), maxshape=(None, n_syn), dtype="u1",
                            chunks=(1, n_syn), compression="gzip")
-        raw["mon"].attrs["units"] = "time_s: s, drive: DAC code or A, ext_in_a: A, current_a: A"
-        raw["c2f"].attrs["units"] = "time_s: s, gate_s: s, temperature_c: degC, counts: events"
+        raw["mon"].attrs["units"] = "time_s: s of bench time (bridge uptime), drive: DAC code or A, ext_in_a: A, current_a: A"
+        raw["c2f"].attrs["units"] = "time_s: s of bench time (bridge uptime), gate_s: s, temperature_c: degC, counts: events"
         raw["config_codes"].attrs["layout"] = "latch nibbles of matrix 0, 1, ... flattened row-major"
+        raw.create_dataset("done", shape=(0,), maxshape=(None,), dtype=DONE_DTYPE, chunks=(64,))
+        raw["done"].attrs["meaning"] = "configuration ids whose run finished (resume skips them)"
         if swmr:
             f.swmr_mode = True
         return cls(f, p)
+
+    @classmethod
+    def resume(cls, path: str | Path, chip: ChipDescription) -> "CharacterisationFile":
+        """Reopen an interrupted run to append more (refuses a file of another die)."""
+        p = Path(path)
+        recorded = read_chip(p)
+        if recorded.serial != chip.serial:
+            raise DataFileError(f"{p} was measured on die {recorded.serial!r}; the bench holds die {chip.serial!r}")
+        f = _open(p, "r+", libver="latest")
+        for name in ("calibration", "methods", "flags"):
+            if name in f:  # fits of an earlier, partial analysis: redone at the end
+                del f[name]
+        f.swmr_mode = True
+        return cls(f, p)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return json.loads(self._f.attrs["parameters"])
+
+    def read_raw(self) -> dict[str, np.ndarray]:
+        """The raw tables as written so far (the writer's own view, e.g. to decide when to stop)."""
+        return {name: self._f["raw"][name][()] for name in self._f["raw"]}
+
+    def mark_done(self, config: int, job: Any) -> None:
+        """Record that a configuration's run finished; ``job`` identifies it for a resume."""
+        self._append("done", np.array([(config, json.dumps(job))], DONE_DTYPE))
 
     def _append(self, name: str, rows: np.ndarray) -> None:
         ds = self._f["raw"][name]

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from labctl.bench import Bench
-from labctl.calibration.characterise import characterise
+from labctl.calibration.characterise import Targets, characterise
+from labctl.calibration.check import CheckResult, check_characterisation
 from labctl.calibration.probing import ProbeSettings
 from labctl.hdf5_store import file_sha256, load_die_parameters, load_weights, save_weights
 from labctl.evaluation import EvaluationResult, evaluate_on_chip
@@ -24,11 +25,20 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_characterisation(bench_file: Path, out: Path, *, method: str = "both", n_configs: int | None = None,
-                         settings: ProbeSettings | None = None, progress: Progress | None = None,
-                         bench_options: dict | None = None):
+                         settings: ProbeSettings | None = None, setting_overrides: dict | None = None,
+                         targets: Targets | None = None,
+                         resume: bool = False, progress: Progress | None = None,
+                         announce: Callable[[str], None] | None = None, bench_options: dict | None = None):
     """``bench_options`` go to :class:`Bench` (e.g. ``transcript``/``on_reading`` for a session record)."""
     with Bench.from_file(bench_file, **(bench_options or {})) as bench:
-        return characterise(bench, out, method=method, settings=settings, n_configs=n_configs, progress=progress)
+        return characterise(bench, out, method=method, settings=settings, setting_overrides=setting_overrides,
+                            n_configs=n_configs, targets=targets,
+                            resume=resume, progress=progress, announce=announce)
+
+
+def run_check(bench_file: Path, calibration: Path) -> CheckResult:
+    with Bench.from_file(bench_file) as bench:
+        return check_characterisation(bench, calibration)
 
 
 def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool = False,

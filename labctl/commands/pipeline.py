@@ -24,10 +24,27 @@ def register(sub) -> None:
                    help="network: through the output counters (the paper's way); mon: direct probing on MON; "
                         "both (default): each checks the other")
     s.add_argument("--configs", type=int, default=None,
-                   help="chain configurations (default: 7 on CMNA-777, 8 on larger dies)")
-    s.add_argument("--levels", type=int, default=6, help="drive levels per configuration (default 6)")
-    s.add_argument("--gate-ms", type=int, default=200, help="C2F gate per reading in ms (default 200)")
+                   help="chain configurations (default: 7 on CMNA-777, 8 on larger dies; with a target: the most)")
+    s.add_argument("--levels", type=int, default=None, help="drive levels per configuration (default 6; 2 on large dies)")
+    s.add_argument("--gate-ms", type=int, default=None, help="C2F gate per reading in ms (default 200; 100 on large dies)")
+    s.add_argument("--nplc", type=float, default=None, help="SMU integration per reading in power-line cycles "
+                                                             "(default 1; 0.2 on large dies)")
+    s.add_argument("--target-a-plus", type=float, default=None, metavar="REL",
+                   help="stop when every layer's a+ is known to this relative error (e.g. 0.01)")
+    s.add_argument("--target-ratio", type=float, default=None, metavar="REL",
+                   help="... and a-/a+ to this relative error (e.g. 0.02)")
+    s.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop after this much bench time")
+    s.add_argument("--max-configs", type=int, default=40, help="configuration budget with a target (default 40)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out without repeating finished configurations")
     s.set_defaults(handler=characterise)
+
+    s = add_command(sub, "check", "Tell in seconds whether a stored characterisation still holds for the die on "
+                                  "the bench (exit 0: holds, 1: characterise again).",
+                    "example:\n  labctl check --bench bench.toml --calibration die.h5")
+    s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
+    s.add_argument("--calibration", type=Path, required=True, help="characterisation file (HDF5) of the die")
+    s.set_defaults(handler=check)
 
     s = add_command(sub, "train", "Train signed 3-bit weights tailored to a characterised die (or naive ones).",
                     "examples:\n  labctl train --calibration die.h5 --dataset iris --out weights.h5\n"
@@ -80,21 +97,43 @@ def identify(args: argparse.Namespace) -> int:
 
 
 def characterise(args: argparse.Namespace) -> int:
-    from labctl.calibration.probing import ProbeSettings
+    from labctl.bench_file import load_bench_file
+    from labctl.calibration.characterise import Targets
+    from labctl.progress import console
     from labctl.workflow import run_characterisation
 
-    settings = ProbeSettings(levels=args.levels, gate_ms=args.gate_ms)
+    load_bench_file(args.bench)  # a malformed bench file fails before anything is created
+    overrides = {k: v for k, v in (("levels", args.levels), ("gate_ms", args.gate_ms), ("nplc", args.nplc))
+                 if v is not None}
+    targets = Targets(a_plus=args.target_a_plus, ratio=args.target_ratio, time_budget_s=args.time_budget,
+                      max_configurations=args.max_configs)
     with progress_bars(not args.no_progress) as progress:
         result = run_characterisation(args.bench, args.out, method=args.method, n_configs=args.configs,
-                                      settings=settings, progress=progress)
+                                      setting_overrides=overrides, targets=targets, resume=args.resume, progress=progress,
+                                      announce=lambda m: console.print(m))
     s = result.summary
     print(f"characterisation written to {args.out} ({s['configurations']} configurations, "
           f"{s['mon_readings']} MON readings, {s['c2f_gates']} C2F gates)")
     for l, layer in enumerate(result.params.layers):
         info = s["layers"][l]
+        ratio = info.get("rms_rel_std_ratio")
         print(f"  layer {l}: {len(layer.a_plus)} neurons, a+ spread {layer.a_plus.std():.1%}, "
-              f"typical error {info['rms_rel_std_a_plus']:.2%}, flagged {info['flagged']}")
+              f"a+ known to {info['rms_rel_std_a_plus']:.2%}"
+              + (f", a-/a+ to {ratio:.2%}" if ratio is not None else "") + f", flagged {info['flagged']}")
+    drift = s.get("drift", {})
+    if len(drift.get("factor", [])) > 1:
+        change = max(drift["factor"]) - min(drift["factor"])
+        print(f"  drift references changed by {change:.2%} over {drift['times_s'][-1]:.0f} s of bench time"
+              + (": DRIFT FLAGGED, consider characterising again" if drift.get("flagged") else ""))
     return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from labctl.workflow import run_check
+
+    result = run_check(args.bench, args.calibration)
+    print(result.message)
+    return 0 if result.holds else 1
 
 
 def train(args: argparse.Namespace) -> int:
