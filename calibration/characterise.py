@@ -127,9 +127,9 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
         if method == "network":
             settings.read_mon = False
-        fixed = len(plan_jobs(chip, method, 0, seed))
-        per_pair = 1 if method == "network" else 2
-        budget_pairs = max(1, (targets.max_configurations - fixed) // per_pair)
+        budget_pairs = 1
+        while len(plan_jobs(chip, method, budget_pairs + 1, seed)) <= targets.max_configurations:
+            budget_pairs += 1
         n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
             (n_configs or default_config_count(chip.layer_sizes))
         parameters = {"method": method, "n_pairs": n_pairs, "seed": seed, "settings": asdict(settings),

@@ -93,6 +93,13 @@ class _Core:
     monitor: tuple[int, int] | None
 
 
+def _same_operating_state(a: "_Core", b: "_Core") -> bool:
+    """Whether two snapshots draw the same supply current (same inputs, weights and power)."""
+    return (a.powered == b.powered and a.ext_channel == b.ext_channel and a.ext_current_a == b.ext_current_a
+            and all(x is y for x, y in zip(a.matrices, b.matrices)) and all(np.array_equal(x, y) for x, y in zip(a.a_plus, b.a_plus))
+            and np.array_equal(a.dac_codes, b.dac_codes))
+
+
 def _soma_states(truth: DieTruth, core: _Core, codes: np.ndarray, ext_a: float,
                  drift: np.ndarray) -> list[np.ndarray]:
     """z = f(max(r, 0)) + leak of every soma, per layer (P, n_l), for patterns ``codes`` (P, n0)."""
@@ -428,9 +435,11 @@ class SimulatedDie:
             self._weights = [None] * len(self._weights)
 
     def _publish(self) -> None:
-        """Rebuild the analog snapshot; the supply current is recomputed only when asked for."""
-        self._core = self._build_core()
-        self._branch_cache_a = None
+        """Rebuild the analog snapshot; the supply current is recomputed only when asked for
+        and only after something it depends on changed (RUN_BATCH refreshes the pads every call)."""
+        old, self._core = self._core, self._build_core()
+        if old is None or not _same_operating_state(old, self._core):
+            self._branch_cache_a = None
         self.pad_state = PadState(powered=self._powered, vdd_v=self.pad_state.vdd_v,
                                   ext_in_routed=self._ext_channel is not None)
 

@@ -1,0 +1,87 @@
+"""Characterisation accuracy and cost on simulated dies (issue 5).
+
+For each die and method: configurations used, simulated bench time (gates and
+SMU integration, accounted by the simulator's virtual clock as real hardware
+would spend them), wall time, and the rms and worst relative error of a+ and
+a-/a+ against the simulator's truth after per-layer normalisation. Two
+truths are reported: the bare soma gain, and the gain as the synapses let any
+per-neuron measurement see it (``DieTruth.seen_a_plus``: soma gain times its
+input column's mean synapse gain, one factor for the network's function too).
+
+    python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labctl.calibration.characterise import Targets
+from labctl.sim.bench import SimulatedBench
+from labctl.workflow import run_characterisation
+
+
+def errors(params, truth) -> dict[str, float]:
+    """rms and worst relative errors of a+ (soma and seen truth) and a-/a+, over all layers."""
+    plus_soma, plus_seen, ratio = [], [], []
+    for l, layer in enumerate(params.layers):
+        soma = truth.a_plus[l] / truth.a_plus[l].mean()
+        seen = truth.seen_a_plus(l) / truth.seen_a_plus(l).mean()
+        plus_soma.append(layer.a_plus / soma - 1)
+        plus_seen.append(layer.a_plus / seen - 1)
+        if l < len(params.layers) - 1:
+            ratio.append((layer.a_minus / layer.a_plus) / (truth.a_minus[l] / truth.a_plus[l]) - 1)
+    out = {}
+    for name, parts in (("a+ soma", plus_soma), ("a+ seen", plus_seen), ("a-/a+", ratio)):
+        e = np.concatenate(parts)
+        e = e[np.isfinite(e)]
+        out[f"{name} rms"] = float(np.sqrt(np.mean(e ** 2)))
+        out[f"{name} worst"] = float(np.max(np.abs(e)))
+    return out
+
+
+def run(part: str, seed: int, method: str, targets: Targets | None, workdir: Path) -> dict:
+    with SimulatedBench(part, seed) as sim:
+        bench_file = sim.write_bench_file(workdir / f"bench-{seed}.toml")
+        start = time.monotonic()
+        result = run_characterisation(bench_file, workdir / f"die-{part}-{seed}-{method}.h5", method=method,
+                                      targets=targets)
+        wall = time.monotonic() - start
+        return {"part": part, "seed": seed, "method": method, "configurations": result.summary["configurations"],
+                "bench_s": sim.clock.now(), "wall_s": wall, "synapse_spread": sim.die.truth.synapse_spread,
+                **errors(result.params, sim.die.truth)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", default="CMNA-L", choices=("CMNA-777", "CMNA-L"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--methods", nargs="+", default=["both", "network"])
+    ap.add_argument("--target-a-plus", type=float, default=None)
+    ap.add_argument("--target-ratio", type=float, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = ap.parse_args()
+    targets = Targets(a_plus=args.target_a_plus, ratio=args.target_ratio) \
+        if args.target_a_plus or args.target_ratio else None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for method in args.methods:
+                rows.append(run(args.part, seed, method, targets, Path(tmp)))
+                r = rows[-1]
+                print(f"{r['part']:<8} seed {r['seed']:<3} {r['method']:<8} configs {r['configurations']:>3}  "
+                      f"bench {r['bench_s']:6.0f} s  wall {r['wall_s']:5.1f} s  syn {r['synapse_spread']:.3f}  "
+                      f"a+ seen rms {r['a+ seen rms']:.2%} worst {r['a+ seen worst']:.2%}  "
+                      f"a+ soma rms {r['a+ soma rms']:.2%} worst {r['a+ soma worst']:.2%}  "
+                      f"a-/a+ rms {r['a-/a+ rms']:.2%} worst {r['a-/a+ worst']:.2%}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
