@@ -140,6 +140,10 @@ def _paired(idx: _MonIndex, config: int, x_node: tuple[int, int], y_node: tuple[
     return x[ix], y[iy]
 
 
+PLAUSIBLE_RATIO = (0.4, 2.5)
+"""a-/a+ outside this is a failed fit, not a soma (the contract's spread is 5 to 15 %)."""
+MAX_RATIO_SAMPLE_REL_STD = 0.2
+"""A negative-weight sample whose own fit is worse than 20 % carries no information."""
 MON_NOISE_FLOOR_A = 1e-12
 RATE_NOISE_FLOOR_HZ = 100.0
 
@@ -296,8 +300,11 @@ def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate
                 if alive.sum() < 3:
                     continue
                 f = _safe_fit(pick(ls, mon_s)[alive], d[alive], MON_NOISE_FLOOR_A)
-                if f:
-                    samples[(m, int(s))].append(f.slope * UNIT_CODE / (NEGATIVE_CODE * unit))
+                if f is None or f.relative_slope_std > MAX_RATIO_SAMPLE_REL_STD:
+                    continue
+                ratio = f.slope * UNIT_CODE / (NEGATIVE_CODE * unit)
+                if PLAUSIBLE_RATIO[0] <= ratio <= PLAUSIBLE_RATIO[1]:
+                    samples[(m, int(s))].append(ratio)
     out = []
     for l, n in enumerate(chip.layer_sizes):
         if l == chip.n_layers - 1:

@@ -73,15 +73,31 @@ def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives:
         c[src, np.arange(cols)] = UNIT_CODE
         neg = np.full(cols, -1, dtype=np.int64)
         if with_negatives and cols > 1:
-            # the source of the neighbouring column, unless it is the same neuron (rows < 2)
-            cand = np.roll(src, -1)
-            ok = cand != src
-            neg[ok] = cand[ok]
+            neg = negative_sources(src, rows, rotation=sum(shifts))
+            ok = neg >= 0
             c[neg[ok], np.arange(cols)[ok]] = -NEGATIVE_CODE
         codes.append(c)
         sources.append(src.astype(np.int64))
         negatives.append(neg)
     return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [])
+
+
+def negative_sources(sources: np.ndarray, rows: int, rotation: int) -> np.ndarray:
+    """The negative source of each column in a chain's negative twin.
+
+    Rows that are nobody's source are active too (each has a source of its
+    own upstream), so where the matrix has such rows they serve as negative
+    sources, rotated from configuration to configuration so every soma gets
+    its a-/a+ measured (a fan-in matrix such as 50 -> 10 has few source rows).
+    In a square chain every row is a source: the neighbouring column's source
+    serves, never the column's own.
+    """
+    cols = len(sources)
+    spare = np.setdiff1d(np.arange(rows), sources)
+    if len(spare):
+        return spare[(np.arange(cols) + rotation * cols) % len(spare)].astype(np.int64)
+    neighbour = np.roll(sources, -1)
+    return np.where(neighbour != sources, neighbour, -1).astype(np.int64)
 
 
 def chain_shift_plan(chip: ChipDescription, n_configs: int, seed: int = 0) -> list[tuple[int, ...]]:

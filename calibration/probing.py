@@ -65,7 +65,7 @@ class ProbeSettings:
         """
         if sum(layer_sizes) <= 64:
             return cls()
-        return cls(levels=2, nplc=0.2, gate_ms=100, ext_points=6, bias_points=6)
+        return cls(levels=4, nplc=0.5, gate_ms=100)
 
     def reading_s(self) -> float:
         """Bench time of one SMU reading: the integration plus about 1 ms of overhead."""

@@ -175,6 +175,8 @@ def parse_recipe(text: str, source: Path | None = None) -> LoadedRecipe:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = _key_path(err["loc"])
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += ("kind",)
         raise ConfigError(f"{where}{_at_line(text, loc)}: {_dotted(loc)}: {_message(err)}") from None
     _check_references(recipe, text, where)
     return LoadedRecipe(recipe, text, source)
@@ -198,7 +200,7 @@ def _dotted(loc: tuple) -> str:
 def _message(err: dict) -> str:
     kind = err["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return f"kind must be one of {', '.join(STEP_KINDS)}"
+        return f"must be one of {', '.join(STEP_KINDS)}"
     if kind == "extra_forbidden":
         return "is not a known key"
     if kind == "missing":

@@ -1,0 +1,270 @@
+"""The session record: one ``session.h5`` per run with everything needed to replay it (issue 7).
+
+A :class:`SessionRecorder` listens to the bench while a run goes on (its
+:meth:`~SessionRecorder.bench_options` go to :class:`labctl.bench.Bench`):
+every bridge transaction (contract section 2: seq, op, request payload,
+status, answer payload, duration) and every SMU reading (role, quantity,
+value), each with its time. At the end it writes them, with the bench identity
+(IDENTIFY, instrument IDNs, bench file), the recipe, and copies of the
+characterisation and weights files of the run folder, into one HDF5 file.
+
+Layout of ``session.h5``:
+
+| path | content |
+| --- | --- |
+| attrs `kind` = "session", `format`, `labctl_version`, `created`, `recipe_name`, `outcome` | provenance |
+| `/recipe` | the recipe's TOML text |
+| `/bench` (attrs: the die as IDENTIFY reported it) | `bench_file` text; attrs `instruments` (JSON name -> IDN) |
+| `/transactions/table` | time_s, seq, op, status (-1: no answer), duration_s, attempts, offsets into the byte pools |
+| `/transactions/request_bytes`, `response_bytes` | request payloads and answer payloads (after the status byte), concatenated |
+| `/readings` | time_s, role, quantity, value (SI units) |
+| `/steps` | index, kind, params (JSON), start and end time, outcome |
+| `/characterisation` | a copy of the run's `die.h5` (raw readings, fits) |
+| `/weights/<name>` | a copy of each `weights_<name>.h5` |
+| `/results/<file stem>` | the run folder's training, programming and evaluation JSON |
+
+Times are seconds since the epoch (``time.time()``). The bridge stamps a
+transaction with ``time.monotonic()``; the recorder shifts it onto the same
+clock as the readings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+
+from labctl import __version__
+from labctl.bench import Reading
+from labctl.chip import ChipDescription
+from labctl.drivers.bridge import Transaction
+from labctl.errors import DataFileError
+
+FORMAT = "labctl.session/1"
+NO_ANSWER = -1
+"""``status`` of a transaction the bridge never answered."""
+
+TRANSACTION_DTYPE = np.dtype([
+    ("time_s", "f8"), ("seq", "u1"), ("op", "u1"), ("status", "i2"), ("duration_s", "f8"), ("attempts", "u2"),
+    ("request_offset", "u8"), ("request_length", "u4"), ("response_offset", "u8"), ("response_length", "u4"),
+])
+READING_DTYPE = np.dtype([("time_s", "f8"), ("role", "S10"), ("quantity", "S10"), ("value", "f8")])
+STEP_DTYPE = np.dtype([
+    ("index", "i4"), ("kind", "S16"), ("params", h5py.string_dtype()), ("start_s", "f8"), ("end_s", "f8"),
+    ("outcome", h5py.string_dtype()),
+])
+
+
+class SessionRecorder:
+    """Collects transactions and readings from any thread; :meth:`write` stores them.
+
+    ``on_transaction`` and ``on_reading`` are called with each record as it
+    arrives (in the thread that made it), e.g. to feed a live display.
+    """
+
+    def __init__(self, *, on_transaction: Callable[[Transaction], None] | None = None,
+                 on_reading: Callable[[Reading], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._transactions: list[Transaction] = []
+        self._readings: list[Reading] = []
+        self._steps: list[dict[str, Any]] = []
+        self._identity: tuple[ChipDescription, dict[str, str], str] | None = None
+        self._monotonic_to_epoch_s = time.time() - time.monotonic()
+        self._on_transaction = on_transaction
+        self._on_reading = on_reading
+
+    def bench_options(self) -> dict:
+        """Keyword arguments for :class:`labctl.bench.Bench` (and the workflow's ``bench_options``)."""
+        return {"transcript": self.record_transaction, "on_reading": self.record_reading}
+
+    def record_transaction(self, tx: Transaction) -> None:
+        with self._lock:
+            self._transactions.append(tx)
+        if self._on_transaction:
+            self._on_transaction(tx)
+
+    def record_reading(self, reading: Reading) -> None:
+        with self._lock:
+            self._readings.append(reading)
+        if self._on_reading:
+            self._on_reading(reading)
+
+    def set_identity(self, chip: ChipDescription, instruments: dict[str, str], bench_text: str) -> None:
+        self._identity = (chip, dict(instruments), bench_text)
+
+    def begin_step(self, index: int, kind: str, params: dict[str, Any]) -> None:
+        with self._lock:
+            self._steps.append({"index": index, "kind": kind, "params": json.dumps(params, sort_keys=True),
+                                "start_s": time.time(), "end_s": np.nan, "outcome": "running"})
+
+    def end_step(self, index: int, outcome: str) -> None:
+        with self._lock:
+            for step in self._steps:
+                if step["index"] == index and step["outcome"] == "running":
+                    step["end_s"], step["outcome"] = time.time(), outcome
+
+    def end_open_step(self, outcome: str) -> None:
+        """Close a step that a stop or an error interrupted."""
+        with self._lock:
+            open_steps = [s["index"] for s in self._steps if s["outcome"] == "running"]
+        for index in open_steps:
+            self.end_step(index, outcome)
+
+    @property
+    def n_transactions(self) -> int:
+        return len(self._transactions)
+
+    @property
+    def n_readings(self) -> int:
+        return len(self._readings)
+
+    def write(self, path: str | Path, *, recipe_text: str, recipe_name: str, outcome: str,
+              run_dir: str | Path) -> Path:
+        """Write ``session.h5``, copying ``die.h5``, ``weights_*.h5`` and the result JSON of ``run_dir``."""
+        p, run_dir = Path(path), Path(run_dir)
+        with self._lock:
+            transactions, readings, steps = list(self._transactions), list(self._readings), list(self._steps)
+        with h5py.File(p, "w") as f:
+            f.attrs.update({"kind": "session", "format": FORMAT, "labctl_version": __version__,
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_name": recipe_name,
+                            "outcome": outcome})
+            f.create_dataset("recipe", data=recipe_text)
+            self._write_bench(f)
+            self._write_transactions(f.create_group("transactions"), transactions)
+            rows = np.array([(r.time_s, r.role, r.quantity, r.value) for r in readings], READING_DTYPE)
+            f.create_dataset("readings", data=rows).attrs["units"] = "time_s: s since the epoch; value: SI (A, V)"
+            f.create_dataset("steps", data=np.array(
+                [(s["index"], s["kind"], s["params"], s["start_s"], s["end_s"], s["outcome"]) for s in steps],
+                STEP_DTYPE))
+            _copy_file(run_dir / "die.h5", f, "characterisation")
+            weights = f.create_group("weights")
+            for wpath in sorted(run_dir.glob("weights_*.h5")):
+                _copy_file(wpath, weights, wpath.stem.removeprefix("weights_"))
+            results = f.create_group("results")
+            for jpath in sorted(run_dir.glob("*.json")):
+                if jpath.stem.split("_")[0] in ("training", "programming", "evaluation"):
+                    results.create_dataset(jpath.stem, data=jpath.read_text())
+        return p
+
+    def _write_bench(self, f: h5py.File) -> None:
+        bench = f.create_group("bench")
+        if self._identity is None:
+            return
+        chip, instruments, bench_text = self._identity
+        for key, value in chip.as_attrs().items():
+            bench.attrs[key] = value
+        bench.attrs["instruments"] = json.dumps(instruments, sort_keys=True)
+        bench.create_dataset("bench_file", data=bench_text)
+
+    def _write_transactions(self, g: h5py.Group, transactions: list[Transaction]) -> None:
+        table = np.zeros(len(transactions), TRANSACTION_DTYPE)
+        requests, responses = bytearray(), bytearray()
+        for i, tx in enumerate(transactions):
+            table[i] = (tx.time_s + self._monotonic_to_epoch_s, tx.seq, int(tx.op),
+                        NO_ANSWER if tx.status is None else int(tx.status), tx.duration_s, tx.attempts,
+                        len(requests), len(tx.request), len(responses), len(tx.response))
+            requests += tx.request
+            responses += tx.response
+        g.create_dataset("table", data=table).attrs["units"] = "time_s: s since the epoch; duration_s: s"
+        g.create_dataset("request_bytes", data=np.frombuffer(bytes(requests), np.uint8))
+        g.create_dataset("response_bytes", data=np.frombuffer(bytes(responses), np.uint8))
+        g.attrs["meaning"] = ("one row per request (contract section 2); payload bytes are slices of the pools; "
+                              "response = answer payload after the status byte")
+
+
+def _copy_file(source: Path, dest: h5py.Group, name: str) -> None:
+    """Copy a whole HDF5 file (its root group with attributes) into ``dest/name``."""
+    if not source.exists():
+        return
+    with h5py.File(source, "r") as src:
+        src.copy(src["/"], dest, name)
+
+
+# -- reading a session ------------------------------------------------------------------
+
+
+@dataclass
+class RecordedSession:
+    """A session file read back (for replay)."""
+
+    path: Path
+    recipe_text: str
+    recipe_name: str
+    outcome: str
+    chip: ChipDescription
+    instruments: dict[str, str]
+    bench_text: str
+    transactions: np.ndarray
+    request_bytes: bytes
+    response_bytes: bytes
+    readings: np.ndarray
+    steps: np.ndarray
+    weights_names: list[str]
+    results: dict[str, dict]
+
+    def request(self, i: int) -> bytes:
+        row = self.transactions[i]
+        start = int(row["request_offset"])
+        return self.request_bytes[start:start + int(row["request_length"])]
+
+    def response(self, i: int) -> bytes:
+        row = self.transactions[i]
+        start = int(row["response_offset"])
+        return self.response_bytes[start:start + int(row["response_length"])]
+
+
+def session_path(path: str | Path) -> Path:
+    """A run folder or a session file -> the session file."""
+    p = Path(path)
+    return p / "session.h5" if p.is_dir() else p
+
+
+def load_session(path: str | Path) -> RecordedSession:
+    p = session_path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: no such session file (record one with `labctl run`)")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise DataFileError(f"{p}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("kind") != "session":
+            raise DataFileError(f"{p}: not a labctl session file (kind={f.attrs.get('kind')!r})")
+        if "serial" not in f["bench"].attrs:
+            raise DataFileError(f"{p}: the session ended before the bench was identified; nothing to replay")
+        tx = f["transactions"]
+        return RecordedSession(
+            path=p, recipe_text=_text(f["recipe"]), recipe_name=str(f.attrs.get("recipe_name", "")),
+            outcome=str(f.attrs.get("outcome", "")),
+            chip=ChipDescription.from_attrs(dict(f["bench"].attrs)),
+            instruments=json.loads(f["bench"].attrs.get("instruments", "{}")),
+            bench_text=_text(f["bench/bench_file"]),
+            transactions=tx["table"][()], request_bytes=tx["request_bytes"][()].tobytes(),
+            response_bytes=tx["response_bytes"][()].tobytes(), readings=f["readings"][()], steps=f["steps"][()],
+            weights_names=sorted(f["weights"]), results={k: json.loads(_text(v)) for k, v in f["results"].items()},
+        )
+
+
+def extract(path: str | Path, group: str, out: str | Path) -> Path:
+    """Write a copied file back out of a session: ``characterisation`` or ``weights/<name>``."""
+    p, out = session_path(path), Path(out)
+    with h5py.File(p, "r") as f:
+        if group not in f:
+            raise DataFileError(f"{p}: has no /{group}")
+        src = f[group]
+        with h5py.File(out, "w") as dst:
+            dst.attrs.update(dict(src.attrs))
+            for name in src:
+                f.copy(src[name], dst, name)
+    return out
+
+
+def _text(ds: h5py.Dataset) -> str:
+    value = ds[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
