@@ -82,7 +82,8 @@ def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, Rec
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
         rc = RecordedConfig(int(row["config"]), kind, params, held)
         if kind.startswith("chain"):
-            rc.plan = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative")
+            rc.plan = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative",
+                                   forced=tuple(tuple(f) for f in params.get("forced", [])))
             rc.corrupted = corrupted_columns(rc.plan, held)
         out[rc.config_id] = rc
     return out

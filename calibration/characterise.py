@@ -22,11 +22,12 @@ import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.analysis import METHODS, AnalysisResult, analyse
-from labctl.calibration.configurations import ChainConfig, chain_config, chain_shift_plan
+from labctl.calibration.configurations import ChainConfig, Forced, chain_config, chain_shift_plan, stuck_sources
 from labctl.calibration.probing import ProbeSettings, Progress, Prober, chain_nodes
 from labctl.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
 from labctl.hdf5_store import CharacterisationFile, read_chip, read_raw, write_calibration
+from labctl.latch_codes import nibbles_to_signed
 
 MAX_CONFIGURATIONS = 40
 """The paper characterised its 196-100-50-10 network from about 40 configurations."""
@@ -48,8 +49,8 @@ class Job:
     def key(self) -> list:
         return [self.kind, list(self.shifts), self.tag]
 
-    def chain(self, chip: ChipDescription) -> ChainConfig:
-        return chain_config(chip, self.shifts, with_negatives=self.kind == "chain_negative")
+    def chain(self, chip: ChipDescription, forced: Forced = ()) -> ChainConfig:
+        return chain_config(chip, self.shifts, with_negatives=self.kind == "chain_negative", forced=forced)
 
 
 @dataclass
@@ -151,13 +152,16 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         chains_total = sum(j.kind.startswith("chain") for j in jobs)
         chains_done = sum(1 for j in jobs if j.kind.startswith("chain") and json.dumps(j.key) in done_keys)
         top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
+        forced = _forced_sources(chip, store.read_raw())
         for job in todo:
             if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
                     and _targets_met(chip, store, method, targets, spent):
                 say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
                 break
-            _run_job(prober, job, next_id, top_codes)
+            _run_job(prober, job, next_id, top_codes, forced)
             store.mark_done(next_id, job.key)
+            if job.kind == "dark":
+                forced = _forced_sources(chip, store.read_raw())
             next_id += 1
             spent += estimate_job_s(job, chip, settings)
             if job.kind.startswith("chain"):
@@ -169,7 +173,21 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
     return refit(out_path, method)
 
 
-def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int, ...], int]) -> None:
+def _forced_sources(chip: ChipDescription, raw: dict[str, np.ndarray]) -> Forced:
+    """Stuck-at-1 latches seen when the dark run wrote all zeros (recorded, so a resume agrees)."""
+    for row, flat in zip(raw["configs"], raw["config_codes"]):
+        if row["kind"] == b"dark":
+            held, start = [], 0
+            for m in range(chip.n_matrices):
+                rows, cols = chip.matrix_shape(m)
+                held.append(nibbles_to_signed(flat[start:start + rows * cols].reshape(rows, cols)))
+                start += rows * cols
+            return stuck_sources(held)
+    return ()
+
+
+def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int, ...], int],
+             forced: Forced = ()) -> None:
     if job.kind == "dark":
         prober.dark(config_id)
     elif job.kind == "reference":
@@ -179,7 +197,7 @@ def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int
     elif job.kind == "bias_sweep":
         prober.bias_sweep(config_id)
     else:
-        top = prober.chain(config_id, job.chain(prober.chip), top_code=top_codes.get(job.shifts)
+        top = prober.chain(config_id, job.chain(prober.chip, forced), top_code=top_codes.get(job.shifts)
                            if job.kind == "chain_negative" else None)
         top_codes[job.shifts] = top
 

@@ -52,7 +52,7 @@ def check_characterisation(bench: Bench, calibration_path) -> CheckResult:
     row = chains[0]
     params = json.loads(row["params"])
     config_id = int(row["config"])
-    config = chain_config(bench.chip, tuple(params["shifts"]))
+    config = chain_config(bench.chip, tuple(params["shifts"]), forced=tuple(tuple(f) for f in params.get("forced", [])))
     recorded = raw["mon"][(raw["mon"]["config"] == config_id) & (raw["mon"]["level"] != PILOT_LEVEL)]
     if not len(recorded):
         raise DataFileError(f"{calibration_path}: the chain configuration has no MON readings to compare with")

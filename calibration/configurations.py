@@ -37,13 +37,15 @@ class ChainConfig:
     """sources[m][j]: the layer-m neuron feeding neuron j of layer m+1 through +7 (-1: none)."""
     negatives: list[np.ndarray] = field(default_factory=list)
     """negatives[m][j]: the layer-m neuron feeding neuron j through -NEGATIVE_CODE (-1: none)."""
+    forced: Forced = ()
 
     @property
     def kind(self) -> str:
         return "chain_negative" if self.negatives else "chain"
 
     def params(self) -> dict:
-        return {"shifts": list(self.shifts), "negative_code": NEGATIVE_CODE if self.negatives else 0}
+        return {"shifts": list(self.shifts), "negative_code": NEGATIVE_CODE if self.negatives else 0,
+                "forced": [list(f) for f in self.forced]}
 
     def paths(self) -> np.ndarray:
         """(n_outputs, L) node per layer on the path ending at each output (-1 if broken)."""
@@ -61,8 +63,14 @@ class ChainConfig:
         return out
 
 
-def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives: bool = False) -> ChainConfig:
-    """Neuron j of layer m+1 takes neuron (j + shift_m) mod n_m of layer m as its source."""
+Forced = tuple[tuple[int, int, int], ...]
+"""(matrix, column, row): the column must take that row as its source (see :func:`stuck_sources`)."""
+
+
+def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives: bool = False,
+                 forced: Forced = ()) -> ChainConfig:
+    """Neuron j of layer m+1 takes neuron (j + shift_m) mod n_m of layer m as its source,
+    unless ``forced`` names another row for that column."""
     if len(shifts) != chip.n_matrices:
         raise ValueError(f"need one shift per weight matrix ({chip.n_matrices})")
     codes, sources, negatives = [], [], []
@@ -70,6 +78,9 @@ def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives:
         rows, cols = chip.matrix_shape(m)
         c = np.zeros((rows, cols), np.int8)
         src = (np.arange(cols) + shift) % rows
+        for fm, column, row in forced:
+            if fm == m:
+                src[column] = row
         c[src, np.arange(cols)] = UNIT_CODE
         neg = np.full(cols, -1, dtype=np.int64)
         if with_negatives and cols > 1:
@@ -79,7 +90,7 @@ def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives:
         codes.append(c)
         sources.append(src.astype(np.int64))
         negatives.append(neg)
-    return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [])
+    return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [], tuple(forced))
 
 
 def negative_sources(sources: np.ndarray, rows: int, rotation: int) -> np.ndarray:
@@ -119,6 +130,25 @@ def chain_shift_plan(chip: ChipDescription, n_configs: int, seed: int = 0) -> li
     for k in range(n_configs):
         plan.append(tuple(int(per_matrix[m][k]) for m in range(chip.n_matrices)))
     return plan
+
+
+def stuck_sources(held_zero: list[np.ndarray]) -> Forced:
+    """Columns whose latches cannot hold zero: make the stuck row their source.
+
+    A magnitude bit stuck at 1 in a zero configuration connects its row to the
+    column in every configuration. Writing +7 there is consistent with the stuck
+    bit, so taking that row as the column's source keeps the column measurable
+    instead of spoiling it in every configuration. Read from a configuration
+    written as all zeros; columns with more than one such latch stay as they are.
+    """
+    forced = []
+    for m, held in enumerate(held_zero):
+        rows, cols = np.nonzero(held > 0)
+        for column in np.unique(cols):
+            hit = rows[cols == column]
+            if len(hit) == 1:
+                forced.append((m, int(column), int(hit[0])))
+    return tuple(forced)
 
 
 def zero_codes(chip: ChipDescription) -> list[np.ndarray]:
