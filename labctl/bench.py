@@ -23,6 +23,7 @@ from labctl import ratings
 from labctl.bench_file import BenchConfig, load_bench_file
 from labctl.chip import ChipDescription
 from labctl.drivers.bridge import Bridge
+from labctl.drivers.bridge_protocol import StatusFlag
 from labctl.drivers.instruments import open_instrument
 from labctl.errors import ConfigError, InstrumentError, LabctlError, SafetyError
 
@@ -63,6 +64,8 @@ class Bench:
         self.powered = False
         self.ext_in_channel: int | None = None
         self._ext_in_a = 0.0
+        self._vdd_v = 0.0
+        """The supply level this session last set (a ramp down starts there)."""
         self._old_handlers: dict[int, object] = {}
 
     @classmethod
@@ -76,8 +79,11 @@ class Bench:
         try:
             self.bridge = Bridge(self.config.bridge_port, timeout_s=self.config.bridge_timeout_s,
                                  transcript=self._transcript)
-            self.bridge.open()
-            self.bridge.identify()
+            try:
+                self.bridge.open()
+                self.bridge.identify()
+            except LabctlError as exc:  # name the bench file's key, as for the instruments
+                raise InstrumentError(f"bridge.port: {exc}") from None
             for name, section in self.config.instruments.items():
                 try:
                     self._instruments[name] = open_instrument(section.resource, timeout_s=section.timeout_s)
@@ -175,10 +181,15 @@ class Bench:
             return
         supply, monitor, source = (self._channel(r) for r in ("supply", "monitor", "source"))
         try:
-            supply.source_voltage(0.0, ratings.VDD_CURRENT_LIMIT_A)
+            # a supply kept on by an earlier session (keep_powered) is taken over at its level, not
+            # set to 0 V in one step: VDD never jumps, and the latches keep their content
+            start_v = ratings.VDD_V if self._supply_in_range() else 0.0
+            supply.source_voltage(start_v, ratings.VDD_CURRENT_LIMIT_A)
+            self._vdd_v = start_v
             supply.enable_output()
-            for v in _ramp(0.0, ratings.VDD_V, ratings.VDD_RAMP_STEP_V):
+            for v in _ramp(start_v, ratings.VDD_V, ratings.VDD_RAMP_STEP_V):
                 supply.set_voltage(v)
+                self._vdd_v = v
             self.powered = True
             vdd_v = self.read("supply", "voltage")
             low, high = ratings.VDD_IN_RANGE_V
@@ -220,11 +231,24 @@ class Bench:
             raise InstrumentError("could not turn everything off: " + "; ".join(errors))
 
     def _ramp_supply_down(self) -> None:
+        """Ramp from the level this session set, or from 1.80 V when an earlier session left VDD on."""
         supply = self._channel("supply")
-        if not supply.output_enabled:
+        if supply.output_enabled:
+            start_v = self._vdd_v
+        elif self._supply_in_range():
+            start_v = ratings.VDD_V
+        else:
             return
-        for v in _ramp(ratings.VDD_V, 0.0, ratings.VDD_RAMP_STEP_V):
+        for v in _ramp(start_v, 0.0, ratings.VDD_RAMP_STEP_V):
             supply.set_voltage(v)
+            self._vdd_v = v
+
+    def _supply_in_range(self) -> bool:
+        """STATUS bit 0 clear: VDD is at the pad, 1.71 to 1.89 V (section 4), whoever turned it on."""
+        try:
+            return self.bridge is not None and not self.bridge.status().flags & StatusFlag.SUPPLY_OUT_OF_RANGE
+        except LabctlError:
+            return False
 
     def _bridge_route(self, channel: int | None) -> None:
         if self.bridge is not None:

@@ -22,9 +22,8 @@ EXT_IN_A = 100e-9
 READINGS = 5
 
 
-@pytest.mark.parametrize("wiring", ["default", "2636b", "b2901a"])
-def test_wiring_powers_drives_reads_and_powers_down(tmp_path, wiring: str) -> None:
-    channel = 3
+@pytest.mark.parametrize("wiring, channel", [("default", 3), ("2636b", 0), ("b2901a", 6)])
+def test_wiring_powers_drives_reads_and_powers_down(tmp_path, wiring: str, channel: int) -> None:
     with SimulatedBench("CMNA-777", seed=5, wiring=wiring) as sim:
         bench_file = sim.write_bench_file(tmp_path / f"{wiring}.toml")
         with Bench.from_file(bench_file) as bench:

@@ -140,8 +140,10 @@ def train(args: argparse.Namespace) -> int:
     from labctl.workflow import run_training
 
     hidden = tuple(int(v) for v in args.hidden.split(",")) if args.hidden else None
-    weights, report = run_training(args.calibration, args.dataset, args.out, naive=args.naive, hidden=hidden,
-                                   epochs=args.epochs, seed=args.seed)
+    with progress_bars(not args.no_progress) as progress:
+        weights, report = run_training(args.calibration, args.dataset, args.out, naive=args.naive, hidden=hidden,
+                                       epochs=args.epochs, seed=args.seed,
+                                       progress=lambda epoch, epochs, loss, acc: progress("training", epoch, epochs))
     kind = "naive" if args.naive else "tailored"
     print(f"{kind} weights for die {weights.die_serial} on {weights.dataset}: "
           f"software accuracy {weights.software_accuracy:.1%} -> {args.out}")
