@@ -266,11 +266,9 @@ def part_recipe(part: str, dataset: str | None = None) -> LoadedRecipe:
         raise ConfigError(f"no shipped recipe for part {part!r} (have: {', '.join(PART_RECIPES)})") from None
     if dataset is None:
         return loaded
-    steps = [s.model_copy(update={"dataset": dataset}) if isinstance(s, TrainStep) else s
-             for s in loaded.recipe.steps]
-    recipe = loaded.recipe.model_copy(update={"steps": steps, "name": f"{loaded.name} ({dataset})"})
-    text = loaded.text + f'\n# data set overridden: dataset = "{dataset}" in every train step\n'
-    return LoadedRecipe(recipe, text, loaded.source)
+    # rewrite the text, so that the recorded recipe (session.h5) is the one that ran
+    text = re.sub(r'^(\s*dataset\s*=\s*)"[^"]*"', lambda m: f'{m.group(1)}"{dataset}"', loaded.text, flags=re.M)
+    return parse_recipe(text, source=loaded.source)
 
 
 def resolve_run_dir(loaded: LoadedRecipe, run_dir: str | Path | None = None) -> Path:
@@ -324,6 +322,8 @@ class RunResult:
     """Weights name -> the last program/evaluate step that wrote them."""
     outcome: str = "not started"
     wall_s: float = 0.0
+    files: list[Path] = field(default_factory=list)
+    """The files this run wrote into ``run_dir`` (what the session record copies)."""
 
     def summary(self) -> dict:
         out: dict[str, Any] = {
@@ -395,6 +395,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
                 recorder.begin_step(index, step.kind, step.model_dump(exclude_none=True))
             outcome: Any
             if isinstance(step, CharacteriseStep):
+                result.files.append(die_file)  # kept (and recorded) even if the run stops halfway
                 outcome = run_characterisation(
                     bench_file, die_file, method=step.method, n_configs=step.configs,
                     setting_overrides=_setting_overrides(step), targets=_targets(step),
@@ -413,6 +414,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
                     hidden=tuple(step.hidden) if step.hidden else None, epochs=step.epochs, seed=step.seed,
                     progress=on_epoch)
                 _write_json(run_dir / f"training_{name}.json", _train_json(train_report))
+                result.files += [run_dir / f"weights_{name}.h5", run_dir / f"training_{name}.json"]
                 result.trained[name] = (weights, train_report)
                 class_names[name] = _class_names(step.dataset, step.seed)
                 outcome = (weights, train_report)
@@ -425,7 +427,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
                     gate_ms=step.gate_ms if evaluate else 20, progress=report, bench_options=bench_options)
                 outcome = OnChipOutcome(step.weights, weights, on_chip, class_names[step.weights])
                 result.on_chip[step.weights] = outcome
-                _write_on_chip(run_dir, outcome)
+                result.files += _write_on_chip(run_dir, outcome)
             if recorder:
                 recorder.end_step(index, "done")
             if listener:
@@ -444,7 +446,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
         _write_json(run_dir / "summary.json", result.summary())
         if recorder:
             recorder.write(run_dir / "session.h5", recipe_text=loaded.text, recipe_name=loaded.name,
-                           outcome=result.outcome, run_dir=run_dir)
+                           outcome=result.outcome, files=result.files)
     return result
 
 
@@ -492,10 +494,11 @@ def _train_json(report) -> dict:
     return {k: getattr(report, k) for k in keys}
 
 
-def _write_on_chip(run_dir: Path, outcome: OnChipOutcome) -> None:
+def _write_on_chip(run_dir: Path, outcome: OnChipOutcome) -> list[Path]:
     """``evaluation_<name>.json`` (accuracy, confusion, stuck bits) and ``confusion_<name>.csv``;
     ``programming_<name>.json`` for a program step."""
     program = outcome.result.program
+    written = []
     record: dict[str, Any] = {
         "weights": outcome.weights_name, "die_serial": outcome.weights.die_serial,
         "verified": program.verified,
@@ -507,9 +510,12 @@ def _write_on_chip(run_dir: Path, outcome: OnChipOutcome) -> None:
         record |= evaluation.as_json() | {"class_names": outcome.class_names}
         rows = [",".join(["true \\ predicted", *outcome.class_names])]
         rows += [",".join([name, *map(str, row)]) for name, row in zip(outcome.class_names, evaluation.confusion)]
-        (run_dir / f"confusion_{outcome.weights_name}.csv").write_text("\n".join(rows) + "\n")
+        written.append(run_dir / f"confusion_{outcome.weights_name}.csv")
+        written[-1].write_text("\n".join(rows) + "\n")
     kind = "programming" if evaluation is None else "evaluation"
-    _write_json(run_dir / f"{kind}_{outcome.weights_name}.json", record)
+    written.append(run_dir / f"{kind}_{outcome.weights_name}.json")
+    _write_json(written[-1], record)
+    return written
 
 
 def _write_json(path: Path, data: dict) -> None:

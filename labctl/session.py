@@ -125,9 +125,10 @@ class SessionRecorder:
         return len(self._readings)
 
     def write(self, path: str | Path, *, recipe_text: str, recipe_name: str, outcome: str,
-              run_dir: str | Path) -> Path:
-        """Write ``session.h5``, copying ``die.h5``, ``weights_*.h5`` and the result JSON of ``run_dir``."""
-        p, run_dir = Path(path), Path(run_dir)
+              files: list[Path]) -> Path:
+        """Write ``session.h5`` with copies of the run's ``files``: ``die.h5``, ``weights_<name>.h5``,
+        and the training, programming and evaluation JSON (other files are not copied)."""
+        p = Path(path)
         with self._lock:
             transactions, readings, steps = list(self._transactions), list(self._readings), list(self._steps)
         with h5py.File(p, "w") as f:
@@ -142,14 +143,16 @@ class SessionRecorder:
             f.create_dataset("steps", data=np.array(
                 [(s["index"], s["kind"], s["params"], s["start_s"], s["end_s"], s["outcome"]) for s in steps],
                 STEP_DTYPE))
-            _copy_file(run_dir / "die.h5", f, "characterisation")
-            weights = f.create_group("weights")
-            for wpath in sorted(run_dir.glob("weights_*.h5")):
-                _copy_file(wpath, weights, wpath.stem.removeprefix("weights_"))
-            results = f.create_group("results")
-            for jpath in sorted(run_dir.glob("*.json")):
-                if jpath.stem.split("_")[0] in ("training", "programming", "evaluation"):
-                    results.create_dataset(jpath.stem, data=jpath.read_text())
+            weights, results = f.create_group("weights"), f.create_group("results")
+            for file in files:
+                if not file.exists():
+                    continue
+                if file.name == "die.h5":
+                    _copy_file(file, f, "characterisation")
+                elif file.name.startswith("weights_") and file.suffix == ".h5":
+                    _copy_file(file, weights, file.stem.removeprefix("weights_"))
+                elif file.suffix == ".json":
+                    results.create_dataset(file.stem, data=file.read_text())
         return p
 
     def _write_bench(self, f: h5py.File) -> None:
@@ -180,8 +183,6 @@ class SessionRecorder:
 
 def _copy_file(source: Path, dest: h5py.Group, name: str) -> None:
     """Copy a whole HDF5 file (its root group with attributes) into ``dest/name``."""
-    if not source.exists():
-        return
     with h5py.File(source, "r") as src:
         src.copy(src["/"], dest, name)
 
@@ -204,7 +205,8 @@ class RecordedSession:
     request_bytes: bytes
     response_bytes: bytes
     readings: np.ndarray
-    steps: np.ndarray
+    steps: list[dict[str, Any]]
+    """index, kind, params (dict), start_s, end_s, outcome of every step that started."""
     weights_names: list[str]
     results: dict[str, dict]
 
@@ -246,7 +248,10 @@ def load_session(path: str | Path) -> RecordedSession:
             instruments=json.loads(f["bench"].attrs.get("instruments", "{}")),
             bench_text=_text(f["bench/bench_file"]),
             transactions=tx["table"][()], request_bytes=tx["request_bytes"][()].tobytes(),
-            response_bytes=tx["response_bytes"][()].tobytes(), readings=f["readings"][()], steps=f["steps"][()],
+            response_bytes=tx["response_bytes"][()].tobytes(), readings=f["readings"][()],
+            steps=[{"index": int(r["index"]), "kind": _str(r["kind"]), "params": json.loads(_str(r["params"])),
+                    "start_s": float(r["start_s"]), "end_s": float(r["end_s"]), "outcome": _str(r["outcome"])}
+                   for r in f["steps"][()]],
             weights_names=sorted(f["weights"]), results={k: json.loads(_text(v)) for k, v in f["results"].items()},
         )
 
@@ -266,5 +271,8 @@ def extract(path: str | Path, group: str, out: str | Path) -> Path:
 
 
 def _text(ds: h5py.Dataset) -> str:
-    value = ds[()]
+    return _str(ds[()])
+
+
+def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

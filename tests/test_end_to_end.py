@@ -39,8 +39,8 @@ SEED = 3
 SERIAL = f"CMNA-777-{SEED:06d}"
 LABCTL = shutil.which("labctl", path=str(Path(sys.executable).parent)) or "labctl"
 PADS = ("VDD", "EXT_IN", "MON")
-TRAIN_OPTIONS: tuple[str, ...] = ("--epochs", "30")
-"""Fewer epochs than the default (which costs minutes of CPU): these tests check the pipeline, not the optimiser."""
+TRAIN_OPTIONS: tuple[str, ...] = ()
+"""Extra `labctl train` options (none: the default command, as a user runs it)."""
 
 
 def labctl(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -160,7 +160,7 @@ def test_weights_files_have_the_issue_4_layout(trained, characterised) -> None:
             assert np.all((enc["constant_codes"][()] >= 0) & (enc["constant_codes"][()] <= 4095))
             assert f.attrs["die_serial"] == SERIAL and f.attrs["dataset"] == "iris"
             assert f.attrs["calibration_sha256"] == file_sha256(characterised)
-            assert 0.8 <= f.attrs["software_accuracy"] <= 1.0
+            assert 0.9 <= f.attrs["software_accuracy"] <= 1.0
             assert bool(f.attrs["naive"]) == (kind == "naive")
 
 
@@ -179,7 +179,7 @@ def evaluate(served, weights: Path) -> dict:
 def test_tailored_weights_on_chip_match_the_software(served, trained) -> None:
     report = evaluate(served, trained["tailored"])
     assert report["n_samples"] == 30
-    assert report["software_accuracy"] >= 0.8
+    assert report["software_accuracy"] >= 0.9
     assert abs(report["on_chip_accuracy"] - report["software_accuracy"]) <= 1 / 30 + 1e-9, report
     assert np.array(report["confusion"]).sum() == 30
 

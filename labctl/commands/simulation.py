@@ -33,6 +33,9 @@ def register(sub) -> None:
     s.add_argument("--wiring", default="default", choices=("default", "2636b", "b2901a"),
                    help="instrument set: default (2450 + B2902A), 2636b (2636B + 2450), b2901a (three B2901A)")
     s.add_argument("--realtime", action="store_true", help="wait out gates and integration times (default: virtual clock)")
+    s.add_argument("--from", dest="from_file", type=Path, default=None, metavar="DIE_H5",
+                   help="serve the digital twin of a characterised die (its die.h5) instead of a drawn one; "
+                        "it answers with the recorded serial, so weights trained for that die are accepted")
     s.set_defaults(handler=serve)
 
 
@@ -46,12 +49,19 @@ def demo(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from labctl.sim.bench import SimulatedBench
+    from labctl.sim.twin import twin_bench
 
-    with SimulatedBench(args.part, args.seed, realtime=args.realtime, wiring=args.wiring) as sim:
+    if args.from_file is not None:
+        sim = twin_bench(args.from_file, realtime=args.realtime, wiring=args.wiring)
+        what = f"twin of die {sim.die.chip.serial} ({args.from_file})"
+    else:
+        sim = SimulatedBench(args.part, args.seed, realtime=args.realtime, wiring=args.wiring)
+        what = f"simulated {args.part} seed {args.seed}"
+    with sim:
         sim.write_bench_file(args.bench_out)
         if args.truth_out:
             sim.die.truth.save(args.truth_out)
-        print(f"serving simulated {args.part} seed {args.seed}: bench file {args.bench_out.resolve()}", flush=True)
+        print(f"serving {what}: bench file {args.bench_out.resolve()}", flush=True)
         try:
             while True:
                 time.sleep(3600)

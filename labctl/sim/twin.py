@@ -17,8 +17,10 @@ to assume (contract section 1 lists the quantities):
   (:meth:`DieTruth.seen_a_plus`), and the measured a+ already holds it;
 - stuck latch bits: those the characterisation's read-backs showed (plus any
   given, e.g. from a session's programming reports);
-- nominal: leakage (20 pA), compression onset (300 nA), reading noise
-  (0.5 %), no temperature drift (the gains stay as they were measured).
+- leakage: folded into the measured bias offset (layer 0) and dark rate
+  (outputs), as the measurement sees it; hidden somas leak the nominal 20 pA;
+- nominal: compression onset (300 nA), reading noise (0.5 %), no temperature
+  drift (the gains stay as they were measured).
 
 The twin answers IDENTIFY with the recorded die's serial, so weights trained
 for that die are accepted by it.
@@ -35,13 +37,13 @@ import numpy as np
 
 from labctl.calibration.configurations import chain_config
 from labctl.chip import ChipDescription
+from labctl.die_parameters import LayerGains
 from labctl.errors import DataFileError
 from labctl.hdf5_store import load_die_parameters, read_chip, read_raw
 from labctl.latch_codes import signed_to_nibbles
 from labctl.sim.bench import SimulatedBench
 from labctl.sim.die import PARTS
 from labctl.sim.truth import MAGNITUDE_BITS, NOMINAL_ONSET_A, DieTruth, StuckBit
-from labctl.train.die_model import layer_scale, negative_gains
 
 NOMINAL_LEAK_A = 20e-12
 NOMINAL_NOISE_FRAC = 0.005
@@ -56,8 +58,8 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
     params = load_die_parameters(characterisation)
     sizes = tuple(params.chip.layer_sizes)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    a_plus = [layer.a_plus * layer_scale(layer) for layer in params.layers]
-    a_minus = [negative_gains(layer) * layer_scale(layer) for layer in params.layers]
+    a_plus = [absolute_gains(layer)[0] for layer in params.layers]
+    a_minus = [absolute_gains(layer)[1] for layer in params.layers]
     spread = params.synapse_spread if np.isfinite(params.synapse_spread) else NOMINAL_SYNAPSE_SPREAD
     synapse_gain = [_unit_mean_columns(np.exp(rng.normal(0.0, spread, (rows, cols, 2, MAGNITUDE_BITS))))
                     for rows, cols in zip(sizes[:-1], sizes[1:])]
@@ -73,7 +75,7 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
         c2f_sigma=float(np.std(np.log(params.c2f_gain_hz_per_a))),
         noise_frac=NOMINAL_NOISE_FRAC,
         a_plus=a_plus, a_minus=a_minus,
-        leak_a=[np.full(n, NOMINAL_LEAK_A) for n in sizes],
+        leak_a=[np.full(n, 0.0 if l in (0, len(sizes) - 1) else NOMINAL_LEAK_A) for l, n in enumerate(sizes)],
         compression_onset_a=[np.full(n, NOMINAL_ONSET_A) for n in sizes],
         synapse_gain=synapse_gain,
         bias_gain=np.asarray(params.bias_gain, float), bias_offset_a=np.asarray(params.bias_offset_a, float),
@@ -82,6 +84,14 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
         mon_gain=1.0, temp_phase_rad=0.0, temp_alpha_per_c=0.0, temp_walk_seed=seed,
         stuck_bits=[tuple(int(v) for v in s) for s in seen],
     )
+
+
+def absolute_gains(layer: LayerGains) -> tuple[np.ndarray, np.ndarray]:
+    """(a+, a-) of a layer in absolute units: times the measured scale (1 where unknown);
+    a- = a+ where it was not measured (the last layer drives no signed synapses)."""
+    scale = float(layer.scale) if np.isfinite(layer.scale) else 1.0
+    a_minus = np.where(np.isfinite(layer.a_minus), layer.a_minus, layer.a_plus)
+    return layer.a_plus * scale, a_minus * scale
 
 
 def _unit_mean_columns(gains: np.ndarray) -> np.ndarray:
@@ -120,7 +130,8 @@ def _planned_nibbles(chip: ChipDescription, kind: str, params: dict) -> list[np.
     """What a configuration meant to write: the chain's codes, or all zeros (None) for the other runs."""
     if not kind.startswith("chain"):
         return None
-    config = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative")
+    config = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative",
+                          forced=tuple(tuple(f) for f in params.get("forced", [])))
     return [signed_to_nibbles(c) for c in config.codes]
 
 

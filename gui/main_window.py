@@ -1,0 +1,363 @@
+"""The one-click window: connect to a bench (or an embedded simulated die), press Train and program.
+
+One panel per pipeline stage (bench status, characterisation, training,
+programming, evaluation). The Train and program button runs the same recipe
+file as ``labctl run`` (default ``recipes/train_and_program.toml``) in a
+worker thread and records the session in the run folder; Stop halts it
+safely at any point (every output off, data kept). Problems appear at the
+bottom of the window as one line of words.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QThread, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labctl.errors import LabctlError
+from labctl.gui.bench_panel import BenchPanel
+from labctl.gui.characterisation_panel import CharacterisationPanel
+from labctl.gui.evaluation_panel import EvaluationPanel
+from labctl.gui.plots import configure
+from labctl.gui.programming_panel import ProgrammingPanel
+from labctl.gui.training_panel import TrainingPanel
+from labctl.gui.worker import LiveReadings, RecipeWorker, StatusPoller
+from labctl.recipes import DEFAULT_RECIPE, LoadedRecipe, load_recipe, resolve_run_dir
+
+SIMULATED = ("Simulated CMNA-777", "Simulated CMNA-L")
+BENCH_FILE = "Bench file"
+REFRESH_MS = 250
+TAB_OF_STEP = {"characterise": 1, "train": 2, "program": 3, "evaluate": 3}
+
+
+class MainWindow(QMainWindow):
+    """``run_finished`` carries the outcome: "completed", "stopped" or "failed"; ``stage_changed`` the
+    progress of a run (stage, done, total). Both are emitted in the GUI thread."""
+
+    run_finished = Signal(str)
+    stage_changed = Signal(str, int, int)
+
+    def __init__(self, recipe: Path | None = None, runs_dir: Path | None = None) -> None:
+        super().__init__()
+        configure()
+        self.setWindowTitle("labctl: characterise, train and program a CMNA die")
+        self.live = LiveReadings()
+        self.sim = None
+        self.bench_file: Path | None = None
+        self.runs_dir = runs_dir
+        self.run_dir: Path | None = None
+        self.poller: StatusPoller | None = None
+        self.worker: RecipeWorker | None = None
+        self.thread: QThread | None = None
+        self._loaded: LoadedRecipe | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="labctl-gui-"))
+        self._closing = False
+
+        self.source = QComboBox()
+        self.source.addItems([*SIMULATED, BENCH_FILE])
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 999_999)
+        self.seed.setValue(1)
+        self.seed.setPrefix("seed ")
+        self.bench_path = QLineEdit()
+        self.bench_path.setPlaceholderText("bench.toml (for a real bench)")
+        browse_bench = QPushButton("Browse...")
+        browse_bench.clicked.connect(self._browse_bench)
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.clicked.connect(self.connect_selected)
+        self.recipe_path = QLineEdit(str(recipe or DEFAULT_RECIPE))
+        browse_recipe = QPushButton("Browse...")
+        browse_recipe.clicked.connect(self._browse_recipe)
+        self.run_button = QPushButton("Train and program")
+        self.run_button.setStyleSheet("font-weight: bold; padding: 6px 18px;")
+        self.run_button.clicked.connect(self.train_and_program)
+        self.run_button.setEnabled(False)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setStyleSheet("font-weight: bold; color: #b00000; padding: 6px 18px;")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+
+        controls = QGridLayout()
+        controls.addWidget(QLabel("Bench:"), 0, 0)
+        controls.addWidget(self.source, 0, 1)
+        controls.addWidget(self.seed, 0, 2)
+        controls.addWidget(self.bench_path, 0, 3)
+        controls.addWidget(browse_bench, 0, 4)
+        controls.addWidget(self.connect_button, 0, 5)
+        controls.addWidget(QLabel("Recipe:"), 1, 0)
+        controls.addWidget(self.recipe_path, 1, 1, 1, 3)
+        controls.addWidget(browse_recipe, 1, 4)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        controls.addLayout(buttons, 1, 5)
+        controls.setColumnStretch(3, 1)
+
+        self.bench_panel = BenchPanel()
+        self.characterisation = CharacterisationPanel()
+        self.training = TrainingPanel()
+        self.programming = ProgrammingPanel()
+        self.evaluation = EvaluationPanel()
+        self.tabs = QTabWidget()
+        for panel, title in ((self.bench_panel, "Bench"), (self.characterisation, "Characterisation"),
+                             (self.training, "Training"), (self.programming, "Programming"),
+                             (self.evaluation, "Evaluation")):
+            self.tabs.addTab(panel, title)
+
+        self.steps = QLabel("")
+        self.stage = QLabel("Connect to a bench or start a simulated die.")
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        status = QHBoxLayout()
+        status.addWidget(self.stage, 2)
+        status.addWidget(self.progress, 1)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(controls)
+        layout.addWidget(self.steps)
+        layout.addWidget(self.tabs, 1)
+        layout.addLayout(status)
+        layout.addWidget(self.message)
+        self.setCentralWidget(central)
+        self.resize(1280, 820)
+
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._refresh)
+        self.timer.start(REFRESH_MS)
+
+    # -- connecting ------------------------------------------------------------------
+
+    def connect_selected(self) -> None:
+        choice = self.source.currentText()
+        if choice == BENCH_FILE:
+            path = self.bench_path.text().strip()
+            if not path:
+                self.show_error("choose a bench file first (Browse...)")
+                return
+            self.connect_bench_file(Path(path))
+        else:
+            self.start_simulated(choice.removeprefix("Simulated "), self.seed.value())
+
+    def start_simulated(self, part: str, seed: int) -> None:
+        """Start an embedded simulated die (its own bridge and SMUs on loopback) and connect to it."""
+        from labctl.sim.bench import SimulatedBench
+
+        self._disconnect()
+        self.sim = SimulatedBench(part, seed).start()
+        self.source.setCurrentText(f"Simulated {part}")
+        self.seed.setValue(seed)
+        self.connect_bench_file(self.sim.write_bench_file(self._tmp / "bench.toml"), keep_sim=True)
+
+    def connect_bench_file(self, path: Path, keep_sim: bool = False) -> None:
+        if not keep_sim:
+            self._disconnect()
+            self.source.setCurrentText(BENCH_FILE)
+            self.bench_path.setText(str(path))
+        self.bench_file = Path(path)
+        self.live.set_source(f"{self.bench_file} (connecting...)")
+        self._start_poller()
+        self.run_button.setEnabled(True)
+        self.stage.setText("Connected: press Train and program.")
+        self.clear_error()
+
+    def _start_poller(self) -> None:
+        assert self.bench_file is not None
+        self.poller = StatusPoller(self.bench_file, self.live).start()
+
+    def _disconnect(self) -> None:
+        """Stop the poller (in the background: it may be waiting for a slow bench) and any embedded die."""
+        if self.poller is not None:
+            poller, self.poller = self.poller, None
+            if self.sim is not None:
+                poller.stop()  # before the embedded die goes away
+            else:
+                threading.Thread(target=poller.stop, daemon=True).start()
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        self.live = LiveReadings()
+
+    # -- running ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def train_and_program(self) -> None:
+        """Run the recipe file in a worker thread (the button)."""
+        if self.running or self.bench_file is None:
+            return
+        try:
+            loaded = load_recipe(Path(self.recipe_path.text().strip()))
+        except LabctlError as exc:
+            self.show_error(str(exc))
+            return
+        self.clear_error()
+        self._loaded = loaded
+        run_dir = resolve_run_dir(loaded)
+        self.run_dir = self.runs_dir / run_dir.name if self.runs_dir else run_dir
+        for panel in (self.characterisation, self.training, self.programming, self.evaluation):
+            panel.clear()
+        self._show_steps(-1)
+        worker = RecipeWorker(loaded, self.bench_file, self.run_dir, self.live, self.poller)
+        self.poller = None
+        thread = QThread(self)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.progress.connect(self._on_progress)
+        worker.step_started.connect(self._on_step_started)
+        worker.epoch.connect(self.training.add_epoch)
+        worker.characterisation_live.connect(self.characterisation.show_live)
+        worker.step_done.connect(self._on_step_done)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.stopped.connect(self._on_stopped)
+        self.worker, self.thread = worker, thread
+        self.run_button.setEnabled(False)
+        self.connect_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.stage.setText(f"Running {loaded.name} into {self.run_dir}...")
+        thread.start()
+
+    def stop(self) -> None:
+        """Stop safely: the run halts at its next progress report, every output goes off, data stay."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.stop_button.setEnabled(False)
+            self.stage.setText("Stopping: turning every output off...")
+
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
+        self.stage.setText(f"{stage}: {done} of {total}")
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        self.stage_changed.emit(stage, done, total)
+
+    def _on_step_started(self, index: int, kind: str) -> None:
+        self._show_steps(index)
+        self.tabs.setCurrentIndex(TAB_OF_STEP.get(kind, 0))
+
+    def _on_step_done(self, index: int, kind: str, outcome) -> None:
+        if kind == "characterise":
+            self.characterisation.show_final(outcome)
+        elif kind == "train":
+            assert self._loaded is not None
+            weights, report = outcome
+            self.training.finished(self._loaded.recipe.steps[index].weights_name, weights, report)
+        else:
+            self.programming.show_outcome(outcome)
+            if outcome.result.evaluation is not None:
+                self.evaluation.show_outcome(outcome)
+                self.tabs.setCurrentWidget(self.evaluation)
+
+    def _on_finished(self, result) -> None:
+        self._show_steps(len(result.recipe.recipe.steps))
+        accuracies = [f"{name} {o.result.evaluation.on_chip_accuracy:.1%}" for name, o in result.on_chip.items()
+                      if o.result.evaluation is not None]
+        self._end_run(f"Completed in {result.wall_s:.0f} s"
+                      + (f": on-chip accuracy {', '.join(accuracies)}" if accuracies else "")
+                      + f". Run folder {result.run_dir} (session.h5 recorded).", "completed")
+
+    def _on_failed(self, message: str) -> None:
+        self.show_error(message)
+        self._end_run("Failed: every output is off; see the message below.", "failed")
+
+    def _on_stopped(self, message: str) -> None:
+        self.message.setStyleSheet("color: #a05000;")
+        self.message.setText(message)
+        self._end_run(f"Stopped. Data so far are in {self.run_dir}.", "stopped")
+
+    def _end_run(self, text: str, outcome: str) -> None:
+        self.stage.setText(text)
+        if self.thread is not None:
+            self.thread.quit()
+            self.thread.wait()
+            self.thread.deleteLater()
+        if self.worker is not None:
+            self.worker.deleteLater()
+        self.worker, self.thread = None, None
+        self.run_button.setEnabled(True)
+        self.connect_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.bench_file is not None and not self._closing:
+            self._start_poller()
+        self.run_finished.emit(outcome)
+
+    def _show_steps(self, current: int) -> None:
+        if self._loaded is None:
+            return
+        parts = []
+        for i, step in enumerate(self._loaded.recipe.steps):
+            what = step.kind + (f" {step.weights_name}" if step.kind == "train" else
+                                f" {getattr(step, 'weights', '')}").rstrip()
+            parts.append(f"<b>{i + 1}. {what}</b>" if i == current else
+                         (f"{i + 1}. {what} (done)" if i < current else f"{i + 1}. {what}"))
+        self.steps.setText(f"{self._loaded.name}: " + " → ".join(parts))
+
+    # -- messages and housekeeping ----------------------------------------------------------
+
+    def show_error(self, message: str) -> None:
+        """One line of words (a LabctlError's message), never a traceback."""
+        self.message.setStyleSheet("color: #b00000; font-weight: bold;")
+        self.message.setText(f"Error: {message}")
+
+    def clear_error(self) -> None:
+        self.message.setText("")
+
+    def error_text(self) -> str:
+        return self.message.text()
+
+    def _refresh(self) -> None:
+        snapshot = self.live.snapshot()
+        self.bench_panel.show_snapshot(snapshot)
+        if snapshot.error and not self.running and not self.message.text():
+            self.show_error(snapshot.error)
+
+    def _browse_bench(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Bench file", "", "Bench files (*.toml)")
+        if path:
+            self.bench_path.setText(path)
+            self.source.setCurrentText(BENCH_FILE)
+
+    def _browse_recipe(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Recipe", str(DEFAULT_RECIPE.parent), "Recipes (*.toml)")
+        if path:
+            self.recipe_path.setText(path)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop a run (outputs off) and the pollers before the window goes."""
+        self._closing = True
+        self.timer.stop()
+        if self.worker is not None and self.thread is not None:
+            self.worker.stop()
+            self.thread.quit()
+            self.thread.wait()
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        super().closeEvent(event)

@@ -1,0 +1,64 @@
+"""Training: loss and training accuracy per epoch for every weight set of the recipe.
+
+The trainer reports ``progress(epoch, n_epochs, loss, accuracy)`` after each
+epoch (epochs of all its restarts in a row); the tailored and the naive set
+get one curve each.
+"""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from labctl.gui.plots import plot_widget, weight_colour
+
+
+class TrainingPanel(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.header = QLabel("No training yet.")
+        self.header.setWordWrap(True)
+        self.loss = plot_widget("Training loss (epochs of all restarts in a row)", "epoch", "loss")
+        self.accuracy = plot_widget("Training accuracy (3-bit network, model)", "epoch", "accuracy", None, "%")
+        self.accuracy.setYRange(0, 100)
+        self.loss.addLegend(offset=(-10, 10))  # losses fall: the legend goes top right
+        self.accuracy.addLegend(offset=(-10, -10))  # accuracies rise: bottom right
+        self._curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem, list, list, list]] = {}
+        self._done: dict[str, str] = {}
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss)
+        plots.addWidget(self.accuracy)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.header)
+        layout.addLayout(plots)
+
+    def clear(self) -> None:
+        self.loss.clear()
+        self.accuracy.clear()
+        self._curves.clear()
+        self._done.clear()
+        self.header.setText("No training yet.")
+
+    def add_epoch(self, name: str, epoch: int, n_epochs: int, loss: float, accuracy: float) -> None:
+        if name not in self._curves:
+            pen = pg.mkPen(weight_colour(name, len(self._curves)), width=2)
+            self._curves[name] = (self.loss.plot(pen=pen, name=name), self.accuracy.plot(pen=pen, name=name),
+                                  [], [], [])
+        loss_curve, acc_curve, epochs, losses, accs = self._curves[name]
+        epochs.append(epoch)
+        losses.append(loss)
+        accs.append(100.0 * accuracy)
+        loss_curve.setData(epochs, losses)
+        acc_curve.setData(epochs, accs)
+        self._show_header(f"training <b>{name}</b>: epoch {epoch} of {n_epochs}, loss {loss:.4g}, "
+                          f"training accuracy {accuracy:.1%}")
+
+    def finished(self, name: str, weights, report) -> None:
+        kind = "trained on nominal gains" if weights.naive else "tailored to the measured die"
+        self._done[name] = (f"<b>{name}</b> ({kind}): software accuracy {weights.software_accuracy:.1%} "
+                            f"on the {weights.dataset} test split; {report.restarts} restart(s) of {report.epochs} "
+                            f"epochs, the best epoch kept; {report.seconds:.0f} s")
+        self._show_header("")
+
+    def _show_header(self, running: str) -> None:
+        self.header.setText("<br>".join([*self._done.values(), running] if running else self._done.values()))
