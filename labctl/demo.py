@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.table import Table
 
 from labctl.progress import console, progress_bars
+from labctl.recipes import part_recipe
+from labctl.session import SessionRecorder
 from labctl.sim.bench import SimulatedBench
 from labctl.workflow import program_and_evaluate, run_characterisation, run_training
 
@@ -29,12 +31,15 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
     console.print(f"[bold]labctl demo[/]: simulated {part} (seed {seed}), data set {dataset}; run folder {out_dir}")
     started = time.monotonic()
     timings: dict[str, float] = {}
+    recorder = SessionRecorder()
     with SimulatedBench(part, seed) as sim:
         bench_file = out_dir / "bench.toml"
         sim.write_bench_file(bench_file)
+        recorder.set_identity(sim.die.chip, {name: emu.IDN for name, emu in sim.emulators.items()}, sim.bench_text)
         with progress_bars(show_progress) as progress:
             t = time.monotonic()
-            characterisation = run_characterisation(bench_file, out_dir / "die.h5", progress=progress)
+            characterisation = run_characterisation(bench_file, out_dir / "die.h5", progress=progress,
+                                                    bench_options=recorder.bench_options())
             timings["characterise_s"] = time.monotonic() - t
             t = time.monotonic()
             tailored, _ = run_training(out_dir / "die.h5", dataset, out_dir / "weights_tailored.h5")
@@ -43,7 +48,7 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
             t = time.monotonic()
             on_chip = {
                 name: program_and_evaluate(bench_file, out_dir / f"weights_{name}.h5", dataset_name=dataset,
-                                           progress=progress)
+                                           progress=progress, bench_options=recorder.bench_options())
                 for name in ("naive", "tailored")
             }
             timings["program_and_evaluate_s"] = time.monotonic() - t
@@ -59,6 +64,10 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
         "wall_seconds": time.monotonic() - started, "bench_seconds": bench_time_s, **timings,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    # the demo runs the steps of the shipped recipe for its part, so `labctl replay` can repeat them
+    recipe = part_recipe(part, dataset)
+    recorder.write(out_dir / "session.h5", recipe_text=recipe.text, recipe_name=recipe.recipe.name, outcome="completed",
+                   files=[out_dir / "die.h5", out_dir / "weights_tailored.h5", out_dir / "weights_naive.h5"])
     table = Table(title=f"{part} seed {seed}: {dataset}, {summary['n_test_samples']} test samples")
     table.add_column("weights")
     table.add_column("accuracy", justify="right")
