@@ -1,7 +1,7 @@
 """Training: loss and training accuracy per epoch for every weight set of the recipe.
 
 The trainer reports ``progress(epoch, n_epochs, loss, accuracy)`` after each
-epoch (epochs of all its restarts in a row); the tailored and the naive set
+epoch; the tailored and the naive set
 get one curve each.
 """
 
@@ -18,7 +18,7 @@ class TrainingPanel(QWidget):
         super().__init__()
         self.header = QLabel("No training yet.")
         self.header.setWordWrap(True)
-        self.loss = plot_widget("Training loss (epochs of all restarts in a row)", "epoch", "loss")
+        self.loss = plot_widget("Training loss", "epoch", "loss")
         self.accuracy = plot_widget("Training accuracy (3-bit network, model)", "epoch", "accuracy", None, "%")
         self.accuracy.setYRange(0, 100)
         self.loss.addLegend(offset=(-10, 10))  # losses fall: the legend goes top right
@@ -56,8 +56,8 @@ class TrainingPanel(QWidget):
     def finished(self, name: str, weights, report) -> None:
         kind = "trained on nominal gains" if weights.naive else "tailored to the measured die"
         self._done[name] = (f"<b>{name}</b> ({kind}): software accuracy {weights.software_accuracy:.1%} "
-                            f"on the {weights.dataset} test split; {report.restarts} restart(s) of {report.epochs} "
-                            f"epochs, the best epoch kept; {report.seconds:.0f} s")
+                            f"on the {weights.dataset} test split; {report.epochs} epochs, "
+                            f"the best epoch kept; {report.seconds:.0f} s")
         self._show_header("")
 
     def _show_header(self, running: str) -> None:
