@@ -18,7 +18,7 @@ from labctl.progress import console, progress_bars
 from labctl.recipes import part_recipe
 from labctl.session import SessionRecorder
 from labctl.sim.bench import SimulatedBench
-from labctl.workflow import program_and_evaluate, run_characterisation, run_training
+from labctl.workflow import dataset_of, program_and_evaluate, run_characterisation, run_training, write_on_chip_record
 
 DEFAULT_DATASET = {"CMNA-777": "iris", "CMNA-L": "mnist"}
 
@@ -42,20 +42,28 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
                                                     bench_options=recorder.bench_options())
             timings["characterise_s"] = time.monotonic() - t
             t = time.monotonic()
-            tailored, _ = run_training(out_dir / "die.h5", dataset, out_dir / "weights_tailored.h5")
+            announce = console.print
+            tailored, _ = run_training(out_dir / "die.h5", dataset, out_dir / "weights_tailored.h5",
+                                       announce=announce,
+                                       progress=lambda e, n, *_: progress("training", e, n))
             naive, _ = run_training(out_dir / "die.h5", dataset, out_dir / "weights_naive.h5", naive=True)
             timings["train_s"] = time.monotonic() - t
             t = time.monotonic()
+            # tailored weights are programmed as a lab would: stuck bits retrained around, one in-situ round
             on_chip = {
-                name: program_and_evaluate(bench_file, out_dir / f"weights_{name}.h5", dataset_name=dataset,
+                name: program_and_evaluate(bench_file, out_dir / f"weights_{name}.h5", evaluate=True,
+                                           calibration=out_dir / "die.h5" if name == "tailored" else None,
+                                           programmed_out=out_dir / f"weights_{name}-programmed.h5",
                                            progress=progress, bench_options=recorder.bench_options())
                 for name in ("naive", "tailored")
             }
+            for name, result in on_chip.items():
+                write_on_chip_record(out_dir, name, result, list(dataset_of(result.weights).class_names))
             timings["program_and_evaluate_s"] = time.monotonic() - t
         bench_time_s = sim.clock.now()
     summary = {
         "part": part, "seed": seed, "dataset": dataset, "die_serial": tailored.die_serial,
-        "software_accuracy": tailored.software_accuracy,
+        "software_accuracy": on_chip["tailored"].weights.software_accuracy,
         "naive_on_chip_accuracy": on_chip["naive"].evaluation.on_chip_accuracy,
         "tailored_on_chip_accuracy": on_chip["tailored"].evaluation.on_chip_accuracy,
         "n_test_samples": on_chip["tailored"].evaluation.n_samples,

@@ -91,6 +91,10 @@ class TrainStep(_Strict):
     dataset: str
     name: str | None = Field(default=None, pattern=_NAME, description="default: tailored or naive")
     naive: bool = False
+    method: Literal["auto", "finetune", "scratch"] = Field(
+        default="auto", description="finetune: from the part's pre-trained network; scratch: from random weights; "
+                                    "auto: scratch for small networks, finetune for large ones")
+    label_column: str | None = Field(default=None, description="CSV data: the class column (default: the last)")
     hidden: list[Annotated[int, Field(ge=1)]] | None = None
     epochs: int | None = Field(default=None, ge=1, le=10000)
     seed: int = Field(default=0, ge=0)
@@ -115,15 +119,15 @@ class ProgramStep(_Strict):
     kind: Literal["program"]
     weights: str = Field(pattern=_NAME, description="name of an earlier train step")
     keep_powered: bool = False
+    retrain: bool = Field(default=True, description="tailored weights: retrain around stuck bits, in-situ rounds")
+    in_situ_rounds: int = Field(default=1, ge=0, le=5)
 
 
-class EvaluateStep(_Strict):
+class EvaluateStep(ProgramStep):
     """Program, verify and classify the test split on the die (``labctl evaluate``)."""
 
-    kind: Literal["evaluate"]
-    weights: str = Field(pattern=_NAME, description="name of an earlier train step")
+    kind: Literal["evaluate"]  # type: ignore[assignment]
     gate_ms: int = Field(default=20, ge=1, le=65535)
-    keep_powered: bool = False
 
 
 Step = Annotated[Union[CharacteriseStep, TrainStep, ProgramStep, EvaluateStep], Field(discriminator="kind")]
@@ -355,7 +359,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
     ``run_dir/session.h5`` at the end, also when the run stops or fails.
     Raises :class:`Stopped` when ``stop_event`` is set during the run.
     """
-    from labctl.workflow import program_and_evaluate, run_characterisation, run_training
+    from labctl.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
 
     recipe = loaded.recipe
     run_dir = Path(run_dir)
@@ -410,24 +414,29 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
                         listener.epoch(name, epoch, n_epochs, loss, accuracy)
 
                 weights, train_report = run_training(
-                    die_file, step.dataset, run_dir / f"weights_{name}.h5", naive=step.naive,
+                    die_file, step.dataset, run_dir / f"weights_{name}.h5", naive=step.naive, method=step.method,
                     hidden=tuple(step.hidden) if step.hidden else None, epochs=step.epochs, seed=step.seed,
-                    progress=on_epoch)
+                    label_column=step.label_column, progress=on_epoch)
                 _write_json(run_dir / f"training_{name}.json", _train_json(train_report))
                 result.files += [run_dir / f"weights_{name}.h5", run_dir / f"training_{name}.json"]
                 result.trained[name] = (weights, train_report)
-                class_names[name] = _class_names(step.dataset, step.seed)
+                class_names[name] = _class_names(step.dataset, step.seed, step.label_column)
                 outcome = (weights, train_report)
             else:
                 weights, _ = result.trained[step.weights]
                 evaluate = isinstance(step, EvaluateStep)
+                retrain = step.retrain and not weights.naive
+                programmed = run_dir / f"weights_{step.weights}-programmed.h5"
                 on_chip = program_and_evaluate(
-                    bench_file, run_dir / f"weights_{step.weights}.h5",
-                    dataset_name=weights.dataset if evaluate else None, keep_powered=step.keep_powered,
+                    bench_file, run_dir / f"weights_{step.weights}.h5", evaluate=evaluate,
+                    calibration=die_file if retrain else None, in_situ_rounds=step.in_situ_rounds,
+                    programmed_out=programmed, keep_powered=step.keep_powered,
                     gate_ms=step.gate_ms if evaluate else 20, progress=report, bench_options=bench_options)
-                outcome = OnChipOutcome(step.weights, weights, on_chip, class_names[step.weights])
+                outcome = OnChipOutcome(step.weights, on_chip.weights, on_chip, class_names[step.weights])
                 result.on_chip[step.weights] = outcome
-                result.files += _write_on_chip(run_dir, outcome)
+                result.files += write_on_chip_record(run_dir, step.weights, on_chip, class_names[step.weights])
+                if programmed.exists():
+                    result.files.append(programmed)
             if recorder:
                 recorder.end_step(index, "done")
             if listener:
@@ -482,40 +491,16 @@ def _targets(step: CharacteriseStep):
     return Targets(a_plus=step.target_a_plus, ratio=step.target_ratio, time_budget_s=step.time_budget_s)
 
 
-def _class_names(dataset: str, seed: int) -> list[str]:
+def _class_names(dataset: str, seed: int, label_column: str | None) -> list[str]:
     from labctl.train.datasets import load_dataset
 
-    return list(load_dataset(dataset, seed=seed).class_names)
+    return list(load_dataset(dataset, seed=seed, label_column=label_column).class_names)
 
 
 def _train_json(report) -> dict:
     keys = ("dataset", "die_serial", "naive", "seed", "epochs", "best_epoch", "losses", "train_accuracies",
             "software_accuracy", "ideal_accuracy", "train_accuracy", "seconds")
     return {k: getattr(report, k) for k in keys}
-
-
-def _write_on_chip(run_dir: Path, outcome: OnChipOutcome) -> list[Path]:
-    """``evaluation_<name>.json`` (accuracy, confusion, stuck bits) and ``confusion_<name>.csv``;
-    ``programming_<name>.json`` for a program step."""
-    program = outcome.result.program
-    written = []
-    record: dict[str, Any] = {
-        "weights": outcome.weights_name, "die_serial": outcome.weights.die_serial,
-        "verified": program.verified,
-        "stuck_bits": [{"matrix": b.matrix, "row": b.row, "column": b.column, "bit": b.bit, "held": b.held}
-                       for b in program.stuck],
-    }
-    evaluation = outcome.result.evaluation
-    if evaluation is not None:
-        record |= evaluation.as_json() | {"class_names": outcome.class_names}
-        rows = [",".join(["true \\ predicted", *outcome.class_names])]
-        rows += [",".join([name, *map(str, row)]) for name, row in zip(outcome.class_names, evaluation.confusion)]
-        written.append(run_dir / f"confusion_{outcome.weights_name}.csv")
-        written[-1].write_text("\n".join(rows) + "\n")
-    kind = "programming" if evaluation is None else "evaluation"
-    written.append(run_dir / f"{kind}_{outcome.weights_name}.json")
-    _write_json(written[-1], record)
-    return written
 
 
 def _write_json(path: Path, data: dict) -> None:

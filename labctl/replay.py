@@ -146,10 +146,12 @@ def replay_session(path: str | Path, *, work_dir: str | Path | None = None, prog
         with twin_bench(die, stuck_bits=_recorded_stuck_bits(session)) as sim:
             bench_file = sim.write_bench_file(work / "twin_bench.toml")
             for index, step in evaluations:
-                weights = recorded[step.weights]
-                twin = program_and_evaluate(bench_file, work / f"weights_{step.weights}.h5",
-                                            dataset_name=weights.dataset, gate_ms=step.gate_ms, progress=tick)
-                chip_decisions = _recorded_decisions(session, windows.get(index), weights)
+                # the weights the die ended up holding (after stuck-bit and in-situ retraining, if any)
+                final = next(n for n in (f"{step.weights}-programmed", step.weights) if n in recorded)
+                weights = recorded[final]
+                twin = program_and_evaluate(bench_file, work / f"recorded_{final}.h5", evaluate=True,
+                                            gate_ms=step.gate_ms, progress=tick)
+                chip_decisions = _recorded_decisions(session, windows.get(index), weights, twin.evaluation.n_samples)
                 result = session.results.get(f"evaluation_{step.weights}", {})
                 ev = twin.evaluation
                 agreement = (float(np.mean(chip_decisions == ev.predictions))
@@ -185,12 +187,16 @@ def _batches(session: RecordedSession, window: tuple[float, float]):
             yield gate_ms, parse_run_batch(session.response(i), count, n_out)
 
 
-def _recorded_decisions(session: RecordedSession, window: tuple[float, float] | None, weights) -> np.ndarray | None:
-    """The class the chip chose for each test sample, from the recorded RUN_BATCH answers of one step."""
+def _recorded_decisions(session: RecordedSession, window: tuple[float, float] | None, weights,
+                        n_test: int) -> np.ndarray | None:
+    """The class the chip chose for each test sample, from the recorded RUN_BATCH answers of one step.
+
+    The test split is the step's last ``n_test`` patterns (in-situ rounds classify the training split first).
+    """
     if window is None:
         return None
     rates = [counts / (gate_ms * 1e-3) for gate_ms, counts in _batches(session, window)]
-    return weights.encoding.classify(np.concatenate(rates)) if rates else None
+    return weights.encoding.classify(np.concatenate(rates)[-n_test:]) if rates else None
 
 
 # -- readings against the model -------------------------------------------------------------

@@ -3,5 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Pre-trained networks (labctl.train.population) go to a cache shared by the whole session (and its
+# subprocesses), never the user's: the first test that fine-tunes Iris pays the pre-training once.
+_CACHE = tempfile.mkdtemp(prefix="labctl-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)

@@ -11,6 +11,7 @@ non-zero, and leave every output of the bench off.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -117,9 +118,32 @@ def test_unknown_data_set(capsys, tmp_path, die3) -> None:
     fails(capsys, "train", "--calibration", die3.calibration, "--dataset", "cifar-9000", "--out", tmp_path / "w.h5",
           match=r"unknown data set 'cifar-9000'")
     fails(capsys, "evaluate", "--bench", die3.bench_path, "--weights", die3.weights, "--dataset", "cifar-9000",
-          match=r"unknown data set 'cifar-9000'")
+          match=r"the weights were trained on 'iris', not on 'cifar-9000'")
     assert not (tmp_path / "w.h5").exists()
     assert not any(die3.channel_of(pad).output_on for pad in PADS)
+    assert die3.die.status()[0] & 1  # refused before anything was powered
+
+
+def test_csv_data_set_with_a_named_label_column(capsys, tmp_path, die3) -> None:
+    """Any CSV: header row, numeric features, the class in the column --label-column names; the split is kept
+    in the weights, so evaluation needs no --dataset."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    rows = ["species,sepal_l,sepal_w,petal_l,petal_w"]
+    rows += [",".join([str(iris.target_names[t]), *map(str, x)]) for x, t in zip(iris.data, iris.target)]
+    data = tmp_path / "flowers.csv"
+    data.write_text("\n".join(rows) + "\n")
+    fails(capsys, "train", "--calibration", die3.calibration, "--dataset", data, "--out", tmp_path / "w.h5",
+          "--label-column", "genus", match=r"flowers.csv has no column 'genus' \(columns: species, sepal_l")
+    weights = tmp_path / "w.h5"
+    assert main(["--no-progress", "train", "--calibration", str(die3.calibration), "--dataset", str(data),
+                 "--label-column", "species", "--method", "scratch", "--epochs", "20", "--out", str(weights)]) == 0
+    assert "tailored weights for die CMNA-777-000003 on flowers" in capsys.readouterr().out
+    assert main(["--no-progress", "evaluate", "--bench", str(die3.bench_path), "--weights", str(weights),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_samples"] == 30 and len(report["per_class_accuracy"]) == 3
 
 
 @pytest.mark.parametrize("hidden, match", [("9", r"hidden layer 1 asks for 9 neurons, CMNA-777 has 1 to 7"),

@@ -170,18 +170,29 @@ def test_program_verifies(served, trained) -> None:
     assert "programmed and verified" in result.stdout
 
 
-def evaluate(served, weights: Path) -> dict:
+def evaluate(served, weights: Path, *options: str | Path) -> dict:
     result = ok(labctl("evaluate", "--bench", served.bench, "--weights", weights, "--dataset", "iris", "--json",
-                       cwd=served.folder))
+                       *options, cwd=served.folder))
     return json.loads(result.stdout)
 
 
-def test_tailored_weights_on_chip_match_the_software(served, trained) -> None:
-    report = evaluate(served, trained["tailored"])
+def test_tailored_weights_on_chip_match_the_software(served, characterised, trained) -> None:
+    """Programmed as a lab programs tailored weights: with the characterisation (stuck-bit retraining and one
+    in-situ round on the training split), and the run folder gets the confusion matrix and per-class accuracy."""
+    run = served.folder / "run"
+    report = evaluate(served, trained["tailored"], "--calibration", characterised, "--out-dir", run)
     assert report["n_samples"] == 30
     assert report["software_accuracy"] >= 0.9
     assert abs(report["on_chip_accuracy"] - report["software_accuracy"]) <= 1 / 30 + 1e-9, report
     assert np.array(report["confusion"]).sum() == 30
+    programmed = trained["tailored"].with_name("w-programmed.h5")
+    assert programmed.exists(), "the in-situ round's weights are kept next to the trained ones"
+    record = json.loads((run / "evaluation_w.json").read_text())
+    assert record["on_chip_accuracy"] == report["on_chip_accuracy"] and record["in_situ_rounds"] == 1
+    assert record["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert np.allclose(record["per_class_accuracy"], np.diag(record["confusion"]) / np.sum(record["confusion"], 1))
+    rows = (run / "confusion_w.csv").read_text().splitlines()
+    assert rows[0] == "true \\ predicted,setosa,versicolor,virginica" and len(rows) == 4
 
 
 def test_naive_weights_evaluate_on_chip(served, trained) -> None:

@@ -40,7 +40,6 @@ configs = 4
 kind = "train"
 name = "tailored"
 dataset = "iris"
-epochs = 150
 
 [[steps]]
 kind = "evaluate"
@@ -75,7 +74,8 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
     first_identify = int(np.flatnonzero(tx["op"] == Opcode.IDENTIFY)[0])
     assert parse_identify(session.response(first_identify)) == session.chip
     batches = np.flatnonzero((tx["op"] == Opcode.RUN_BATCH) & (tx["status"] == Status.OK))
-    assert sum(int.from_bytes(session.request(i)[2:4], "little") for i in batches) == 30  # the Iris test split
+    # one in-situ round classifies the 120 training samples, then the evaluation the 30 test samples
+    assert sum(int.from_bytes(session.request(i)[2:4], "little") for i in batches) == 120 + 30
     assert all(len(session.response(i)) == 4 * 7 * int.from_bytes(session.request(i)[2:4], "little")
                for i in batches)
     roles = {(r.decode(), q.decode()) for r, q in zip(session.readings["role"], session.readings["quantity"])}
@@ -83,7 +83,7 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
     assert [s["kind"] for s in session.steps] == ["characterise", "train", "evaluate"]
     assert all(s["outcome"] == "done" for s in session.steps)
     assert session.steps[1]["params"] == {"kind": "train", "name": "tailored", "dataset": "iris", "naive": False,
-                                          "epochs": 150, "seed": 0}
+                                          "method": "auto", "seed": 0}
 
     with h5py.File(run / "session.h5") as f, h5py.File(run / "die.h5") as die:
         np.testing.assert_array_equal(f["characterisation/raw/mon"][()], die["raw/mon"][()])
@@ -139,7 +139,7 @@ def test_replay_reproduces_weights_and_accuracy(recorded):
     groups = {c.quantity: c for c in report.readings}
     assert {"MON current, layer 0, EXT_IN sweep", "MON current, layer 1, chains", "C2F counts, chains",
             "RUN_BATCH counts, tailored"} <= set(groups)
-    assert groups["RUN_BATCH counts, tailored"].n == 30 * 7
+    assert groups["RUN_BATCH counts, tailored"].n == (120 + 30) * 7  # the in-situ round, then the test split
     for c in report.readings:  # the twin agrees with its own die within the stated uncertainty
         assert c.rms_sigma < 2.5, c
 

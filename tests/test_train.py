@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +13,14 @@ from labctl.chip import ChipDescription
 from labctl.die_parameters import DieParameters, LayerGains
 from labctl.errors import ConfigError
 from labctl.train.datasets import load_dataset
-from labctl.train.die_model import DieModel, predict_rates, soma_currents_a
+from labctl.train.die_model import DieModel, mirror_factors, predict_rates, soma_currents_a
 from labctl.train.network_map import map_network
-from labctl.train.quantise import round_ste
-from labctl.train.trainer import TARGET_MAX_SOMA_INPUT_A, train_weights
+from labctl.train.in_situ import MirrorEstimate
+from labctl.train.objectives import error_probability, margin_loss, z_margins
+from labctl.train.population import pretrain_population
+from labctl.train.quantise import LatchDefects, round_stochastic, round_ste
+from labctl.train.trainer import TARGET_MAX_SOMA_INPUT_A, finetune, train_weights
+from labctl.train.variation import NOMINAL_LEAK_A, ContractPopulation, MeasuredDistribution
 
 CHIP = ChipDescription(
     serial="TEST", protocol=1, firmware=(1, 0), layer_sizes=(7, 7, 7), magnitude_bits=3, dac_bits=12,
@@ -187,7 +194,9 @@ def test_predict_rates_agrees_with_torch_model():
     r0 = die.bias_gain[0] * 1000 * 1e-10 + die.bias_offset_a[0]
     r1 = r0 * 6 / 12 * die.layers[0].a_plus[0] * 1.3
     assert currents[1][0, 2] == pytest.approx(r1, rel=1e-12)
-    assert currents[2][0, 1] == pytest.approx(-3 / 12 * die.layers[1].a_minus[2] * 1.3 * r1, rel=1e-12)
+    # a hidden soma drives its synapses with its rectified input plus the contract's nominal leakage
+    assert currents[2][0, 1] == pytest.approx(-3 / 12 * die.layers[1].a_minus[2] * 1.3 * (r1 + NOMINAL_LEAK_A),
+                                              rel=1e-12)
 
 
 # --- training --------------------------------------------------------------
@@ -229,6 +238,155 @@ def test_training_is_deterministic_for_a_seed(iris):
 
 def test_progress_reports_every_epoch(iris):
     seen = []
-    train_weights(DieParameters.nominal(CHIP), iris, epochs=5, progress=lambda *a: seen.append(a))
-    assert [s[:2] for s in seen] == [(e, 5) for e in range(1, 6)]
+    train_weights(DieParameters.nominal(CHIP), iris, epochs=5, restarts=2, progress=lambda *a: seen.append(a))
+    assert [s[:2] for s in seen] == [(e, 10) for e in range(1, 11)]  # epochs over all restarts
     assert all(0.0 <= s[3] <= 1.0 and s[2] >= 0.0 for s in seen)
+
+
+# --- chip-faithful pieces: mirrors, noise, variation, stuck latches, pre-training ---------
+
+
+def test_mirror_factor_is_the_sum_of_the_bits_that_are_on():
+    gains = torch.ones((1, 1, 3, 2, 3), dtype=torch.float64)
+    gains[0, 0, :, 0] = torch.tensor([1.1, 0.9, 1.05], dtype=torch.float64)  # positive branch, bits 0..2
+    gains[0, 0, :, 1] = torch.tensor([0.8, 1.2, 1.0], dtype=torch.float64)  # negative branch
+    codes = torch.tensor([[5.0, -3.0, 0.0]], dtype=torch.float64)
+    factors = mirror_factors(codes, gains)[0, 0]
+    assert factors[0].item() == pytest.approx((1.1 + 4 * 1.05) / 5)  # 5 = bits 0 and 2
+    assert factors[1].item() == pytest.approx((0.8 + 2 * 1.2) / 3)  # -3 = negative bits 0 and 1
+    assert factors[2].item() == 1.0
+
+
+def test_margin_is_counted_in_noise_sigmas():
+    rates = torch.tensor([[10_000.0, 6_000.0]], dtype=torch.float64)
+    labels = torch.tensor([0])
+    z = z_margins(rates, labels, gate_s=0.02, noise_frac=0.01)
+    var = 16_000 / 0.02 + 0.01**2 * (10_000**2 + 6_000**2) + 1 / 0.02**2
+    assert z[0, 1].item() == pytest.approx(4000 / np.sqrt(var)) and torch.isinf(z[0, 0])
+    p = error_probability(rates, labels, 0.02, 0.01)
+    assert p.item() == pytest.approx(0.5 * math.erfc(z[0, 1].item() / math.sqrt(2)))
+    # a loss at the margin is smaller for a larger lead
+    wide = torch.tensor([[14_000.0, 6_000.0]], dtype=torch.float64)
+    assert margin_loss(wide, labels, 0.02, 0.01) < margin_loss(rates, labels, 0.02, 0.01)
+
+
+def test_stochastic_rounding_is_unbiased_and_stays_in_range():
+    latent = torch.full((20_000,), 2.3)
+    codes = round_stochastic(latent, 7, torch.Generator().manual_seed(0))
+    assert set(codes.unique().tolist()) == {2.0, 3.0}
+    assert codes.mean().item() == pytest.approx(2.3, abs=0.02)
+    assert round_stochastic(torch.tensor([9.0, -9.0]), 7, torch.Generator()).tolist() == [7.0, -7.0]
+
+
+def test_population_draws_follow_the_contract_spreads():
+    draws = ContractPopulation(LARGE).sample(8, torch.Generator().manual_seed(0))
+    for pos in draws.pos:
+        a_plus = pos * 12
+        np.testing.assert_allclose(a_plus.mean(dim=1).numpy(), 1.0, rtol=1e-5)
+        assert 0.07 < float(torch.log(a_plus).std(dim=1).mean()) < 0.3  # 10 to 25 % per die
+    ratio = torch.log(draws.neg[1] / draws.pos[1])
+    assert 0.03 < float(ratio.std(dim=1).mean()) < 0.2  # a-/a+ 5 to 15 %
+    unit = (draws.bit_gains[0][..., 0, :] * torch.tensor([1.0, 2.0, 4.0])).sum(-1) / 7
+    np.testing.assert_allclose(unit.mean(dim=1).numpy(), 1.0, rtol=1e-5)  # a column's unit gain is in its a+
+    assert 0.01 < float(torch.log(draws.bit_gains[0]).std()) < 0.09  # 2 to 8 % per bit
+    assert float(draws.bias_offset_a.abs().max()) <= 0.2e-9 and float(draws.dark_hz.min()) >= 0.0
+    assert float(draws.leak_a[1].min()) >= 10e-12 and float(draws.leak_a[1].max()) <= 50e-12
+    assert float(draws.leak_a[0].abs().max()) == 0.0  # layer 0's leakage is in the measured bias offset
+
+
+def test_measured_distribution_samples_the_measured_errors():
+    die = mismatched_die(3)
+    die.layers[1].a_plus_std = 0.02 * die.layers[1].a_plus
+    die.synapse_spread = 0.0
+    distribution = MeasuredDistribution(die, dtype=torch.float64)
+    draws = distribution.sample(4000, torch.Generator().manual_seed(0))
+    mean = distribution.mean()
+    np.testing.assert_allclose(draws.pos[0].numpy(), mean.pos[0].expand(4000, -1).numpy())  # std 0: exact
+    rel = torch.log(draws.pos[1] / mean.pos[1])
+    np.testing.assert_allclose(rel.std(dim=0).numpy(), 0.02, rtol=0.1)
+    np.testing.assert_allclose(draws.bit_gains[0].numpy(), 1.0)  # no spread measured as zero
+
+
+def test_latch_defects_give_the_value_the_latch_holds():
+    defects = LatchDefects()
+    defects.stuck[(0, 1, 2)] = (0b1000, 0b1000)  # sign stuck at 1: only negative values (or 0)
+    defects.stuck[(0, 0, 0)] = (0b0100, 0b0000)  # magnitude bit 2 stuck at 0: |value| <= 3
+    held = defects.held(0, np.array([[7, 0, 0], [0, 0, 5]]))
+    assert held.tolist() == [[3, 0, 0], [0, 0, -5]]
+    rows, cols, table = defects.tables(0, 7)
+    assert rows.tolist() == [0, 1] and cols.tolist() == [0, 2]
+    assert table[0].tolist() == [-3, -2, -1, 0, -3, -2, -1, 0, 1, 2, 3, 0, 1, 2, 3]
+    assert table[1].tolist() == [-7, -6, -5, -4, -3, -2, -1, 0, -1, -2, -3, -4, -5, -6, -7]
+    assert len(defects) == 2
+
+
+def test_training_around_a_stuck_latch_uses_the_value_it_holds(iris):
+    defects = LatchDefects()
+    defects.stuck[(1, 0, 0)] = (0b1100, 0b1100)  # sign and bit 2 stuck at 1: -4..-7 (or -4 for zero)
+    defects.stuck[(0, 6, 2)] = (0b0001, 0b0001)  # outside the 4-7-3 network (unused input channel 6)
+    weights, report = train_weights(mismatched_die(4), iris, seed=0, epochs=30, restarts=1, defects=defects)
+    assert -7 <= weights.codes[1][0, 0] <= -4
+    assert weights.codes[0][6, 2] in (1, 3, 5, 7, -1, -3, -5, -7)  # what that latch holds is modelled too
+    assert report.software_accuracy >= 0.85
+
+
+def test_population_network_is_cached_and_fine_tuned(iris, tmp_path):
+    started = time.perf_counter()
+    network = pretrain_population(CHIP, iris, epochs=20, restarts=2, cache_dir=tmp_path)
+    assert not network.from_cache and len(network.stores) == 2 and network.layer_sizes_used == (4, 7, 3)
+    again = pretrain_population(CHIP, iris, epochs=20, restarts=2, cache_dir=tmp_path)
+    assert again.from_cache and again.key == network.key and again.seconds == pytest.approx(network.seconds)
+    for a, b in zip(again.stores[1], network.stores[1]):
+        np.testing.assert_array_equal(a, b)
+    other = pretrain_population(CHIP, load_dataset("iris", seed=1), epochs=20, restarts=2, cache_dir=tmp_path)
+    assert other.key != network.key  # another split is another network
+    die = mismatched_die(5)
+    weights, report = finetune(die, iris, network, epochs=15)
+    assert report.fine_tuned and report.restarts == 2 and weights.metadata["fine_tuned"] == "True"
+    assert time.perf_counter() - started < 30
+    assert accuracy(die, weights, iris) >= 0.85
+
+
+def test_finetune_keeps_the_network_of_its_start(iris):
+    start, _ = train_weights(DieParameters.nominal(CHIP), iris, hidden=(5,), seed=1, epochs=20, restarts=1)
+    weights, report = finetune(mismatched_die(6), iris, start, epochs=10)
+    assert report.layer_sizes_used == (4, 5, 3) and report.restarts == 1
+    assert not weights.codes[0][:, 5:].any() and not weights.codes[1][5:].any()
+
+
+def test_measured_mirror_factor_becomes_bit_gains_that_reproduce_it():
+    codes = [np.array([[5, -3], [0, 7]], dtype=np.int8)]
+    factors = [np.array([[1.06, 0.95], [1.0, 1.02]])]
+    estimate = MirrorEstimate(codes, factors, spread=0.05, chi2_before=9.0, chi2_after=1.0)
+    means, directions = estimate.bit_means_and_directions(0)
+    weights = np.array([1.0, 2.0, 4.0])
+    assert (means[0, 0, 0] * weights)[[0, 2]].sum() / 5 == pytest.approx(1.06)  # 5 = bits 0, 2 (positive)
+    assert means[0, 0, 0, 1] == 1.0 and np.all(means[0, 0, 1] == 1.0)  # bit 1 and the negative branch: prior
+    assert (means[0, 1, 1] * weights)[:2].sum() / 3 == pytest.approx(0.95)  # -3: negative branch, bits 0, 1
+    assert np.all(means[1, 0] == 1.0) and not directions[1, 0].any()  # code 0 tells nothing
+    np.testing.assert_allclose(np.linalg.norm(directions[0, 0, 0]), 1.0)
+    # sampled dies keep the measured combination up to the residual, and vary the rest
+    params = DieParameters.nominal(ChipDescription(
+        serial="T2", protocol=1, firmware=(1, 0), layer_sizes=(2, 2), magnitude_bits=3, dac_bits=12,
+        dac_lsb_a=1e-10, c2f_gain_hz_per_a=1e12, max_gate_ms=1000, max_payload=1024))
+    params.synapse_spread = 0.05
+    distribution = MeasuredDistribution(params, dtype=torch.float64, bit_priors=estimate.bit_priors())
+    draws = distribution.sample(5000, torch.Generator().manual_seed(0))
+    f = mirror_factors(torch.as_tensor(codes[0], dtype=torch.float64), draws.bit_gains[0])
+    assert float(f[:, 0, 0].mean()) == pytest.approx(1.06, abs=0.003)
+    assert float(f[:, 0, 0].std()) == pytest.approx(0.3 * 0.05 * np.sqrt(17) / 5, rel=0.1)  # residual only
+    other = mirror_factors(torch.tensor([[4.0, -3.0], [0.0, 7.0]], dtype=torch.float64), draws.bit_gains[0])
+    assert float(other[:, 0, 0].std()) < 0.02  # bit 2 carries most of the measured 5: known well
+    unmeasured = mirror_factors(torch.tensor([[2.0, -3.0], [0.0, 7.0]], dtype=torch.float64), draws.bit_gains[0])
+    assert float(unmeasured[:, 0, 0].std()) == pytest.approx(0.05, rel=0.1)  # bit 1 was never measured
+
+
+def test_trained_weights_remember_where_the_data_came_from(tmp_path, iris):
+    path = tmp_path / "toy.csv"
+    rows = ["f1,kind,f2"] + [f"{i},{'ab'[i % 2]},{(-1) ** i * i}" for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    toy = load_dataset(path, label_column="kind")
+    weights, _ = train_weights(DieParameters.nominal(CHIP), toy, epochs=5, restarts=1)
+    assert weights.metadata["dataset_source"] == str(path) and weights.metadata["label_column"] == "kind"
+    assert load_dataset(weights.metadata["dataset_source"], label_column="kind").X_test.tolist() == toy.X_test.tolist()
+    assert iris.source == "iris" and iris.label_column is None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from labctl.commands import BENCH_HELP, add_command
+from labctl.errors import ConfigError
 from labctl.progress import progress_bars
 
 
@@ -47,12 +48,26 @@ def register(sub) -> None:
     s.set_defaults(handler=check)
 
     s = add_command(sub, "train", "Train signed 3-bit weights tailored to a characterised die (or naive ones).",
+                    "Large networks (MNIST on CMNA-L) are fine-tuned from a network pre-trained once per part and\n"
+                    "data set on the contract's population of dies (the first run pre-trains for a few minutes,\n"
+                    "later ones load it from the cache and take seconds); small ones are trained from scratch.\n\n"
                     "examples:\n  labctl train --calibration die.h5 --dataset iris --out weights.h5\n"
-                    "  labctl train --calibration die.h5 --dataset iris --out naive.h5 --naive")
+                    "  labctl train --calibration die.h5 --dataset iris --out naive.h5 --naive\n"
+                    "  labctl train --calibration die.h5 --dataset samples.csv --label-column species --out w.h5")
     s.add_argument("--calibration", type=Path, required=True, help="characterisation file (HDF5) of the die")
-    s.add_argument("--dataset", required=True, help="iris, wine, breast_cancer, digits, mnist, or a CSV path")
+    s.add_argument("--dataset", required=True,
+                   help="iris, wine, breast_cancer, digits, mnist (5,000 images at 14x14), or a CSV path "
+                        "(header row, numeric features, class in the last column or --label-column)")
+    s.add_argument("--label-column", default=None, help="CSV data: the column that holds the class")
     s.add_argument("--out", type=Path, required=True, help="weights file to write (HDF5)")
-    s.add_argument("--naive", action="store_true", help="ignore the measured gains (nominal die): the baseline")
+    s.add_argument("--naive", action="store_true",
+                   help="ignore the measured gains (nominal die): the baseline a lab without characterisation gets")
+    s.add_argument("--method", choices=("auto", "finetune", "scratch"), default="auto",
+                   help="finetune: adapt the pre-trained network in seconds; scratch: train for this die from "
+                        "random weights (the paper's way; seconds for Iris, a minute for MNIST); auto (default): "
+                        "scratch for small networks, finetune for large ones")
+    s.add_argument("--cache-dir", type=Path, default=None,
+                   help="where pre-trained networks are kept (default ~/.cache/labctl or $XDG_CACHE_HOME/labctl)")
     s.add_argument("--hidden", type=str, default=None, help="hidden layer sizes, e.g. 7 or 100,50 (default: the die's)")
     s.add_argument("--epochs", type=int, default=None, help="training epochs (default: per data set)")
     s.add_argument("--seed", type=int, default=0, help="seed for the data split and initialisation")
@@ -64,16 +79,34 @@ def register(sub) -> None:
     s.add_argument("--weights", type=Path, required=True, help="weights file (HDF5) trained for this die")
     s.add_argument("--keep-powered", action="store_true",
                    help="leave VDD on after a normal exit so the volatile latches keep the weights (EXT_IN, MON off)")
-    s.set_defaults(handler=program_or_evaluate, dataset=None, json=False, gate_ms=20)
+    _add_retraining_options(s)
+    s.set_defaults(handler=program_or_evaluate, evaluate=False, dataset=None, json=False, gate_ms=20, out_dir=None)
 
     s = add_command(sub, "evaluate", "Program the weights, then classify the test split on the die (RUN_BATCH).",
-                    "example:\n  labctl evaluate --bench bench.toml --weights weights.h5 --dataset iris --json")
+                    "examples:\n  labctl evaluate --bench bench.toml --weights weights.h5 --json\n"
+                    "  labctl evaluate --bench bench.toml --weights weights.h5 --calibration die.h5 --out-dir run/")
     s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
     s.add_argument("--weights", type=Path, required=True, help="weights file (HDF5) trained for this die")
-    s.add_argument("--dataset", required=True, help="the data set the weights were trained on")
+    s.add_argument("--dataset", default=None,
+                   help="the data set the weights were trained on (default: the one named in the weights file)")
     s.add_argument("--gate-ms", type=int, default=20, help="C2F gate per pattern in ms (default 20)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
-    s.set_defaults(handler=program_or_evaluate, keep_powered=False)
+    s.add_argument("--out-dir", type=Path, default=None,
+                   help="also write evaluation_<weights>.json (accuracy, per-class accuracy, confusion matrix, "
+                        "stuck bits) and confusion_<weights>.csv into this folder")
+    _add_retraining_options(s)
+    s.set_defaults(handler=program_or_evaluate, evaluate=True, keep_powered=False)
+
+
+def _add_retraining_options(s) -> None:
+    s.add_argument("--calibration", type=Path, default=None,
+                   help="the characterisation the weights were trained on: programming then retrains around stuck "
+                        "latch bits and fine-tunes on the die's own outputs for the training split (in-situ)")
+    s.add_argument("--in-situ-rounds", type=int, default=1, metavar="N",
+                   help="with --calibration: rounds of measuring the training split and fine-tuning (default 1)")
+    s.add_argument("--programmed-out", type=Path, default=None, metavar="PATH",
+                   help="with --calibration: where the weights the die ends up holding are saved "
+                        "(default <weights>-programmed.h5; the input file is never overwritten)")
 
 
 def identify(args: argparse.Namespace) -> int:
@@ -137,15 +170,20 @@ def check(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    from labctl.progress import console
     from labctl.workflow import run_training
 
     hidden = tuple(int(v) for v in args.hidden.split(",")) if args.hidden else None
     with progress_bars(not args.no_progress) as progress:
-        weights, report = run_training(args.calibration, args.dataset, args.out, naive=args.naive, hidden=hidden,
-                                       epochs=args.epochs, seed=args.seed,
-                                       progress=lambda epoch, epochs, loss, acc: progress("training", epoch, epochs))
+        weights, report = run_training(args.calibration, args.dataset, args.out, naive=args.naive,
+                                       method=args.method, hidden=hidden, epochs=args.epochs, seed=args.seed,
+                                       label_column=args.label_column, cache_dir=args.cache_dir,
+                                       progress=lambda epoch, epochs, loss, acc: progress("training", epoch, epochs),
+                                       announce=lambda m: console.print(m))
     kind = "naive" if args.naive else "tailored"
-    print(f"{kind} weights for die {weights.die_serial} on {weights.dataset}: "
+    how = {"finetune": "pre-trained reference" if args.naive else "fine-tuned",
+           "scratch": "trained from scratch"}[weights.metadata["training_method"]]
+    print(f"{kind} weights for die {weights.die_serial} on {weights.dataset} ({how}, {report.seconds:.1f} s): "
           f"software accuracy {weights.software_accuracy:.1%} -> {args.out}")
     return 0
 
@@ -153,12 +191,29 @@ def train(args: argparse.Namespace) -> int:
 def program_or_evaluate(args: argparse.Namespace) -> int:
     from labctl.workflow import program_and_evaluate
 
+    if args.calibration is None and (args.programmed_out is not None or args.in_situ_rounds != 1):
+        raise ConfigError("--in-situ-rounds and --programmed-out need --calibration (the die's characterisation)")
     with progress_bars(not args.no_progress and not args.json) as progress:
-        result = program_and_evaluate(args.bench, args.weights, dataset_name=args.dataset,
-                                      keep_powered=args.keep_powered, gate_ms=args.gate_ms, progress=progress)
+        result = program_and_evaluate(args.bench, args.weights, evaluate=args.evaluate, dataset_name=args.dataset,
+                                      calibration=args.calibration, in_situ_rounds=args.in_situ_rounds,
+                                      programmed_out=args.programmed_out, keep_powered=args.keep_powered,
+                                      gate_ms=args.gate_ms, progress=progress)
     report = result.program
+    retraining = result.retraining
+    if not args.json and retraining is not None and retraining.retrained:
+        print(f"retrained {len(retraining.trainings)} time(s) ({len(retraining.defects)} stuck bit(s) compensated, "
+              f"{len(retraining.estimates)} in-situ round(s)); the die holds {retraining.weights.dataset} weights "
+              f"saved to {args.programmed_out or args.weights.with_name(args.weights.stem + '-programmed.h5')}")
+    if args.out_dir is not None:
+        from labctl.workflow import dataset_of, write_on_chip_record
+
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        write_on_chip_record(args.out_dir, args.weights.stem, result, list(dataset_of(result.weights).class_names))
     if not args.json:
-        if report.verified:
+        if retraining is not None and retraining.matches:
+            print(f"programmed and verified: the latches hold the codes the weights were trained with"
+                  f" ({len(retraining.defects)} stuck bit(s) built in)")
+        elif report.verified:
             print(f"programmed and verified ({report.attempts} pass{'es' if report.attempts > 1 else ''})")
         else:
             print(f"programmed; {len(report.stuck)} stuck latch bit(s) will not take:")

