@@ -7,6 +7,8 @@ a-/a+ against the simulator's truth after per-layer normalisation. Two
 truths are reported: the bare soma gain, and the gain as the synapses let any
 per-neuron measurement see it (``DieTruth.seen_a_plus``: soma gain times its
 input column's mean synapse gain, one factor for the network's function too).
+Also the compression onsets found (layer 0): how many, their rms error against
+the truth, and the largest soma input any gain measurement applied.
 
     python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3
 """
@@ -36,13 +38,24 @@ def errors(params, truth) -> dict[str, float]:
         plus_seen.append(layer.a_plus / seen - 1)
         if l < len(params.layers) - 1:
             ratio.append((layer.a_minus / layer.a_plus) / (truth.a_minus[l] / truth.a_plus[l]) - 1)
-    out = {}
+    onset = params.layers[0].compression_onset_a
+    measured = np.isfinite(onset) if onset is not None else np.zeros(len(truth.a_plus[0]), bool)
+    out = {"onsets measured": int(measured.sum()),
+           "onset rms": float(np.sqrt(np.mean((onset[measured] / truth.compression_onset_a[0][measured] - 1) ** 2)))
+           if measured.any() else float("nan"),
+           "max input a": _largest([lay.max_input_a for lay in params.layers if lay.max_input_a is not None])}
     for name, parts in (("a+ soma", plus_soma), ("a+ seen", plus_seen), ("a-/a+", ratio)):
         e = np.concatenate(parts)
         e = e[np.isfinite(e)]
         out[f"{name} rms"] = float(np.sqrt(np.mean(e ** 2)))
         out[f"{name} worst"] = float(np.max(np.abs(e)))
     return out
+
+
+def _largest(arrays: list[np.ndarray]) -> float:
+    values = np.concatenate(arrays) if arrays else np.zeros(0)
+    values = values[np.isfinite(values)]
+    return float(values.max()) if len(values) else float("nan")
 
 
 def run(part: str, seed: int, method: str, targets: Targets | None, workdir: Path) -> dict:
@@ -78,7 +91,9 @@ def main() -> None:
                       f"bench {r['bench_s']:6.0f} s  wall {r['wall_s']:5.1f} s  syn {r['synapse_spread']:.3f}  "
                       f"a+ seen rms {r['a+ seen rms']:.2%} worst {r['a+ seen worst']:.2%}  "
                       f"a+ soma rms {r['a+ soma rms']:.2%} worst {r['a+ soma worst']:.2%}  "
-                      f"a-/a+ rms {r['a-/a+ rms']:.2%} worst {r['a-/a+ worst']:.2%}", flush=True)
+                      f"a-/a+ rms {r['a-/a+ rms']:.2%} worst {r['a-/a+ worst']:.2%}  "
+                      f"onsets {r['onsets measured']} rms {r['onset rms']:.1%}  max input {r['max input a'] * 1e9:.0f} nA",
+                      flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -2,12 +2,15 @@
 
 Direct method (MON): layer-0 gains from the EXT_IN sweep (absolute up to the
 die-wide MON gain), bias generator gain and offset from the bias sweep, and for
-every deeper neuron the ratio of its MON reading to its source's across the
-drive levels of each chain configuration, which is a_j * 7 w_lsb * (synapse
-gain); averaging over sources averages the synapse mismatch (seed 004,
-section 3.6). Negative configurations give a-/a+ of each source soma. The
-output layer's C2F gain and dark rate come from the C2F rate against the MON
-reading of the same soma.
+every deeper neuron the ratio of its MON reading to its sources' (as the
+latches held them) across the drive levels of each chain configuration, which
+is a_j * 7 w_lsb * (mean synapse gain); averaging over sources averages the
+synapse mismatch (seed 004, section 3.6; :mod:`labctl.calibration.chains`).
+Negative twins and negative-weight probes give a-/a+ of each source soma in one
+joint fit per layer (:mod:`labctl.calibration.probe_fit`). The output layer's
+C2F gain and dark rate come from the C2F rate against the MON reading of the
+same soma; the linear-range run gives each layer-0 soma's onset of compression
+(:mod:`labctl.calibration.linear_range`).
 
 Network method (C2F only, the paper's procedure): the slope of each output's
 rate against the common input code is the product of the gains along its path;
@@ -23,20 +26,30 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from labctl.calibration.configurations import NEGATIVE_CODE, UNIT_CODE, ChainConfig, chain_config
+from labctl.calibration.chains import (
+    MON_NOISE_FLOOR_A,
+    RatioEquations,
+    UnitSample,
+    line_or_none,
+    ratio_equations,
+    solve_ratios,
+    unit_samples,
+)
+from labctl.calibration.configurations import UNIT_CODE, ChainConfig, config_from_params
 from labctl.calibration.fit import (
     Estimate,
     LineFit,
-    fit_line,
     fit_path_products,
     log_mean,
     normalise_mean_one,
     relative_sigma,
 )
+from labctl.calibration.linear_range import LINEAR_RANGE_KIND, layer0_onsets, max_inputs
+from labctl.calibration.probe_fit import ProbeColumn, probe_columns, probe_equations
 from labctl.calibration.probing import driven_channels
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
@@ -82,8 +95,7 @@ def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, Rec
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
         rc = RecordedConfig(int(row["config"]), kind, params, held)
         if kind.startswith("chain"):
-            rc.plan = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative",
-                                   forced=tuple(tuple(f) for f in params.get("forced", [])))
+            rc.plan = config_from_params(chip, kind, params)
             rc.corrupted = corrupted_columns(rc.plan, held)
         out[rc.config_id] = rc
     return out
@@ -116,7 +128,9 @@ class _MonIndex:
     def __init__(self, mon: np.ndarray) -> None:
         self._by: dict[tuple[int, int, int], list[tuple[int, float, float]]] = defaultdict(list)
         self.times: dict[int, list[float]] = defaultdict(list)
+        self._neurons: dict[tuple[int, int], set[int]] = defaultdict(set)
         for r in mon:
+            self._neurons[(int(r["config"]), int(r["layer"]))].add(int(r["neuron"]))
             self._by[(int(r["config"]), int(r["layer"]), int(r["neuron"]))].append(
                 (int(r["level"]), float(r["drive"]), float(r["current_a"])))
             self.times[int(r["config"])].append(float(r["time_s"]))
@@ -124,6 +138,17 @@ class _MonIndex:
     def time_of(self, config: int) -> float:
         t = self.times.get(config)
         return float(np.mean(t)) if t else float("nan")
+
+    def table(self, config: int, layer: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(levels, MON (levels, size)) of one layer in one configuration; NaN where not read."""
+        neurons = self._neurons.get((config, layer), set())
+        levels = sorted({lv for n in neurons for lv, _, _ in self._by[(config, layer, n)]})
+        out = np.full((len(levels), size), np.nan)
+        where = {lv: i for i, lv in enumerate(levels)}
+        for n in neurons:
+            for lv, _, current in self._by[(config, layer, n)]:
+                out[where[lv], n] = current
+        return np.array(levels, dtype=int), out
 
     def get(self, config: int, layer: int, neuron: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = sorted(self._by.get((config, layer, neuron), []))
@@ -134,26 +159,12 @@ class _MonIndex:
         return a[:, 0].astype(int), a[:, 1], a[:, 2]
 
 
-def _paired(idx: _MonIndex, config: int, x_node: tuple[int, int], y_node: tuple[int, int]):
-    lx, _, x = idx.get(config, *x_node)
-    ly, _, y = idx.get(config, *y_node)
-    common, ix, iy = np.intersect1d(lx, ly, return_indices=True)
-    return x[ix], y[iy]
-
-
-PLAUSIBLE_RATIO = (0.4, 2.5)
-"""a-/a+ outside this is a failed fit, not a soma (the contract's spread is 5 to 15 %)."""
-MAX_RATIO_SAMPLE_REL_STD = 0.2
-"""A negative-weight sample whose own fit is worse than 20 % carries no information."""
-MON_NOISE_FLOOR_A = 1e-12
 RATE_NOISE_FLOOR_HZ = 100.0
 
 
 def _safe_fit(x: np.ndarray, y: np.ndarray, floor: float | None = None) -> LineFit | None:
     """A line fit, or None with too few points; ``floor`` switches on relative-noise weights."""
-    if len(x) < 3 or np.ptp(x) <= 0:
-        return None
-    return fit_line(x, y, None if floor is None else relative_sigma(y, floor))
+    return line_or_none(x, y, None if floor is None else relative_sigma(y, floor))
 
 
 # -- direct (MON) method ------------------------------------------------------
@@ -166,7 +177,9 @@ class MonResult:
     bias_offset_a: Estimate
     c2f_gain: Estimate
     synapse_spread: float
-    unit_ratio_samples: dict[tuple[int, int], list[float]]
+    onset: Estimate
+    """Compression onset per layer-0 soma (A)."""
+    max_input: list[np.ndarray]
 
 
 def _last_of_kind(configs: dict[int, RecordedConfig], kind: str) -> int:
@@ -196,20 +209,40 @@ def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig],
     return np.array(times), factor, np.array(temps)
 
 
-def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
-    idx = _MonIndex(raw["mon"])
+def _ext_slopes(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, RecordedConfig]) -> tuple[np.ndarray, np.ndarray]:
+    """Layer-0 gains (MON per A of EXT_IN) and their errors from the EXT_IN sweep."""
     ext_id = _last_of_kind(configs, "ext_sweep")
-    bias_id = _last_of_kind(configs, "bias_sweep")
-    n0 = chip.n_inputs
-    # layer 0 from the EXT_IN sweep: slope of MON against a known current
-    ext_slope = np.full(n0, np.nan)
-    ext_std = np.full(n0, np.nan)
-    for ch in range(n0):
+    slope = np.full(chip.n_inputs, np.nan)
+    std = np.full(chip.n_inputs, np.nan)
+    for ch in range(chip.n_inputs):
         levels, drive, cur = idx.get(ext_id, 0, ch)
         keep = drive > 0  # at 0 A a negative bias offset leaves the soma off (rectified)
         f = _safe_fit(drive[keep], cur[keep], MON_NOISE_FLOOR_A)
         if f:
-            ext_slope[ch], ext_std[ch] = f.slope, f.slope_std
+            slope[ch], std[ch] = f.slope, f.slope_std
+    return slope, std
+
+
+def ext_gains(chip: ChipDescription, raw: dict[str, np.ndarray]) -> np.ndarray:
+    """Layer-0 gains from a file's EXT_IN sweep (the linear-range run plans its currents with them)."""
+    return _ext_slopes(chip, _MonIndex(raw["mon"]), _configs(chip, raw))[0]
+
+
+def recorded_drift(chip: ChipDescription, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`drift_trace` of a file's raw tables (for readers such as ``labctl report``)."""
+    return drift_trace(raw, _configs(chip, raw), _MonIndex(raw["mon"]))
+
+
+def measured_onsets(chip: ChipDescription, raw: dict[str, np.ndarray]) -> Estimate:
+    """Compression onsets of the layer-0 somas from a file's linear-range run (NaN before it)."""
+    return layer0_onsets(chip.n_inputs, _knee_readings(chip, _MonIndex(raw["mon"]), _configs(chip, raw)))
+
+
+def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
+    idx = _MonIndex(raw["mon"])
+    ext_slope, ext_std = _ext_slopes(chip, idx, configs)
+    bias_id = _last_of_kind(configs, "bias_sweep")
+    n0 = chip.n_inputs
     # bias generator: MON against DAC code, divided by the layer-0 gain
     gain = np.full(n0, np.nan)
     gain_std = np.full(n0, np.nan)
@@ -225,94 +258,90 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
             offset[ch] = f.intercept / ext_slope[ch]
             offset_std[ch] = f.intercept_std / ext_slope[ch]
 
-    # deeper layers: ratio of each neuron's MON reading to its source's, per chain configuration
-    ratios: dict[tuple[int, int], list[float]] = defaultdict(list)
-    ratio_err: dict[tuple[int, int], list[float]] = defaultdict(list)
-    per_config: dict[tuple[int, int, int], float] = {}
-    chains = [c for c in configs.values() if c.kind == "chain"]
-    for c in chains:
-        for m, src in enumerate(c.plan.sources):
-            for j, s in enumerate(src):
-                if s < 0 or c.corrupted[m][j]:
-                    continue
-                f = _safe_fit(*_paired(idx, c.config_id, (m, int(s)), (m + 1, j)), MON_NOISE_FLOOR_A)
-                if f and f.slope > 0:
-                    ratios[(m + 1, j)].append(f.slope)
-                    ratio_err[(m + 1, j)].append(f.relative_slope_std)
-                    per_config[(c.config_id, m + 1, j)] = f.slope
+    # deeper layers: each neuron's MON reading against its held column sum, per chain configuration
+    per_config = {c.config_id: unit_samples(idx, c.config_id, c.held, chip)
+                  for c in configs.values() if c.kind == "chain"}
+    probes = {c.config_id: probe_columns(idx, c.config_id, c.params, c.held, chip)
+              for c in configs.values() if c.kind == "negative_probe"}
+    samples: dict[tuple[int, int], list[UnitSample]] = defaultdict(list)
+    for found in per_config.values():
+        for key, sample in found.items():
+            samples[key].append(sample)
+    for columns in probes.values():  # a probe's positive rows sample the unit response too
+        for col in columns:
+            if _agrees(col.unit, samples.get((col.layer, col.neuron), [])):
+                samples[(col.layer, col.neuron)].append(col.unit)
     layer_abs = [Estimate(ext_slope.copy(), ext_std.copy())]
     for l in range(1, chip.n_layers):
         n = chip.layer_sizes[l]
-        est = log_mean([ratios.get((l, j), []) for j in range(n)], n,
-                       rel_errors=[ratio_err.get((l, j), []) for j in range(n)],
-                       population=chip.layer_sizes[l - 1])
+        got = [samples.get((l, j), []) for j in range(n)]
+        rows_per_sample = np.mean([s.rows for g in got for s in g]) if any(got) else 1.0
+        est = log_mean([[s.slope for s in g] for g in got], n, rel_errors=[[s.rel_std for s in g] for g in got],
+                       population=int(max(1, chip.layer_sizes[l - 1] / rows_per_sample)))
         unit = UNIT_CODE * NOMINAL_W_LSB
         layer_abs.append(Estimate(est.value / unit, est.std / unit))
 
-    # synapse spread: the scatter of one neuron's ratios over its sources, less the reading noise
+    # synapse spread: the scatter of one neuron's samples over its sources, less the reading noise
+    # (a sample averaging k synapses scatters sqrt(k) times less than one synapse)
     scatter, noise = [], []
-    for key, vals in ratios.items():
-        if len(vals) > 1:
-            scatter.append(np.var(np.log(vals), ddof=1))
-            noise.append(np.mean(np.square(ratio_err[key])))
+    for group in samples.values():
+        if len(group) > 1:
+            k = np.mean([s.rows for s in group])
+            scatter.append(np.var(np.log([s.slope for s in group]), ddof=1) * k)
+            noise.append(np.mean(np.square([s.rel_std for s in group])) * k)
     unit_spread = float(np.sqrt(max(np.mean(scatter) - np.mean(noise), 0.0))) if scatter else float("nan")
     # a code-7 synapse averages its three bits with weights 1, 2, 4: spread sqrt(21)/7 of one bit's
     bit_spread = unit_spread / (np.sqrt(21) / 7)
 
-    ratio = _negative_ratios(chip, idx, configs, per_config, layer_abs)
+    ratio = _negative_ratios(chip, idx, configs, per_config, probes, layer_abs)
     c2f_gain = _c2f_from_mon(chip, raw, idx, configs)
+    gain_runs = np.array([c.config_id for c in configs.values() if c.kind != LINEAR_RANGE_KIND])
     return MonResult(layer_abs, ratio, Estimate(gain, gain_std), Estimate(offset, offset_std),
-                     c2f_gain, bit_spread, dict(ratios))
+                     c2f_gain, bit_spread, layer0_onsets(chip.n_inputs, _knee_readings(chip, idx, configs)),
+                     max_inputs(raw["mon"], gain_runs, [e.value for e in layer_abs]))
 
 
-def _negative_ratios(chip, idx, configs, per_config, layer_abs) -> list[Estimate]:
-    """a-/a+ per soma from chain_negative configurations (seed 004, section 3.3).
-
-    In a negative configuration neuron j gets +7 from p and -3 from s. Its
-    positive-only response is known from the twin chain (same synapse p->j), so
-    D = rho_pj * MON_p - MON_j = a_j * 3 w g- * (a-/a+)_s * MON_s: the slope of
-    D against MON_s, over 3/7 of j's unit ratio, is a-/a+ of s.
-    """
-    samples: dict[tuple[int, int], list[float]] = defaultdict(list)
-    twins = {tuple(c.params["shifts"]): c for c in configs.values() if c.kind == "chain"}
-    for c in configs.values():
-        if c.kind != "chain_negative":
-            continue
-        twin = twins.get(tuple(c.params["shifts"]))
-        if twin is None:
-            continue
-        for m, (src, neg) in enumerate(zip(c.plan.sources, c.plan.negatives)):
-            for j, (p, s) in enumerate(zip(src, neg)):
-                rho = per_config.get((twin.config_id, m + 1, j))
-                unit = layer_abs[m + 1].value[j] * UNIT_CODE * NOMINAL_W_LSB
-                if s < 0 or rho is None or c.corrupted[m][j] or not np.isfinite(unit):
-                    continue
-                lp, _, mon_p = idx.get(c.config_id, m, int(p))
-                ls, _, mon_s = idx.get(c.config_id, m, int(s))
-                lj, _, mon_j = idx.get(c.config_id, m + 1, j)
-                common = np.intersect1d(np.intersect1d(lp, ls), lj)
-                if len(common) < 3:
-                    continue
-                pick = lambda lv, v: v[np.searchsorted(lv, common)]
-                on_j = pick(lj, mon_j)
-                d = rho * pick(lp, mon_p) - on_j
-                # where j is (nearly) off its response no longer tells the negative weight
-                alive = on_j > 0.15 * rho * pick(lp, mon_p)
-                if alive.sum() < 3:
-                    continue
-                f = _safe_fit(pick(ls, mon_s)[alive], d[alive], MON_NOISE_FLOOR_A)
-                if f is None or f.relative_slope_std > MAX_RATIO_SAMPLE_REL_STD:
-                    continue
-                ratio = f.slope * UNIT_CODE / (NEGATIVE_CODE * unit)
-                if PLAUSIBLE_RATIO[0] <= ratio <= PLAUSIBLE_RATIO[1]:
-                    samples[(m, int(s))].append(ratio)
-    out = []
-    for l, n in enumerate(chip.layer_sizes):
-        if l == chip.n_layers - 1:
-            out.append(Estimate(np.full(n, np.nan), np.full(n, np.nan)))
-        else:
-            out.append(log_mean([samples.get((l, i), []) for i in range(n)], n))
+def _knee_readings(chip: ChipDescription, idx: "_MonIndex",
+                   configs: dict[int, RecordedConfig]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per input channel probed beyond the linear range: EXT_IN current and MON of both EXT_IN runs."""
+    ext_id, knee_id = _last_of_kind(configs, "ext_sweep"), _last_of_kind(configs, LINEAR_RANGE_KIND)
+    out = {}
+    for ch in configs[knee_id].params["channels"] if knee_id in configs else []:
+        _, x0, y0 = idx.get(ext_id, 0, ch)
+        _, x1, y1 = idx.get(knee_id, 0, ch)
+        keep = x0 > 0
+        out[int(ch)] = (np.concatenate([x0[keep], x1]), np.concatenate([y0[keep], y1]))
     return out
+
+
+PROBE_UNIT_TOLERANCE = 0.15
+"""A probe's unit response further than this from the chains' median is a failed column fit."""
+
+
+def _agrees(sample: UnitSample, chain_samples: list[UnitSample]) -> bool:
+    """A probe column fits many coefficients from few levels: use its unit response only where
+    it is precise and agrees with the chains' (two positive rows scatter a few per cent, not 15)."""
+    if not chain_samples or not sample.rel_std < POOR_FIT_RELATIVE_STD:
+        return False
+    median = float(np.median([s.slope for s in chain_samples]))
+    return abs(sample.slope / median - 1) < PROBE_UNIT_TOLERANCE
+
+
+def _negative_ratios(chip, idx, configs, per_config, probes: dict[int, list[ProbeColumn]],
+                     layer_abs) -> list[Estimate]:
+    """a-/a+ per soma from chain_negative configurations and their twins (seed 004, section 3.3) and
+    from negative-weight probes, in one joint fit per layer (:mod:`labctl.calibration.chains`)."""
+    twins = {tuple(c.params["shifts"]): c for c in configs.values() if c.kind == "chain"}
+    equations = [RatioEquations() for _ in range(chip.n_matrices)]
+    for c in configs.values():
+        twin = twins.get(tuple(c.params["shifts"])) if c.kind == "chain_negative" else None
+        if twin is not None:
+            ratio_equations(idx, c.config_id, c.held, chip, per_config[twin.config_id], layer_abs, equations)
+        elif c.kind == "negative_probe":
+            m = int(c.params["matrix"])
+            probe_equations(probes[c.config_id], layer_abs, chip.layer_sizes[m], equations[m])
+    out = [solve_ratios(eq, n) for eq, n in zip(equations, chip.layer_sizes)]
+    return out + [Estimate(np.full(chip.n_outputs, np.nan), np.full(chip.n_outputs, np.nan))]
 
 
 def _c2f_from_mon(chip, raw, idx, configs) -> Estimate:
@@ -361,7 +390,7 @@ def analyse_network(chip: ChipDescription, raw: dict[str, np.ndarray], configs: 
     for r in raw["c2f"]:
         by_config[int(r["config"])].append(r)
     for c in configs.values():
-        if c.kind != "chain" or c.config_id not in by_config:
+        if c.kind != "chain" or c.config_id not in by_config or not c.plan.single_paths:
             continue
         rows = by_config[c.config_id]
         code = np.array([r["drive"] for r in rows])
@@ -467,6 +496,7 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
 
     final, unmeasured = fill_unmeasured(final)
     flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
+    final = with_linear_range(final, mon)
     trace = drift_trace(raw, configs, _MonIndex(raw["mon"])) if method != "network" else (np.zeros(0),) * 3
     summary = {
         "method": method,
@@ -476,6 +506,7 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
         "synapse_spread_per_bit": final.synapse_spread,
         "layers": [layer_summary(lay, flags, l) for l, lay in enumerate(final.layers)],
         "drift": drift_summary(trace),
+        "linear_range": linear_range_summary(final),
     }
     return AnalysisResult(final, methods, flags, summary)
 
@@ -507,6 +538,31 @@ def drift_summary(trace: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
         # a reference is good to a few 0.1 %: flag only a drift that is both fast and clearly seen
         seen = float(np.ptp(factor)) > DRIFT_SEEN_CHANGE
         out |= {"rate_per_min": rate, "flagged": bool(abs(rate) > DRIFT_FLAG_PER_MIN and seen)}
+    return out
+
+
+def with_linear_range(params: DieParameters, mon: MonResult | None) -> DieParameters:
+    """Attach the compression onsets (layer 0; deeper layers not measured) and the largest inputs
+    applied; all NaN without the direct method."""
+    layers = []
+    for l, lay in enumerate(params.layers):
+        nan = np.full(len(lay.a_plus), np.nan)
+        onset = mon.onset if mon and l == 0 else Estimate(nan, nan)
+        layers.append(replace(lay, compression_onset_a=onset.value, compression_onset_a_std=onset.std,
+                              max_input_a=mon.max_input[l] if mon else nan))
+    return replace(params, layers=layers)
+
+
+def linear_range_summary(params: DieParameters) -> list[dict]:
+    """Per layer: how many onsets were measured, their range, and the largest input applied."""
+    out = []
+    for lay in params.layers:
+        onset = lay.compression_onset_a[np.isfinite(lay.compression_onset_a)]
+        peak = lay.max_input_a[np.isfinite(lay.max_input_a)]
+        out.append({"onsets_measured": int(len(onset)),
+                    "onset_min_a": float(onset.min()) if len(onset) else None,
+                    "onset_median_a": float(np.median(onset)) if len(onset) else None,
+                    "max_input_a": float(peak.max()) if len(peak) else None})
     return out
 
 

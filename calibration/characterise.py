@@ -1,7 +1,9 @@
 """Characterise a die end to end: plan, probe, record, fit, store; resume and stop on target.
 
-The run is a list of jobs (dark, reference, EXT_IN sweep, bias sweep, chain
-configurations and their negative twins). Raw readings are appended as they
+The run is a list of jobs (dark, reference, EXT_IN sweep, linear range, bias
+sweep, chain configurations and their negative twins or, on a large die,
+negative-weight probes). Once the linear-range run has found where the somas
+compress, every later operating point is kept below it. Raw readings are appended as they
 are taken and every finished job is marked done, so an interrupted run keeps
 every reading and ``--resume`` continues without repeating a finished job.
 With precision targets the run stops as soon as the fits meet them (or the
@@ -21,8 +23,10 @@ from typing import Callable
 import numpy as np
 
 from labctl.bench import Bench
-from labctl.calibration.analysis import METHODS, AnalysisResult, analyse
-from labctl.calibration.configurations import ChainConfig, Forced, chain_config, chain_shift_plan, stuck_sources
+from labctl.calibration.analysis import METHODS, AnalysisResult, analyse, ext_gains, measured_onsets
+from labctl.calibration.linear_range import operating_limit_a
+from labctl.calibration.negative_probe import CALIBRATION_LEVELS, NegativeProbe, negative_probe
+from labctl.calibration.configurations import ChainConfig, chain_config, chain_shift_plan, stuck_sources
 from labctl.calibration.probing import ProbeSettings, Progress, Prober, chain_nodes
 from labctl.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
@@ -49,8 +53,21 @@ class Job:
     def key(self) -> list:
         return [self.kind, list(self.shifts), self.tag]
 
-    def chain(self, chip: ChipDescription, forced: Forced = ()) -> ChainConfig:
-        return chain_config(chip, self.shifts, with_negatives=self.kind == "chain_negative", forced=forced)
+    @property
+    def configures(self) -> bool:
+        """A configuration of weights (chain, twin or probe), counted against the budget in progress."""
+        return self.kind.startswith("chain") or self.kind == "negative_probe"
+
+    def probe(self, chip: ChipDescription, settings: ProbeSettings, seed: int,
+              dark_held: list[np.ndarray] | None = None) -> NegativeProbe:
+        m = self.shifts[0]
+        return negative_probe(chip, m, seed, self.tag, settings.probe_negatives[m], dark_held)
+
+    def chain(self, chip: ChipDescription, settings: ProbeSettings,
+              dark_held: list[np.ndarray] | None = None) -> ChainConfig:
+        forced = stuck_sources(dark_held) if dark_held else ()
+        return chain_config(chip, self.shifts, with_negatives=self.kind == "chain_negative", forced=forced,
+                            fan_in=tuple(settings.fan_in), neg_fan_in=tuple(settings.neg_fan_in))
 
 
 @dataclass
@@ -68,38 +85,61 @@ class Targets:
 
 
 def default_config_count(layer_sizes: tuple[int, ...]) -> int:
-    """Chain configurations without a target: every source once on CMNA-777, 8 on larger dies."""
+    """Chain configurations without a target: every source once on CMNA-777, 8 on larger dies
+    (each feeds every neuron from several rows there)."""
     return int(min(max(layer_sizes[0], 4), 8))
 
 
-def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int) -> list[Job]:
-    """Every job of a run, in order."""
+def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int, linear_range: bool = True,
+              probe_rounds: tuple[int, ...] = ()) -> list[Job]:
+    """Every job of a run, in order (the linear-range run needs the EXT_IN sweep's gains).
+
+    Negative weights come from twins of the chains, or (``probe_rounds``) from
+    negative-weight probes of every matrix, spread over the run.
+    """
     direct = method != "network"
     jobs = [Job("dark")]
     if direct:
-        jobs += [Job("reference", tag=0), Job("ext_sweep"), Job("bias_sweep")]
+        jobs += [Job("reference", tag=0), Job("ext_sweep")] + ([Job("linear_range")] if linear_range else [])
+        jobs.append(Job("bias_sweep"))
+    rounds = max(probe_rounds, default=0) if direct else 0
+    every = max(1, n_pairs // rounds) if rounds else 0
+    done_rounds = 0
     for k, shifts in enumerate(chain_shift_plan(chip, n_pairs, seed=seed)):
         jobs.append(Job("chain", shifts))
-        if direct:
+        if direct and not rounds:
             jobs.append(Job("chain_negative", shifts))
-            if (k + 1) % REFERENCE_EVERY == 0:
-                jobs.append(Job("reference", tag=k + 1))
+        while rounds and done_rounds < rounds and ((k + 1) % every == 0 or k == n_pairs - 1):
+            jobs += [Job("negative_probe", (m,), done_rounds) for m, r in enumerate(probe_rounds) if r > done_rounds]
+            done_rounds += 1
+            if k < n_pairs - 1:
+                break
+        if direct and (k + 1) % REFERENCE_EVERY == 0:
+            jobs.append(Job("reference", tag=k + 1))
     return jobs
 
 
-def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings) -> float:
+def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings, seed: int = 0) -> float:
     """Bench time of a job: readings times integration and overhead, plus gates."""
     reading = s.reading_s()
     gate = s.gate_ms / 1000.0
     if job.kind == "dark":
         return 3 * chip.max_gate_ms / 1000.0
     if job.kind == "reference":
-        return 9 * reading + gate
+        return 9 * s.reading_s(s.ext_nplc) + gate
     if job.kind == "ext_sweep":
-        return chip.n_inputs * s.ext_points * reading
+        return chip.n_inputs * s.ext_points * s.reading_s(s.ext_nplc)
+    if job.kind == "linear_range":
+        return chip.n_inputs * s.knee_points * reading
     if job.kind == "bias_sweep":
         return chip.n_inputs * s.bias_points * reading
-    nodes = len(chain_nodes(job.chain(chip))) if s.read_mon else 0
+    if job.kind == "negative_probe":
+        probe = job.probe(chip, s, seed)
+        nodes = chain_nodes(probe)
+        rows = sum(1 for l, _ in nodes if l == probe.matrix)
+        columns = sum(1 for l, _ in nodes if l == probe.matrix + 1)
+        return (rows * (CALIBRATION_LEVELS + 1) + columns * (len(probe.pattern) - CALIBRATION_LEVELS)) * reading
+    nodes = len(chain_nodes(job.chain(chip, s))) if s.read_mon else 0
     pilot = nodes if job.kind == "chain" else 0
     return (s.levels * nodes + pilot) * reading + (s.levels * gate if s.read_c2f else 0.0)
 
@@ -126,10 +166,12 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         if method not in METHODS:
             raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
         settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
-        if method == "network":
-            settings.read_mon = False
+        if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
+            settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
+        knee = settings.knee_points > 0
         budget_pairs = 1
-        while len(plan_jobs(chip, method, budget_pairs + 1, seed)) <= targets.max_configurations:
+        while len(plan_jobs(chip, method, budget_pairs + 1, seed, knee, settings.probe_rounds)) \
+                <= targets.max_configurations:
             budget_pairs += 1
         n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
             (n_configs or default_config_count(chip.layer_sizes))
@@ -137,9 +179,9 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
                       "targets": asdict(targets)}
         store = CharacterisationFile.create(out_path, chip, bench.config.text, parameters)
         done_keys = set()
-    jobs = plan_jobs(chip, method, n_pairs, seed)
+    jobs = plan_jobs(chip, method, n_pairs, seed, settings.knee_points > 0, settings.probe_rounds)
     todo = [j for j in jobs if json.dumps(j.key) not in done_keys]
-    estimate = sum(estimate_job_s(j, chip, settings) for j in todo)
+    estimate = sum(estimate_job_s(j, chip, settings, seed) for j in todo)
     say(f"{len(todo)} of {len(jobs)} runs to do; estimated bench time {estimate:.0f} s"
         + (" (at most: stops early once the targets are met)" if targets.adaptive else ""))
     spent = 0.0
@@ -149,22 +191,26 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         bench.bridge.reset()
         prober = Prober(bench, store, settings, progress)
         next_id = _next_config_id(store.read_raw())
-        chains_total = sum(j.kind.startswith("chain") for j in jobs)
-        chains_done = sum(1 for j in jobs if j.kind.startswith("chain") and json.dumps(j.key) in done_keys)
+        chains_total = sum(j.configures for j in jobs)
+        chains_done = sum(1 for j in jobs if j.configures and json.dumps(j.key) in done_keys)
         top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
-        forced = _forced_sources(chip, store.read_raw())
+        dark_held = _dark_held(chip, store.read_raw())
+        target = settings.target_soma_input_a
+        _keep_below_onsets(prober, store.read_raw(), target)
         for job in todo:
             if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
                     and _targets_met(chip, store, method, targets, spent):
                 say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
                 break
-            _run_job(prober, job, next_id, top_codes, forced)
+            _run_job(prober, job, next_id, top_codes, dark_held, seed)
             store.mark_done(next_id, job.key)
             if job.kind == "dark":
-                forced = _forced_sources(chip, store.read_raw())
+                dark_held = _dark_held(chip, store.read_raw())
+            elif job.kind == "linear_range":
+                _keep_below_onsets(prober, store.read_raw(), target)
             next_id += 1
-            spent += estimate_job_s(job, chip, settings)
-            if job.kind.startswith("chain"):
+            spent += estimate_job_s(job, chip, settings, seed)
+            if job.configures:
                 chains_done += 1
                 if progress:
                     progress("chain configurations", chains_done, chains_total)
@@ -173,8 +219,15 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
     return refit(out_path, method)
 
 
-def _forced_sources(chip: ChipDescription, raw: dict[str, np.ndarray]) -> Forced:
-    """Stuck-at-1 latches seen when the dark run wrote all zeros (recorded, so a resume agrees)."""
+def _keep_below_onsets(prober: Prober, raw: dict[str, np.ndarray], target_a: float) -> None:
+    """Lower the planned soma input when the linear-range run found a soma compressing early."""
+    limit = operating_limit_a(measured_onsets(prober.chip, raw), target_a)
+    prober.settings = replace(prober.settings, target_soma_input_a=limit)
+
+
+def _dark_held(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+    """What the latches held when the dark run wrote all zeros: the stuck-at-1 bits (recorded, so a
+    resume plans the same); None before the dark run."""
     for row, flat in zip(raw["configs"], raw["config_codes"]):
         if row["kind"] == b"dark":
             held, start = [], 0
@@ -182,22 +235,27 @@ def _forced_sources(chip: ChipDescription, raw: dict[str, np.ndarray]) -> Forced
                 rows, cols = chip.matrix_shape(m)
                 held.append(nibbles_to_signed(flat[start:start + rows * cols].reshape(rows, cols)))
                 start += rows * cols
-            return stuck_sources(held)
-    return ()
+            return held
+    return None
 
 
 def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int, ...], int],
-             forced: Forced = ()) -> None:
+             dark_held: list[np.ndarray] | None, seed: int) -> None:
     if job.kind == "dark":
         prober.dark(config_id)
     elif job.kind == "reference":
         prober.reference(config_id)
     elif job.kind == "ext_sweep":
         prober.ext_in_sweep(config_id)
+    elif job.kind == "linear_range":
+        prober.linear_range(config_id, ext_gains(prober.chip, prober.store.read_raw()))
     elif job.kind == "bias_sweep":
         prober.bias_sweep(config_id)
+    elif job.kind == "negative_probe":
+        prober.negative_probe(config_id, job.probe(prober.chip, prober.settings, seed, dark_held))
     else:
-        top = prober.chain(config_id, job.chain(prober.chip, forced), top_code=top_codes.get(job.shifts)
+        top = prober.chain(config_id, job.chain(prober.chip, prober.settings, dark_held),
+                           top_code=top_codes.get(job.shifts)
                            if job.kind == "chain_negative" else None)
         top_codes[job.shifts] = top
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl.bench import Bench
-from labctl.calibration.configurations import chain_config
+from labctl.calibration.configurations import config_from_params
 from labctl.calibration.probing import PILOT_LEVEL, ProbeSettings, Prober, chain_nodes
 from labctl.errors import DataFileError
 from labctl.hdf5_store import read_chip, read_raw
@@ -52,7 +52,7 @@ def check_characterisation(bench: Bench, calibration_path) -> CheckResult:
     row = chains[0]
     params = json.loads(row["params"])
     config_id = int(row["config"])
-    config = chain_config(bench.chip, tuple(params["shifts"]), forced=tuple(tuple(f) for f in params.get("forced", [])))
+    config = config_from_params(bench.chip, "chain", params)
     recorded = raw["mon"][(raw["mon"]["config"] == config_id) & (raw["mon"]["level"] != PILOT_LEVEL)]
     if not len(recorded):
         raise DataFileError(f"{calibration_path}: the chain configuration has no MON readings to compare with")

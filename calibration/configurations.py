@@ -9,6 +9,15 @@ weight matrix at once; its *negative* twin adds, for each neuron, a negative
 connection from the source of its neighbour, so comparing the two gives the
 negative unit weight of that source (a-/a+), as the paper does.
 
+On a large die one source per neuron per configuration samples the synapse
+mismatch too slowly (a code-7 synapse scatters by up to 5 %, so 1 % needs 25
+sources), and a fan-in matrix such as 50 -> 10 gives each of its rows a
+negative connection only every fifth configuration. A *fan-in* chain therefore
+feeds every column from ``K`` rows at +7 and (in the twin) ``N`` rows at -3,
+drawn at random per configuration: one configuration samples K synapses of
+every column and N negative connections of every column. The analysis works
+from the codes the latches held, so it needs no other description of the plan.
+
 Pure functions: a configuration is data (signed codes per matrix plus the
 source maps the analysis needs), built from the geometry alone.
 """
@@ -38,6 +47,15 @@ class ChainConfig:
     negatives: list[np.ndarray] = field(default_factory=list)
     """negatives[m][j]: the layer-m neuron feeding neuron j through -NEGATIVE_CODE (-1: none)."""
     forced: Forced = ()
+    fan_in: tuple[int, ...] = ()
+    """Positive (+7) rows per column, per matrix; empty: one (the paper's chain)."""
+    neg_fan_in: tuple[int, ...] = ()
+    """Negative (-3) rows per column in the negative twin, per matrix; empty: one."""
+
+    @property
+    def single_paths(self) -> bool:
+        """Every neuron has exactly one positive source: output paths are unique (network method)."""
+        return all(k <= 1 for k in self.fan_in)
 
     @property
     def kind(self) -> str:
@@ -45,7 +63,8 @@ class ChainConfig:
 
     def params(self) -> dict:
         return {"shifts": list(self.shifts), "negative_code": NEGATIVE_CODE if self.negatives else 0,
-                "forced": [list(f) for f in self.forced]}
+                "forced": [list(f) for f in self.forced], "fan_in": list(self.fan_in),
+                "neg_fan_in": list(self.neg_fan_in)}
 
     def paths(self) -> np.ndarray:
         """(n_outputs, L) node per layer on the path ending at each output (-1 if broken)."""
@@ -68,11 +87,13 @@ Forced = tuple[tuple[int, int, int], ...]
 
 
 def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives: bool = False,
-                 forced: Forced = ()) -> ChainConfig:
+                 forced: Forced = (), fan_in: tuple[int, ...] = (), neg_fan_in: tuple[int, ...] = ()) -> ChainConfig:
     """Neuron j of layer m+1 takes neuron (j + shift_m) mod n_m of layer m as its source,
-    unless ``forced`` names another row for that column."""
+    unless ``forced`` names another row for that column; with ``fan_in`` see :func:`fan_in_config`."""
     if len(shifts) != chip.n_matrices:
         raise ValueError(f"need one shift per weight matrix ({chip.n_matrices})")
+    if any(k > 1 for k in fan_in):
+        return fan_in_config(chip, shifts, with_negatives, tuple(fan_in), tuple(neg_fan_in) or (1,) * len(fan_in))
     codes, sources, negatives = [], [], []
     for m, shift in enumerate(shifts):
         rows, cols = chip.matrix_shape(m)
@@ -91,6 +112,48 @@ def chain_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives:
         sources.append(src.astype(np.int64))
         negatives.append(neg)
     return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [], tuple(forced))
+
+
+def config_from_params(chip: ChipDescription, kind: str, params: dict) -> ChainConfig:
+    """The plan of a recorded chain configuration, rebuilt from its stored parameters."""
+    return chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative",
+                        forced=tuple(tuple(f) for f in params.get("forced", [])),
+                        fan_in=tuple(params.get("fan_in", ())), neg_fan_in=tuple(params.get("neg_fan_in", ())))
+
+
+def fan_in_config(chip: ChipDescription, shifts: tuple[int, ...], with_negatives: bool,
+                  fan_in: tuple[int, ...], neg_fan_in: tuple[int, ...]) -> ChainConfig:
+    """Every column of matrix m fed by ``fan_in[m]`` rows at +7 (and ``neg_fan_in[m]`` others at -3).
+
+    Rows are dealt from a random permutation drawn from the shifts, so a
+    configuration and its twin agree and a resume redraws the same plan;
+    successive configurations give every column fresh rows. ``sources`` keeps
+    the first positive row of each column (the check and the pilot use it).
+    Stuck latch bits need no rerouting here: the analysis models the codes the
+    latches held.
+    """
+    codes, sources, negatives = [], [], []
+    for m, shift in enumerate(shifts):
+        rows, cols = chip.matrix_shape(m)
+        rng = np.random.default_rng([int(v) for v in shifts] + [m])
+        perm = rng.permutation(rows)
+        k, n = min(fan_in[m], rows), min(neg_fan_in[m], rows - min(fan_in[m], rows))
+        pos = perm[(np.arange(cols)[:, None] * k + np.arange(k)) % rows]
+        c = np.zeros((rows, cols), np.int8)
+        for j in range(cols):
+            c[pos[j], j] = UNIT_CODE
+        neg = np.full((cols, max(n, 1)), -1, dtype=np.int64)
+        if with_negatives and n:
+            start = cols * k
+            for j in range(cols):
+                pick = [r for r in np.roll(perm, -(start + j * n) % rows) if c[r, j] == 0][:n]
+                c[pick, j] = -NEGATIVE_CODE
+                neg[j, :len(pick)] = pick
+        codes.append(c)
+        sources.append(pos[:, 0].astype(np.int64))
+        negatives.append(neg[:, 0])
+    return ChainConfig(tuple(shifts), codes, sources, negatives if with_negatives else [], (), tuple(fan_in),
+                       tuple(neg_fan_in))
 
 
 def negative_sources(sources: np.ndarray, rows: int, rotation: int) -> np.ndarray:

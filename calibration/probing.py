@@ -10,12 +10,17 @@ gains. The runs:
   turn, read on MON: layer-0 gains, absolute up to the die-wide MON gain.
 * bias sweep: the same DAC code on every input channel, each read on MON: bias
   generator gain and offset per channel.
+* linear range: EXT_IN beyond the linear range on each input channel, the one
+  run that compresses a soma on purpose (layer 0 only): where each soma's
+  compression sets in (:mod:`labctl.calibration.linear_range`).
 * reference: a short EXT_IN measurement of a few channels, repeated during a
   long run, to see the die drift (with the temperature from STATUS).
 * chain configurations (seed 004, Fig. 6): every neuron fed by one source
   through a unit weight, the chain's inputs at one code, swept over a few
   levels kept inside the linear range; MON reads every neuron on the chain
   (direct method) and the C2F counters read the outputs (network method).
+* negative-weight probes (:mod:`labctl.calibration.negative_probe`): each
+  input channel at its own code per level, negative rows switched on and off.
 
 Each run is given its configuration id by the caller, who marks it done in
 the file when it has finished, so an interrupted characterisation can resume.
@@ -30,6 +35,8 @@ import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.configurations import ChainConfig, zero_codes
+from labctl.calibration.negative_probe import CALIBRATION_LEVELS, NegativeProbe
+from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB
 from labctl.hdf5_store import MON_DTYPE, CharacterisationFile, c2f_dtype
 from labctl.latch_codes import signed_to_nibbles
@@ -39,6 +46,14 @@ Progress = Callable[[str, int, int], None]
 PILOT_LEVEL = -1
 """Level index of the pilot readings that choose a chain's drive range (low code: also data)."""
 REFERENCE_CHANNELS = 3
+KNEE_RANGE_A = (240e-9, 480e-9)
+"""EXT_IN currents of the linear-range run: from inside the linear range to well beyond the
+contract's onset (about 300 nA), inside the pad's 500 nA rating."""
+KNEE_MIN_TOP_A = 350e-9
+"""A linear-range run must reach this far beyond the onset to see the knee."""
+MON_SAFE_A = 470e-9
+"""Largest MON copy the linear-range run plans for (rating 500 nA): planned on the linear gain,
+so the compressed soma really sends less."""
 
 
 @dataclass
@@ -50,10 +65,23 @@ class ProbeSettings:
     levels: int = 6
     gate_ms: int = 200
     nplc: float = 1.0
+    ext_nplc: float | None = None
+    """Integration of the EXT_IN sweep (layer-0 gains rest on it alone); None: ``nplc``."""
     target_soma_input_a: float = 200e-9
     pilot_code: int = 400
     read_mon: bool = True
     read_c2f: bool = True
+    fan_in: tuple[int, ...] = ()
+    """Positive rows per column and matrix in chain configurations (empty: one, the paper's chain)."""
+    neg_fan_in: tuple[int, ...] = ()
+    """Negative rows per column and matrix in the negative twins (empty: one)."""
+    knee_points: int = 6
+    """EXT_IN points above the linear range per input channel (compression onset); 0: none."""
+    probe_rounds: tuple[int, ...] = ()
+    """Negative-weight probes of each weight matrix (:mod:`..negative_probe`); empty: negative twins instead.
+    A fan-in matrix (50 -> 10) has few columns to sample its rows with and gets more."""
+    probe_negatives: tuple[int, ...] = ()
+    """Switched negative rows per column in a probe, per matrix."""
 
     @classmethod
     def for_geometry(cls, layer_sizes: tuple[int, ...]) -> "ProbeSettings":
@@ -61,15 +89,21 @@ class ProbeSettings:
 
         On a large die the error of a neuron's gain is dominated by which source
         synapses were sampled (synapse mismatch), not by reading noise, so many
-        configurations with few short readings beat few long ones (issue 5).
+        configurations with few short readings, each feeding every column from
+        several rows at once, beat few long ones (issue 5). The layer-0 gains
+        rest on the EXT_IN sweep alone and get a longer integration.
         """
         if sum(layer_sizes) <= 64:
             return cls()
-        return cls(levels=4, nplc=0.5, gate_ms=100)
+        pairs = list(zip(layer_sizes, layer_sizes[1:]))
+        return cls(levels=4, nplc=0.2, ext_nplc=1.0, gate_ms=100,
+                   fan_in=tuple(5 if rows >= 5 * cols else 4 for rows, cols in pairs),
+                   probe_rounds=tuple(6 if cols > 20 else 12 for _, cols in pairs),
+                   probe_negatives=(8,) * len(pairs))
 
-    def reading_s(self) -> float:
+    def reading_s(self, nplc: float | None = None) -> float:
         """Bench time of one SMU reading: the integration plus about 1 ms of overhead."""
-        return self.nplc / 50.0 + 1e-3
+        return (nplc or self.nplc) / 50.0 + 1e-3
 
 
 class Prober:
@@ -109,7 +143,7 @@ class Prober:
     def _set_all_inputs(self, code: int) -> None:
         self.bridge.set_inputs([int(code)] * self.chip.n_inputs)
 
-    def drive_chain(self, config: ChainConfig, code: int) -> None:
+    def drive_chain(self, config: ChainConfig | NegativeProbe, code: int) -> None:
         """Drive only the input channels the chain uses; the rest stay at 0.
 
         A stuck latch bit elsewhere in matrix 0 then connects a silent channel
@@ -141,24 +175,9 @@ class Prober:
                      kind: str = "ext_sweep") -> None:
         """Known EXT_IN currents into each input channel in turn, read on MON."""
         s = self.settings
-        chip = self.chip
-        channels = list(range(chip.n_inputs)) if channels is None else channels
+        channels = list(range(self.chip.n_inputs)) if channels is None else channels
         currents = np.linspace(0.0, s.target_soma_input_a, points or s.ext_points)
-        self.store.append_config(config_id, kind, {"currents_a": currents.tolist(), "channels": channels},
-                                 self.program(zero_codes(chip)))
-        self._set_all_inputs(0)
-        for i, ch in enumerate(channels):
-            self.bench.route_ext_in(ch)
-            self._clock()
-            rows = []
-            for level, current in enumerate(currents):
-                self.bench.set_ext_in(float(current))
-                rows.append(self._mon_row(config_id, level, 0, ch, float(current), float(current)))
-            self.bench.set_ext_in(0.0)
-            self.store.append_mon(np.array(rows, MON_DTYPE))
-            if kind == "ext_sweep":
-                self.progress("EXT_IN sweep", i + 1, len(channels))
-        self.bench.route_ext_in(None)
+        self._ext_in_run(config_id, kind, {ch: currents for ch in channels})
         if kind == "reference":
             self._c2f_row(config_id, 0, 0.0)  # records the die temperature beside the reference
 
@@ -166,6 +185,49 @@ class Prober:
         """A short, repeatable EXT_IN measurement: the drift monitor of a long run."""
         self.ext_in_sweep(config_id, list(range(min(REFERENCE_CHANNELS, self.chip.n_inputs))), points=3,
                           kind="reference")
+
+    def linear_range(self, config_id: int, gains: np.ndarray) -> None:
+        """EXT_IN currents beyond the linear range on each input channel: where its soma compresses.
+
+        The only run that leaves the linear range, on purpose and on layer 0
+        alone (every weight is zero, so nothing downstream sees it). ``gains``
+        (MON per A of EXT_IN, from the EXT_IN sweep) keep the MON copy under
+        its 500 nA rating; a channel whose gain allows no point well beyond
+        the contract's onset is left out (its onset stays unmeasured).
+        """
+        s = self.settings
+        low = KNEE_RANGE_A[0]
+        plan = {}
+        for ch, gain in enumerate(gains):
+            high = min(KNEE_RANGE_A[1], MON_SAFE_A / gain) if gain > 0 else 0.0
+            if high >= KNEE_MIN_TOP_A:
+                plan[ch] = np.linspace(low, high, s.knee_points)
+        self._ext_in_run(config_id, "linear_range", plan)
+
+    def _ext_in_run(self, config_id: int, kind: str, plan: dict[int, np.ndarray]) -> None:
+        """Route EXT_IN to each channel of ``plan`` in turn, step its currents, read MON."""
+        s = self.settings
+        self.store.append_config(config_id, kind, {"currents_a": {str(ch): c.tolist() for ch, c in plan.items()},
+                                                   "channels": [int(ch) for ch in plan]},
+                                 self.program(zero_codes(self.chip)))
+        self._set_all_inputs(0)
+        self.bench.set_nplc(s.ext_nplc or s.nplc)
+        try:
+            for i, (ch, currents) in enumerate(plan.items()):
+                self.bench.route_ext_in(int(ch))
+                self._clock()
+                rows = []
+                for level, current in enumerate(currents):
+                    self.bench.set_ext_in(float(current))
+                    rows.append(self._mon_row(config_id, level, 0, int(ch), float(current), float(current)))
+                self.bench.set_ext_in(0.0)
+                self.store.append_mon(np.array(rows, MON_DTYPE))
+                if kind != "reference":
+                    self.progress("EXT_IN sweep" if kind == "ext_sweep" else "linear range", i + 1, len(plan))
+        finally:
+            self.bench.set_ext_in(0.0)
+            self.bench.route_ext_in(None)
+            self.bench.set_nplc(s.nplc)
 
     def bias_sweep(self, config_id: int) -> None:
         """The same DAC code on every channel, each channel read on MON.
@@ -208,7 +270,25 @@ class Prober:
         self._set_all_inputs(0)
         return top_code
 
-    def _top_code(self, config_id: int, config: ChainConfig, nodes: list[tuple[int, int]]) -> int:
+    def negative_probe(self, config_id: int, probe: NegativeProbe) -> None:
+        """Run a negative-weight probe: every level sets each channel to its own code; MON reads the
+        probed matrix's rows at the calibration levels and its columns at the switched levels."""
+        held = self.program(probe.codes)
+        nodes = chain_nodes(probe)
+        rows = [(l, n) for l, n in nodes if l == probe.matrix]
+        columns = [(l, n) for l, n in nodes if l == probe.matrix + 1]
+        top = self._top_code(config_id, probe, rows)
+        self.store.append_config(config_id, probe.kind, probe.params(top), held)
+        for level in range(len(probe.pattern)):
+            self.bridge.set_inputs(probe.level_codes(level, top).tolist())
+            self._clock()
+            read = rows if level < CALIBRATION_LEVELS else columns
+            drive = float(probe.pattern[level].max() * top)
+            self.store.append_mon(np.array([self._mon_row(config_id, level, l, n, drive, 0.0) for l, n in read],
+                                           MON_DTYPE))
+        self._set_all_inputs(0)
+
+    def _top_code(self, config_id: int, config: ChainConfig | NegativeProbe, nodes: list[tuple[int, int]]) -> int:
         """Largest common input code that keeps every soma input below the target.
 
         A pilot at a low code reads the chain on MON; a soma's input is its
@@ -217,46 +297,53 @@ class Prober:
         """
         s = self.settings
         chip = self.chip
+        pilot = pilot_code(chip, config, s)
         if not s.read_mon:
             # without MON the inputs cannot be seen: stay at a conservative nominal level
-            return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a))
-        self.drive_chain(config, s.pilot_code)
+            return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a), 3 * pilot)
+        self.drive_chain(config, pilot)
         self._clock()
-        rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(s.pilot_code), 0.0) for l, n in nodes]
+        rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(pilot), 0.0) for l, n in nodes]
         self.store.append_mon(np.array(rows, MON_DTYPE))
-        mon = {(int(r[3]), int(r[4])): r[7] for r in rows}
         self._set_all_inputs(0)
-        worst = s.pilot_code * chip.dac_lsb_a * 1.2  # layer-0 input, with margin for bias gain
-        for m, src in enumerate(config.sources):
-            for srcn in src:
-                if srcn >= 0:
-                    worst = max(worst, unit_weight_input(mon.get((m, int(srcn)), 0.0)))
-        top = int(s.pilot_code * s.target_soma_input_a / worst)
-        return int(np.clip(top, s.pilot_code, chip.max_dac_code))
+        worst = pilot * chip.dac_lsb_a * 1.2  # layer-0 input, with margin for bias gain
+        for m, c in enumerate(config.codes):
+            out = np.zeros(c.shape[0])
+            for r in rows:
+                if r[3] == m:
+                    out[int(r[4])] = r[7]
+            worst = max(worst, float(np.max(column_inputs(c, out))))
+        top = int(pilot * s.target_soma_input_a / worst)
+        return int(np.clip(top, pilot, chip.max_dac_code))
 
 
-def chain_nodes(config: ChainConfig) -> list[tuple[int, int]]:
-    """Every (layer, neuron) that carries signal in a chain configuration."""
+def chain_nodes(config: ChainConfig | NegativeProbe) -> list[tuple[int, int]]:
+    """Every (layer, neuron) that carries signal in a chain configuration: the rows with a
+    connection (sources, negative sources) and the columns they feed."""
     nodes = set()
-    for m, src in enumerate(config.sources):
-        for j, s in enumerate(src):
-            if s >= 0:
-                nodes.add((m, int(s)))
-                nodes.add((m + 1, j))
-    for m, neg in enumerate(config.negatives):
-        for s in neg:
-            if s >= 0:
-                nodes.add((m, int(s)))
+    for m, c in enumerate(config.codes):
+        nodes.update((m, int(i)) for i in np.flatnonzero(np.any(c != 0, axis=1)))
+        nodes.update((m + 1, int(j)) for j in np.flatnonzero(np.any(c != 0, axis=0)))
     return sorted(nodes)
 
 
-def driven_channels(config: ChainConfig) -> np.ndarray:
+def driven_channels(config: ChainConfig | NegativeProbe) -> np.ndarray:
     """Input channels that feed matrix 0 of a chain (as sources or negative sources)."""
-    used = [config.sources[0]] + ([config.negatives[0]] if config.negatives else [])
-    channels = np.concatenate(used)
-    return np.unique(channels[channels >= 0])
+    return np.flatnonzero(np.any(config.codes[0] != 0, axis=1))
 
 
-def unit_weight_input(source_output_a: float) -> float:
-    """Soma input through one unit-weight synapse from a source sinking ``source_output_a``."""
-    return 7 * NOMINAL_W_LSB * source_output_a * 1.15  # 15 % allowance for synapse mismatch
+def column_inputs(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:
+    """Largest soma input of each column: its positive connections only (negatives only lower it),
+    with a 15 % allowance for synapse mismatch."""
+    return (np.maximum(codes, 0).T.astype(np.float64) @ source_output_a) * NOMINAL_W_LSB * 1.15
+
+
+def pilot_code(chip: ChipDescription, config: ChainConfig | NegativeProbe, settings: "ProbeSettings") -> int:
+    """The pilot's common input code: low enough that even a fan-in chain, whose nominal gain per
+    layer is 7 K / 12, stays far inside the linear range with gains well above nominal."""
+    gain, worst = 1.0, 1.0
+    for c in config.codes:
+        gain *= float(np.max(np.maximum(c, 0).sum(axis=0))) * NOMINAL_W_LSB
+        worst = max(worst, gain)
+    limit = settings.target_soma_input_a / (3.0 * worst * chip.dac_lsb_a)
+    return int(max(1, min(settings.pilot_code, limit)))

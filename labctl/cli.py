@@ -12,10 +12,10 @@ import argparse
 import sys
 
 from labctl import __version__
-from labctl.commands import pipeline, session, simulation
+from labctl.commands import pipeline, report, session, simulation
 from labctl.errors import LabctlError
 
-COMMAND_GROUPS = (pipeline, simulation, session)
+COMMAND_GROUPS = (pipeline, simulation, session, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

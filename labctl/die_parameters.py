@@ -29,6 +29,11 @@ class LayerGains:
     a_minus: np.ndarray
     a_minus_std: np.ndarray
     scale: float = float("nan")
+    compression_onset_a: np.ndarray | None = None
+    """Soma input (A) where each soma starts to compress, NaN where not measured; None: unknown."""
+    compression_onset_a_std: np.ndarray | None = None
+    max_input_a: np.ndarray | None = None
+    """Largest soma input (A) characterisation applied to each soma (an estimate); None: unknown."""
 
     @classmethod
     def nominal(cls, size: int, has_negative: bool) -> "LayerGains":

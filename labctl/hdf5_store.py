@@ -198,6 +198,10 @@ def write_calibration(path: str | Path, params: DieParameters,
                 g.create_dataset(name, data=np.asarray(arr))
 
 
+_LINEAR_RANGE = ("compression_onset_a", "compression_onset_a_std", "max_input_a")
+"""Optional per-layer datasets of the linear range (issue 5)."""
+
+
 def _dataset(group: h5py.Group, name: str, data, units: str) -> None:
     ds = group.create_dataset(name, data=np.asarray(data, dtype=np.float64))
     ds.attrs["units"] = units
@@ -212,6 +216,9 @@ def _write_params(g: h5py.Group, p: DieParameters) -> None:
         _dataset(lg, "a_minus_std", layer.a_minus_std, "1")
         lg.attrs["scale"] = float(layer.scale)
         lg.attrs["scale_units"] = "1 (absolute gain = a_plus * scale)"
+        for name in _LINEAR_RANGE:
+            if getattr(layer, name) is not None:
+                _dataset(lg, name, getattr(layer, name), "A (NaN: not measured)")
     _dataset(g, "bias_gain", p.bias_gain, "1")
     _dataset(g, "bias_offset_a", p.bias_offset_a, "A")
     _dataset(g, "c2f_gain_hz_per_a", p.c2f_gain_hz_per_a, "Hz/A")
@@ -233,6 +240,7 @@ def load_die_parameters(path: str | Path, group: str = "calibration") -> DiePara
                     a_plus=g[f"layer_{l}/a_plus"][()], a_plus_std=g[f"layer_{l}/a_plus_std"][()],
                     a_minus=g[f"layer_{l}/a_minus"][()], a_minus_std=g[f"layer_{l}/a_minus_std"][()],
                     scale=float(g[f"layer_{l}"].attrs["scale"]),
+                    **{name: g[f"layer_{l}/{name}"][()] for name in _LINEAR_RANGE if name in g[f"layer_{l}"]},
                 )
                 for l in range(chip.n_layers)
             ]

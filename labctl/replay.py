@@ -352,6 +352,8 @@ def compare_readings(session: RecordedSession, params: DieParameters, raw: dict[
             k = matched("mon", lambda r: r["current_a"] == value)
             if monitor is None or k is None:
                 continue  # only characterisation readings say what EXT_IN carried
+            if kinds.get(int(mon_rows["config"][k])) == "linear_range":
+                continue  # the model is linear; that run drives somas beyond their onset on purpose
             ext_a = float(mon_rows["ext_in_a"][k]) if ext_channel is not None else 0.0
             layer, neuron = monitor
             predicted, model_sigma = model.mon_a(model.somas(codes, version, dac, ext_channel, ext_a), layer, neuron)

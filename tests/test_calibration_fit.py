@@ -49,3 +49,81 @@ def test_log_mean_and_normalisation():
     assert np.isnan(est.value[2])
     norm, scale = normalise_mean_one(est)
     assert np.isclose(np.nanmean(norm.value), 1.0) and np.isclose(scale, 1.5)
+
+
+LARGE = ChipDescription("T", 1, (1, 0), (40, 20, 10, 4), 3, 12, 1e-10, 1e12, 1000, 1024)
+
+
+def test_fan_in_chain_feeds_every_column_from_k_rows_and_twins_agree():
+    from labctl.calibration.configurations import chain_config
+
+    plus = chain_config(LARGE, (0, 3, 1), fan_in=(4, 4, 5), neg_fan_in=(2, 2, 3))
+    minus = chain_config(LARGE, (0, 3, 1), with_negatives=True, fan_in=(4, 4, 5), neg_fan_in=(2, 2, 3))
+    for m, (p, n) in enumerate(zip(plus.codes, minus.codes)):
+        assert ((p == 7).sum(axis=0) == (4, 4, 5)[m]).all() and not (p < 0).any()
+        assert np.array_equal(n > 0, p > 0)  # the twin has the same positive rows
+        assert ((n == -3).sum(axis=0) == (2, 2, 3)[m]).all()
+    assert not plus.single_paths
+
+
+def test_negative_probe_drives_each_probed_row_alone_and_rotates_roles():
+    from labctl.calibration.negative_probe import CALIBRATION_LEVELS, PROBE_FAN_IN, negative_probe
+
+    negative_rows = np.zeros(20, int)
+    for round_ in range(3):
+        probe = negative_probe(LARGE, 1, seed=2, round_=round_, negatives=4)
+        # matrix 0 is a one-to-one chain: every layer-1 neuron has its own channel; matrix 2 is off
+        assert ((probe.codes[0] == 7).sum(axis=0) == 1).all() and not probe.codes[2].any()
+        assert len(set(probe.row_channels.tolist())) == 20
+        c = probe.codes[1]
+        assert ((c == 7).sum(axis=0) == PROBE_FAN_IN).all() and ((c == -3).sum(axis=0) == 4).all()
+        assert (probe.pattern[:CALIBRATION_LEVELS, probe.row_channels] > 0).all()  # rows read with all on
+        negative = np.any(c < 0, axis=1)
+        switched = probe.pattern[CALIBRATION_LEVELS:, probe.row_channels[negative]]
+        assert ((switched > 0).any(axis=0) & (switched == 0).any(axis=0)).all()  # each one on and off
+        negative_rows += negative
+    # every row is a negative row in two rounds of three (one, where the positive blocks overlap)
+    assert (negative_rows >= 1).all() and (negative_rows >= 2).mean() > 0.9
+
+
+def test_joint_ratio_fit_recovers_rows_with_honest_errors():
+    from labctl.calibration.chains import RatioEquations, solve_ratios
+
+    rng = np.random.default_rng(3)
+    n, z = 30, []
+    for _ in range(20):
+        truth = rng.lognormal(0, 0.1, n)
+        eq = RatioEquations()
+        for _ in range(300):  # sums over 1 to 3 rows, with mismatch and reading noise
+            rows = rng.choice(n, rng.integers(1, 4), replace=False)
+            w = np.zeros(n)
+            w[rows] = rng.uniform(0.5, 1.0, len(rows))
+            w /= w.sum()
+            reading = 0.02
+            eq.weights.append(w)
+            eq.values.append(float(w @ (truth * rng.lognormal(0, 0.05, n))) * (1 + rng.normal(0, reading)))
+            eq.stds.append(reading * eq.values[-1])
+        est = solve_ratios(eq, n)
+        z.append((est.value - truth) / est.std)
+    rms = float(np.sqrt(np.mean(np.concatenate(z) ** 2)))
+    assert 0.8 < rms < 1.25, rms
+
+
+def test_knee_fit_finds_the_onset_of_a_compressive_soma():
+    from labctl.calibration.linear_range import fit_knee
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.linspace(20e-9, 200e-9, 9), np.linspace(240e-9, 480e-9, 6)])
+    errors, stds = [], []
+    for _ in range(60):
+        onset = rng.uniform(280e-9, 330e-9)
+        excess = np.maximum(x - onset, 0)
+        y = 1.2 * (np.minimum(x, onset) + excess / (1 + excess / onset)) * (1 + rng.normal(0, 0.005, x.size))
+        value, std = fit_knee(x, y)
+        errors.append(value - onset)
+        stds.append(std)
+    errors, stds = np.array(errors), np.array(stds)
+    assert np.sqrt(np.mean(errors ** 2)) < 10e-9
+    assert 0.5 < np.sqrt(np.mean((errors / stds) ** 2)) < 2.0
+    linear = 1.2 * x * (1 + rng.normal(0, 0.005, x.size))
+    assert np.isnan(fit_knee(x, linear)[0])  # no knee in the data: no onset made up

@@ -67,3 +67,26 @@ def test_resume_refuses_another_die(tmp_path):
         with pytest.raises(DataFileError, match="measured on die"):
             with Bench.from_file(bench_file) as bench:
                 characterise(bench, out, resume=True)
+
+
+def test_resume_of_a_large_die_plan_redraws_the_same_probes(tmp_path):
+    """Fan-in chains and negative-weight probes (the large-die plan, here on CMNA-777's geometry)."""
+    out = tmp_path / "die.h5"
+    plan = {"fan_in": (2, 2), "probe_rounds": (2, 3), "probe_negatives": (3, 3), "levels": 4}
+    with SimulatedBench("CMNA-777", seed=14) as sim:
+        bench_file = sim.write_bench_file(tmp_path / "bench.toml")
+        with pytest.raises(KeyboardInterrupt):
+            with Bench.from_file(bench_file) as bench:
+                characterise(bench, out, setting_overrides=plan, n_configs=4, progress=_stop_after(4))
+        before = read_raw(out)
+        with Bench.from_file(bench_file) as bench:
+            result = characterise(bench, out, resume=True)
+    after = read_raw(out)
+    assert np.array_equal(after["mon"][: len(before["mon"])], before["mon"])
+    jobs = Counter(j.decode() if isinstance(j, bytes) else j for j in after["done"]["job"])
+    assert max(jobs.values()) == 1
+    kinds = Counter(json.loads(j)[0] for j in jobs)
+    assert kinds["chain"] == 4 and kinds["negative_probe"] == 5 and "chain_negative" not in kinds
+    # a probe run before and after the interruption: both fitted, every soma's a-/a+ measured
+    for layer in result.params.layers[:-1]:
+        assert np.all(np.isfinite(layer.a_minus)) and not np.any(result.flags["layer_0/unmeasured"])
