@@ -17,13 +17,13 @@ reported as one line naming the file and the key, before anything is opened.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import ConfigError
+from labctl.toml_files import parse_toml, read_user_file
 
 ROLES = ("supply", "source", "monitor")
 """Roles of contract section 3: supply -> VDD, source -> EXT_IN, monitor -> MON."""
@@ -79,20 +79,12 @@ class BenchConfig:
 
 def load_bench_file(path: str | Path) -> BenchConfig:
     """Read and validate a bench file; raise ConfigError naming the key at fault."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"bench file {p}: cannot read it ({exc.strerror or exc})") from None
-    return parse_bench_text(text, source=p)
+    return parse_bench_text(read_user_file(path, "bench file"), source=Path(path))
 
 
 def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
     where = f"bench file {source}" if source else "bench file"
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    raw = parse_toml(text, where)
     try:
         schema = BenchSchema.model_validate(raw)
     except ValidationError as exc:

@@ -37,7 +37,6 @@ import json
 import re
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Protocol, Union
@@ -48,6 +47,7 @@ from labctl.bench import Bench
 from labctl.chip import ChipDescription
 from labctl.errors import ConfigError, LabctlError
 from labctl.session import SessionRecorder
+from labctl.toml_files import parse_toml, read_user_file
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 """The recipes shipped with labctl (``recipes/`` of the source tree)."""
@@ -160,20 +160,12 @@ class LoadedRecipe:
 
 def load_recipe(path: str | Path) -> LoadedRecipe:
     """Read and validate a recipe file; ConfigError names the file, the line and the key at fault."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"recipe {p}: cannot read it ({exc.strerror or exc})") from None
-    return parse_recipe(text, source=p)
+    return parse_recipe(read_user_file(path, "recipe"), source=Path(path))
 
 
 def parse_recipe(text: str, source: Path | None = None) -> LoadedRecipe:
     where = f"recipe {source}" if source else "recipe"
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    raw = parse_toml(text, where)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:

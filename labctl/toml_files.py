@@ -1,0 +1,30 @@
+"""Reading the TOML files a user writes (bench files, recipes) with one-line errors.
+
+Both kinds of file fail the same ways before their schemas are even looked at
+(unreadable, not TOML); one place words those errors, so that the user sees
+the same sentence whichever file is wrong.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from labctl.errors import ConfigError
+
+
+def read_user_file(path: str | Path, what: str) -> str:
+    """The text of ``path``; ConfigError naming ``what`` (e.g. "bench file") and the file if unreadable."""
+    p = Path(path)
+    try:
+        return p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{what} {p}: cannot read it ({exc.strerror or exc})") from None
+
+
+def parse_toml(text: str, where: str) -> dict:
+    """The TOML document in ``text``; ConfigError prefixed with ``where`` if it is not valid TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
