@@ -18,7 +18,7 @@ from labctl.progress import console, progress_bars
 from labctl.recipes import part_recipe
 from labctl.session import SessionRecorder
 from labctl.sim.bench import SimulatedBench
-from labctl.workflow import dataset_of, program_and_evaluate, run_characterisation, run_training, write_on_chip_record
+from labctl.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
 
 DEFAULT_DATASET = {"CMNA-777": "iris", "CMNA-L": "mnist"}
 
@@ -53,12 +53,10 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
             on_chip = {
                 name: program_and_evaluate(bench_file, out_dir / f"weights_{name}.h5", evaluate=True,
                                            calibration=out_dir / "die.h5" if name == "tailored" else None,
-                                           programmed_out=out_dir / f"weights_{name}-programmed.h5",
                                            progress=progress, bench_options=recorder.bench_options())
                 for name in ("naive", "tailored")
             }
-            for name, result in on_chip.items():
-                write_on_chip_record(out_dir, name, result, list(dataset_of(result.weights).class_names))
+            records = [path for name, result in on_chip.items() for path in write_on_chip_record(out_dir, name, result)]
             timings["program_and_evaluate_s"] = time.monotonic() - t
         bench_time_s = sim.clock.now()
     summary = {
@@ -75,7 +73,8 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
     # the demo runs the steps of the shipped recipe for its part, so `labctl replay` can repeat them
     recipe = part_recipe(part, dataset)
     recorder.write(out_dir / "session.h5", recipe_text=recipe.text, recipe_name=recipe.recipe.name, outcome="completed",
-                   files=[out_dir / "die.h5", out_dir / "weights_tailored.h5", out_dir / "weights_naive.h5"])
+                   files=[out_dir / "die.h5", out_dir / "weights_tailored.h5", out_dir / "weights_naive.h5",
+                          *(r.programmed_file for r in on_chip.values() if r.programmed_file is not None), *records])
     table = Table(title=f"{part} seed {seed}: {dataset}, {summary['n_test_samples']} test samples")
     table.add_column("weights")
     table.add_column("accuracy", justify="right")

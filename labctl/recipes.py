@@ -382,7 +382,6 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
             raise ConfigError(f"recipe {loaded.name!r} is for {recipe.part}, but the bench holds {chip.part} "
                               f"{chip.serial}: choose a recipe for that part")
         die_file = run_dir / "die.h5"
-        class_names: dict[str, list[str]] = {}
         for index, step in enumerate(recipe.steps):
             checkpoint()
             if listener:
@@ -412,23 +411,21 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
                 _write_json(run_dir / f"training_{name}.json", _train_json(train_report))
                 result.files += [run_dir / f"weights_{name}.h5", run_dir / f"training_{name}.json"]
                 result.trained[name] = (weights, train_report)
-                class_names[name] = _class_names(step.dataset, step.seed, step.label_column)
                 outcome = (weights, train_report)
             else:
                 weights, _ = result.trained[step.weights]
                 evaluate = isinstance(step, EvaluateStep)
                 retrain = step.retrain and not weights.naive
-                programmed = run_dir / f"weights_{step.weights}-programmed.h5"
                 on_chip = program_and_evaluate(
                     bench_file, run_dir / f"weights_{step.weights}.h5", evaluate=evaluate,
                     calibration=die_file if retrain else None, in_situ_rounds=step.in_situ_rounds,
-                    programmed_out=programmed, keep_powered=step.keep_powered,
+                    keep_powered=step.keep_powered,
                     gate_ms=step.gate_ms if evaluate else 20, progress=report, bench_options=bench_options)
-                outcome = OnChipOutcome(step.weights, on_chip.weights, on_chip, class_names[step.weights])
+                outcome = OnChipOutcome(step.weights, on_chip.weights, on_chip, on_chip.class_names)
                 result.on_chip[step.weights] = outcome
-                result.files += write_on_chip_record(run_dir, step.weights, on_chip, class_names[step.weights])
-                if programmed.exists():
-                    result.files.append(programmed)
+                result.files += write_on_chip_record(run_dir, step.weights, on_chip)
+                if on_chip.programmed_file is not None:
+                    result.files.append(on_chip.programmed_file)
             if recorder:
                 recorder.end_step(index, "done")
             if listener:
@@ -481,12 +478,6 @@ def _targets(step: CharacteriseStep):
     if step.target_a_plus is None and step.target_ratio is None and step.time_budget_s is None:
         return None
     return Targets(a_plus=step.target_a_plus, ratio=step.target_ratio, time_budget_s=step.time_budget_s)
-
-
-def _class_names(dataset: str, seed: int, label_column: str | None) -> list[str]:
-    from labctl.train.datasets import load_dataset
-
-    return list(load_dataset(dataset, seed=seed, label_column=label_column).class_names)
 
 
 def _train_json(report) -> dict:

@@ -9,7 +9,7 @@ the GUI cannot drift apart.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -107,6 +107,10 @@ class OnChipResult:
     """Stuck-bit retraining and in-situ rounds, when a characterisation was given."""
     weights: WeightSet | None = None
     """The weights the die holds at the end (retrained ones if any)."""
+    programmed_file: Path | None = None
+    """Where retrained weights were saved (None when the trained ones went in unchanged)."""
+    class_names: list[str] = field(default_factory=list)
+    """Class names of the weights' data set, when it was loaded (evaluation, retraining)."""
 
 
 def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool = False,
@@ -137,7 +141,7 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
     with Bench.from_file(bench_file, keep_powered=keep_powered, **(bench_options or {})) as bench:
         check_weights_for_die(weights, bench.chip, source=str(weights_file))
         bench.power_up()
-        retraining = None
+        retraining = programmed_file = None
         if params is None:
             report = program_weights(bench.bridge, bench.chip, weights, progress=progress)
         else:
@@ -149,12 +153,14 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
             report = retraining.program
             if retraining.retrained:
                 weights = retraining.weights
-                save_weights(programmed_out or weights_file.with_name(f"{weights_file.stem}-programmed.h5"), weights)
+                programmed_file = programmed_out or weights_file.with_name(f"{weights_file.stem}-programmed.h5")
+                save_weights(programmed_file, weights)
         evaluation = None
         if evaluate or dataset_name is not None:
             evaluation = evaluate_on_chip(bench.bridge, weights, dataset.X_test, dataset.y_test,
                                           n_classes=len(dataset.class_names), gate_ms=gate_ms, progress=progress)
-        return OnChipResult(report, evaluation, retraining, weights)
+        return OnChipResult(report, evaluation, retraining, weights, programmed_file,
+                            list(dataset.class_names) if dataset is not None else [])
 
 
 def dataset_of(weights: WeightSet, dataset_name: str | None = None):
@@ -168,8 +174,7 @@ def dataset_of(weights: WeightSet, dataset_name: str | None = None):
                         label_column=weights.metadata.get("label_column"))
 
 
-def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult,
-                         class_names: list[str] | None = None) -> list[Path]:
+def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult) -> list[Path]:
     """``evaluation_<name>.json`` (accuracy, per-class accuracy, confusion, stuck bits, retraining) and
     ``confusion_<name>.csv`` in the run folder; ``programming_<name>.json`` when nothing was evaluated."""
     program = result.program
@@ -187,7 +192,7 @@ def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult,
     written = []
     evaluation = result.evaluation
     if evaluation is not None:
-        names = class_names or [str(k) for k in range(len(evaluation.confusion))]
+        names = result.class_names
         record |= evaluation.as_json() | {"class_names": names}
         rows = [",".join(["true \\ predicted", *names])]
         rows += [",".join([name, *map(str, row)]) for name, row in zip(names, evaluation.confusion)]

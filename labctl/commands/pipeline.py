@@ -203,12 +203,12 @@ def program_or_evaluate(args: argparse.Namespace) -> int:
     if not args.json and retraining is not None and retraining.retrained:
         print(f"retrained {len(retraining.trainings)} time(s) ({len(retraining.defects)} stuck bit(s) compensated, "
               f"{len(retraining.estimates)} in-situ round(s)); the die holds {retraining.weights.dataset} weights "
-              f"saved to {args.programmed_out or args.weights.with_name(args.weights.stem + '-programmed.h5')}")
+              f"saved to {result.programmed_file}")
     if args.out_dir is not None:
-        from labctl.workflow import dataset_of, write_on_chip_record
+        from labctl.workflow import write_on_chip_record
 
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        write_on_chip_record(args.out_dir, args.weights.stem, result, list(dataset_of(result.weights).class_names))
+        write_on_chip_record(args.out_dir, args.weights.stem, result)
     if not args.json:
         if retraining is not None and retraining.matches:
             print(f"programmed and verified: the latches hold the codes the weights were trained with"
