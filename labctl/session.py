@@ -23,9 +23,13 @@ Layout of ``session.h5``:
 | `/weights/<name>` | a copy of each `weights_<name>.h5` |
 | `/results/<file stem>` | the run folder's training, programming and evaluation JSON |
 
-Times are seconds since the epoch (``time.time()``). The bridge stamps a
-transaction with ``time.monotonic()``; the recorder shifts it onto the same
-clock as the readings.
+Times are seconds since the epoch. The bridge stamps a transaction with
+``time.monotonic()``; the recorder stamps readings and steps on that same
+clock as they arrive, and shifts all of them to the epoch by one offset taken
+at the start. Replay orders readings against transactions by these times, so
+they must come from one clock: two clocks read a few microseconds apart
+misorder a reading and the transaction just before it whenever the process is
+preempted between the two reads.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,7 +93,12 @@ class SessionRecorder:
         if self._on_transaction:
             self._on_transaction(tx)
 
+    def _now(self) -> float:
+        """Epoch seconds on the transactions' clock."""
+        return time.monotonic() + self._monotonic_to_epoch_s
+
     def record_reading(self, reading: Reading) -> None:
+        reading = replace(reading, time_s=self._now())
         with self._lock:
             self._readings.append(reading)
         if self._on_reading:
@@ -101,13 +110,13 @@ class SessionRecorder:
     def begin_step(self, index: int, kind: str, params: dict[str, Any]) -> None:
         with self._lock:
             self._steps.append({"index": index, "kind": kind, "params": json.dumps(params, sort_keys=True),
-                                "start_s": time.time(), "end_s": np.nan, "outcome": "running"})
+                                "start_s": self._now(), "end_s": np.nan, "outcome": "running"})
 
     def end_step(self, index: int, outcome: str) -> None:
         with self._lock:
             for step in self._steps:
                 if step["index"] == index and step["outcome"] == "running":
-                    step["end_s"], step["outcome"] = time.time(), outcome
+                    step["end_s"], step["outcome"] = self._now(), outcome
 
     def end_open_step(self, outcome: str) -> None:
         """Close a step that a stop or an error interrupted."""
