@@ -7,23 +7,26 @@ a-/a+ against the simulator's truth after per-layer normalisation. Two
 truths are reported: the bare soma gain, and the gain as the synapses let any
 per-neuron measurement see it (``DieTruth.seen_a_plus``: soma gain times its
 input column's mean synapse gain, one factor for the network's function too).
-Also the compression onsets found (layer 0): how many, their rms error against
-the truth, and the largest soma input any gain measurement applied.
+Also the compression onsets found per layer: how many, their rms error against
+the truth, and the largest soma input any gain measurement applied; and the
+bench time the run estimated before it started.
 
     python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3
+    python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3 --methods both --linear-range all
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from labctl.calibration.characterise import Targets
+from labctl.calibration.characterise import LINEAR_RANGE_CHOICES, Targets, linear_range_overrides
 from labctl.sim.bench import SimulatedBench
 from labctl.workflow import run_characterisation
 
@@ -38,11 +41,8 @@ def errors(params, truth) -> dict[str, float]:
         plus_seen.append(layer.a_plus / seen - 1)
         if l < len(params.layers) - 1:
             ratio.append((layer.a_minus / layer.a_plus) / (truth.a_minus[l] / truth.a_plus[l]) - 1)
-    onset = params.layers[0].compression_onset_a
-    measured = np.isfinite(onset) if onset is not None else np.zeros(len(truth.a_plus[0]), bool)
-    out = {"onsets measured": int(measured.sum()),
-           "onset rms": float(np.sqrt(np.mean((onset[measured] / truth.compression_onset_a[0][measured] - 1) ** 2)))
-           if measured.any() else float("nan"),
+    out = {"onsets": [_onset_errors(lay.compression_onset_a, truth.compression_onset_a[l])
+                      for l, lay in enumerate(params.layers)],
            "max input a": _largest([lay.max_input_a for lay in params.layers if lay.max_input_a is not None])}
     for name, parts in (("a+ soma", plus_soma), ("a+ seen", plus_seen), ("a-/a+", ratio)):
         e = np.concatenate(parts)
@@ -52,22 +52,39 @@ def errors(params, truth) -> dict[str, float]:
     return out
 
 
+def _onset_errors(onset: np.ndarray | None, true_onset: np.ndarray) -> tuple[int, float]:
+    """(somas with a measured onset, rms relative error of those onsets against the truth)."""
+    measured = np.isfinite(onset) if onset is not None else np.zeros(len(true_onset), bool)
+    if not measured.any():
+        return 0, float("nan")
+    return int(measured.sum()), float(np.sqrt(np.mean((onset[measured] / true_onset[measured] - 1) ** 2)))
+
+
+def _onset_text(onsets: list[tuple[int, float]]) -> str:
+    return " ".join(f"L{l} {n}" + (f" {rms:.1%}" if n else "") for l, (n, rms) in enumerate(onsets))
+
+
 def _largest(arrays: list[np.ndarray]) -> float:
     values = np.concatenate(arrays) if arrays else np.zeros(0)
     values = values[np.isfinite(values)]
     return float(values.max()) if len(values) else float("nan")
 
 
-def run(part: str, seed: int, method: str, targets: Targets | None, workdir: Path) -> dict:
+def run(part: str, seed: int, method: str, targets: Targets | None, linear_range: str | None,
+        workdir: Path) -> dict:
+    said: list[str] = []
     with SimulatedBench(part, seed) as sim:
         bench_file = sim.write_bench_file(workdir / f"bench-{seed}.toml")
         start = time.monotonic()
         result = run_characterisation(bench_file, workdir / f"die-{part}-{seed}-{method}.h5", method=method,
-                                      targets=targets)
+                                      targets=targets, setting_overrides=linear_range_overrides(linear_range),
+                                      announce=said.append)
         wall = time.monotonic() - start
+        estimate = next((float(m.group(1)) for m in map(re.compile(r"estimated bench time (\d+) s").search, said)
+                         if m), float("nan"))
         return {"part": part, "seed": seed, "method": method, "configurations": result.summary["configurations"],
-                "bench_s": sim.clock.now(), "wall_s": wall, "synapse_spread": sim.die.truth.synapse_spread,
-                **errors(result.params, sim.die.truth)}
+                "bench_s": sim.clock.now(), "estimated_s": estimate, "wall_s": wall,
+                "synapse_spread": sim.die.truth.synapse_spread, **errors(result.params, sim.die.truth)}
 
 
 def main() -> None:
@@ -77,22 +94,26 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["both", "network"])
     ap.add_argument("--target-a-plus", type=float, default=None)
     ap.add_argument("--target-ratio", type=float, default=None)
+    ap.add_argument("--max-configs", type=int, default=40)
+    ap.add_argument("--linear-range", choices=LINEAR_RANGE_CHOICES, default=None,
+                    help="whose compression onsets to measure (default: the die size's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args()
-    targets = Targets(a_plus=args.target_a_plus, ratio=args.target_ratio) \
+    targets = Targets(a_plus=args.target_a_plus, ratio=args.target_ratio, max_configurations=args.max_configs) \
         if args.target_a_plus or args.target_ratio else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for method in args.methods:
-                rows.append(run(args.part, seed, method, targets, Path(tmp)))
+                rows.append(run(args.part, seed, method, targets, args.linear_range, Path(tmp)))
                 r = rows[-1]
                 print(f"{r['part']:<8} seed {r['seed']:<3} {r['method']:<8} configs {r['configurations']:>3}  "
-                      f"bench {r['bench_s']:6.0f} s  wall {r['wall_s']:5.1f} s  syn {r['synapse_spread']:.3f}  "
+                      f"bench {r['bench_s']:6.0f} s (est. {r['estimated_s']:.0f})  wall {r['wall_s']:5.1f} s  "
+                      f"syn {r['synapse_spread']:.3f}  "
                       f"a+ seen rms {r['a+ seen rms']:.2%} worst {r['a+ seen worst']:.2%}  "
                       f"a+ soma rms {r['a+ soma rms']:.2%} worst {r['a+ soma worst']:.2%}  "
                       f"a-/a+ rms {r['a-/a+ rms']:.2%} worst {r['a-/a+ worst']:.2%}  "
-                      f"onsets {r['onsets measured']} rms {r['onset rms']:.1%}  max input {r['max input a'] * 1e9:.0f} nA",
+                      f"onsets {_onset_text(r['onsets'])}  max input {r['max input a'] * 1e9:.0f} nA",
                       flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -9,7 +9,7 @@ synapse mismatch (seed 004, section 3.6; :mod:`labctl.calibration.chains`).
 Negative twins and negative-weight probes give a-/a+ of each source soma in one
 joint fit per layer (:mod:`labctl.calibration.probe_fit`). The output layer's
 C2F gain and dark rate come from the C2F rate against the MON reading of the
-same soma; the linear-range run gives each layer-0 soma's onset of compression
+same soma; the linear-range runs give each soma's onset of compression
 (:mod:`labctl.calibration.linear_range`).
 
 Network method (C2F only, the paper's procedure): the slope of each output's
@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,12 +49,12 @@ from labctl.calibration.fit import (
     normalise_mean_one,
     relative_sigma,
 )
-from labctl.calibration.linear_range import LINEAR_RANGE_KIND, layer0_onsets, max_inputs
+from labctl.calibration.linear_range import LINEAR_RANGE_KIND, layer0_onsets, layer_onsets, max_inputs
+from labctl.calibration.plans import held_codes
 from labctl.calibration.probe_fit import ProbeColumn, probe_columns, probe_equations
 from labctl.calibration.probing import driven_channels
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
-from labctl.latch_codes import nibbles_to_signed
 
 METHODS = ("network", "mon", "both")
 POOR_FIT_RELATIVE_STD = 0.03
@@ -81,17 +82,13 @@ class AnalysisResult:
 
 def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, RecordedConfig]:
     """The configurations whose run finished (an interrupted one is left out, resume redoes it)."""
-    shapes = [chip.matrix_shape(m) for m in range(chip.n_matrices)]
     done = set(raw["done"]["config"].tolist()) if "done" in raw else None
     out = {}
     for row, flat in zip(raw["configs"], raw["config_codes"]):
         if done is not None and int(row["config"]) not in done:
             continue
         params = json.loads(row["params"])
-        held, start = [], 0
-        for rows, cols in shapes:
-            held.append(nibbles_to_signed(flat[start:start + rows * cols].reshape(rows, cols)))
-            start += rows * cols
+        held = held_codes(chip, flat)
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
         rc = RecordedConfig(int(row["config"]), kind, params, held)
         if kind.startswith("chain"):
@@ -177,8 +174,8 @@ class MonResult:
     bias_offset_a: Estimate
     c2f_gain: Estimate
     synapse_spread: float
-    onset: Estimate
-    """Compression onset per layer-0 soma (A)."""
+    onset: list[Estimate]
+    """Compression onset per soma (A) of each layer, NaN where not measured."""
     max_input: list[np.ndarray]
 
 
@@ -187,26 +184,47 @@ def _last_of_kind(configs: dict[int, RecordedConfig], kind: str) -> int:
     return max(ids) if ids else -1
 
 
-def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig],
-                idx: "_MonIndex") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time_s, gain factor relative to the first reference, temperature_c) from reference runs."""
-    times, slopes, temps = [], [], []
+class DriftTrace(NamedTuple):
+    """What the reference runs saw, one entry per run."""
+
+    times: np.ndarray
+    """Bench time (s)."""
+    factor: np.ndarray
+    """Gain relative to the first reference run."""
+    temps: np.ndarray
+    """Die temperature (degC) from STATUS beside the run."""
+    factor_std: np.ndarray
+    """Standard error of each run's gain level (the reading noise, estimated from the runs themselves)."""
+
+
+def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig], idx: "_MonIndex") -> DriftTrace:
+    """Gain of the reference channels over the run, from each reading's MON / EXT_IN ratio.
+
+    Readings are noisy in proportion to their size, so the mean ratio is the
+    best gain of a channel; the small offset (bias offset, leakage) is the same
+    in every run and cancels in the factor. The ratios of one channel within a
+    run scatter by the reading noise alone, which sets each run's error.
+    """
+    times, gains, temps, spread = [], [], [], []
     for c in sorted((c for c in configs.values() if c.kind == "reference"), key=lambda c: c.config_id):
         per_channel = []
         for ch in c.params.get("channels", []):
             _, drive, cur = idx.get(c.config_id, 0, ch)
-            keep = drive > 0
-            if keep.sum() >= 2:
-                per_channel.append(np.polyfit(drive[keep], cur[keep], 1)[0])
+            ratio = cur[drive > 0] / drive[drive > 0]
+            if len(ratio) >= 2:
+                per_channel.append(ratio.mean())
+                spread += list((ratio / ratio.mean() - 1) ** 2 * len(ratio) / (len(ratio) - 1))
         c2f = [r for r in raw["c2f"] if int(r["config"]) == c.config_id]
         if per_channel:
             times.append(idx.time_of(c.config_id))
-            slopes.append(np.array(per_channel))
+            gains.append(np.array(per_channel))
             temps.append(float(c2f[0]["temperature_c"]) if c2f else np.nan)
     if not times:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    factor = np.array([np.mean(s / slopes[0]) for s in slopes])
-    return np.array(times), factor, np.array(temps)
+        return DriftTrace(*(np.zeros(0),) * 4)
+    reading = float(np.sqrt(np.mean(spread)))  # relative noise of one ratio
+    factor = np.array([np.mean(g / gains[0]) for g in gains])
+    readings = np.array([g.size * 2 for g in gains])  # two ratios per channel (the 0 A point gives none)
+    return DriftTrace(np.array(times), factor, np.array(temps), reading / np.sqrt(readings))
 
 
 def _ext_slopes(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, RecordedConfig]) -> tuple[np.ndarray, np.ndarray]:
@@ -228,14 +246,14 @@ def ext_gains(chip: ChipDescription, raw: dict[str, np.ndarray]) -> np.ndarray:
     return _ext_slopes(chip, _MonIndex(raw["mon"]), _configs(chip, raw))[0]
 
 
-def recorded_drift(chip: ChipDescription, raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def recorded_drift(chip: ChipDescription, raw: dict[str, np.ndarray]) -> DriftTrace:
     """:func:`drift_trace` of a file's raw tables (for readers such as ``labctl report``)."""
     return drift_trace(raw, _configs(chip, raw), _MonIndex(raw["mon"]))
 
 
-def measured_onsets(chip: ChipDescription, raw: dict[str, np.ndarray]) -> Estimate:
-    """Compression onsets of the layer-0 somas from a file's linear-range run (NaN before it)."""
-    return layer0_onsets(chip.n_inputs, _knee_readings(chip, _MonIndex(raw["mon"]), _configs(chip, raw)))
+def measured_onsets(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[Estimate]:
+    """Compression onsets per layer from a file's linear-range runs (NaN before them)."""
+    return _onsets(chip, _MonIndex(raw["mon"]), _configs(chip, raw))
 
 
 def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
@@ -297,14 +315,39 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     c2f_gain = _c2f_from_mon(chip, raw, idx, configs)
     gain_runs = np.array([c.config_id for c in configs.values() if c.kind != LINEAR_RANGE_KIND])
     return MonResult(layer_abs, ratio, Estimate(gain, gain_std), Estimate(offset, offset_std),
-                     c2f_gain, bit_spread, layer0_onsets(chip.n_inputs, _knee_readings(chip, idx, configs)),
+                     c2f_gain, bit_spread, _onsets(chip, idx, configs),
                      max_inputs(raw["mon"], gain_runs, [e.value for e in layer_abs]))
+
+
+def _onsets(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, RecordedConfig]) -> list[Estimate]:
+    """Compression onset per soma of every layer: layer 0 from its EXT_IN runs, deeper layers from
+    their runs fed through synapses (the last of each)."""
+    out = [layer0_onsets(chip.n_inputs, _knee_readings(chip, idx, configs))]
+    for l in range(1, chip.n_layers):
+        knee_id = _last_knee(configs, l)
+        if knee_id < 0:
+            nan = np.full(chip.layer_sizes[l], np.nan)
+            out.append(Estimate(nan, nan.copy()))
+            continue
+        feeder_levels, feeders = idx.table(knee_id, l - 1, chip.layer_sizes[l - 1])
+        soma_levels, somas = idx.table(knee_id, l, chip.layer_sizes[l])
+        common = np.intersect1d(feeder_levels, soma_levels)
+        out.append(layer_onsets(configs[knee_id].held[l - 1], feeders[np.isin(feeder_levels, common)],
+                                somas[np.isin(soma_levels, common)]))
+    return out
+
+
+def _last_knee(configs: dict[int, RecordedConfig], layer: int) -> int:
+    """The last finished linear-range run of ``layer``; -1: none."""
+    ids = [c.config_id for c in configs.values()
+           if c.kind == LINEAR_RANGE_KIND and int(c.params.get("layer", 0)) == layer]
+    return max(ids) if ids else -1
 
 
 def _knee_readings(chip: ChipDescription, idx: "_MonIndex",
                    configs: dict[int, RecordedConfig]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per input channel probed beyond the linear range: EXT_IN current and MON of both EXT_IN runs."""
-    ext_id, knee_id = _last_of_kind(configs, "ext_sweep"), _last_of_kind(configs, LINEAR_RANGE_KIND)
+    ext_id, knee_id = _last_of_kind(configs, "ext_sweep"), _last_knee(configs, 0)
     out = {}
     for ch in configs[knee_id].params["channels"] if knee_id in configs else []:
         _, x0, y0 = idx.get(ext_id, 0, ch)
@@ -497,7 +540,7 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
     final, unmeasured = fill_unmeasured(final)
     flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
     final = with_linear_range(final, mon)
-    trace = drift_trace(raw, configs, _MonIndex(raw["mon"])) if method != "network" else (np.zeros(0),) * 3
+    trace = drift_trace(raw, configs, _MonIndex(raw["mon"])) if method != "network" else DriftTrace(*(np.zeros(0),) * 4)
     summary = {
         "method": method,
         "configurations": len(configs),
@@ -513,8 +556,9 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
 
 DRIFT_FLAG_PER_MIN = 5e-4
 """Drift beyond the contract's 0.05 % per minute of all gains is flagged ..."""
-DRIFT_SEEN_CHANGE = 0.01
-"""... when the references changed by more than their own noise allows (1 %)."""
+DRIFT_SIGNIFICANCE = 3.0
+"""... when the references see it beyond this many standard errors of the fitted rate (a short run
+cannot tell a slow drift from its references' noise, and says so instead of crying wolf)."""
 
 
 def layer_summary(lay: LayerGains, flags: dict[str, np.ndarray], l: int) -> dict:
@@ -528,26 +572,36 @@ def layer_summary(lay: LayerGains, flags: dict[str, np.ndarray], l: int) -> dict
     }
 
 
-def drift_summary(trace: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
-    """Gain drift seen by the reference runs: trace, rate per minute, and whether it exceeds the contract."""
-    times, factor, temps = trace
-    out: dict = {"times_s": (times - times[0]).tolist() if len(times) else [], "factor": factor.tolist(),
-                 "temperature_c": temps.tolist()}
+def drift_summary(trace: DriftTrace) -> dict:
+    """Gain drift seen by the reference runs: trace, rate per minute with its error, and whether it
+    exceeds the contract."""
+    times = trace.times
+    out: dict = {"times_s": (times - times[0]).tolist() if len(times) else [], "factor": trace.factor.tolist(),
+                 "factor_std": trace.factor_std.tolist(), "temperature_c": trace.temps.tolist()}
     if len(times) >= 2 and np.ptp(times) > 0:
-        rate = float(np.polyfit((times - times[0]) / 60.0, factor, 1)[0])
-        # a reference is good to a few 0.1 %: flag only a drift that is both fast and clearly seen
-        seen = float(np.ptp(factor)) > DRIFT_SEEN_CHANGE
-        out |= {"rate_per_min": rate, "flagged": bool(abs(rate) > DRIFT_FLAG_PER_MIN and seen)}
+        rate, rate_std = _weighted_slope((times - times[0]) / 60.0, trace.factor, trace.factor_std)
+        out |= {"rate_per_min": rate, "rate_std_per_min": rate_std,
+                "flagged": bool(abs(rate) > DRIFT_FLAG_PER_MIN and abs(rate) > DRIFT_SIGNIFICANCE * rate_std)}
     return out
 
 
+def _weighted_slope(x: np.ndarray, y: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+    """Slope of a weighted least-squares line and its standard error from the given errors alone (a
+    few reference runs cannot estimate their own scatter, and a real drift need not be straight)."""
+    w = 1.0 / np.maximum(std, 1e-12) ** 2
+    sw, swx, swxx = w.sum(), (w * x).sum(), (w * x * x).sum()
+    det = sw * swxx - swx ** 2
+    slope = (sw * (w * x * y).sum() - swx * (w * y).sum()) / det
+    return float(slope), float(np.sqrt(sw / det))
+
+
 def with_linear_range(params: DieParameters, mon: MonResult | None) -> DieParameters:
-    """Attach the compression onsets (layer 0; deeper layers not measured) and the largest inputs
-    applied; all NaN without the direct method."""
+    """Attach the compression onsets (NaN where not measured) and the largest inputs applied; all NaN
+    without the direct method."""
     layers = []
     for l, lay in enumerate(params.layers):
         nan = np.full(len(lay.a_plus), np.nan)
-        onset = mon.onset if mon and l == 0 else Estimate(nan, nan)
+        onset = mon.onset[l] if mon else Estimate(nan, nan)
         layers.append(replace(lay, compression_onset_a=onset.value, compression_onset_a_std=onset.std,
                               max_input_a=mon.max_input[l] if mon else nan))
     return replace(params, layers=layers)

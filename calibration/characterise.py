@@ -1,9 +1,10 @@
 """Characterise a die end to end: plan, probe, record, fit, store; resume and stop on target.
 
-The run is a list of jobs (dark, reference, EXT_IN sweep, linear range, bias
-sweep, chain configurations and their negative twins or, on a large die,
-negative-weight probes). Once the linear-range run has found where the somas
-compress, every later operating point is kept below it. Raw readings are appended as they
+The run is a list of jobs (dark, reference, EXT_IN sweep, linear range of layer
+0 and, unless the die is large or it is switched off, of every deeper layer,
+bias sweep, chain configurations and their negative twins or, on a large die,
+negative-weight probes). Once the linear-range runs have found where the somas
+compress, every later operating point is kept below the lowest onset. Raw readings are appended as they
 are taken and every finished job is marked done, so an interrupted run keeps
 every reading and ``--resume`` continues without repeating a finished job.
 With precision targets the run stops as soon as the fits meet them (or the
@@ -15,7 +16,6 @@ alone (:func:`refit`).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -24,14 +24,14 @@ import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.analysis import METHODS, AnalysisResult, analyse, ext_gains, measured_onsets
-from labctl.calibration.linear_range import operating_limit_a
+from labctl.calibration.linear_range import LAYER_KNEE_LEVELS, layer_knee, operating_limit_a
 from labctl.calibration.negative_probe import CALIBRATION_LEVELS, NegativeProbe, negative_probe
 from labctl.calibration.configurations import ChainConfig, chain_config, chain_shift_plan, stuck_sources
+from labctl.calibration import plans
 from labctl.calibration.probing import ProbeSettings, Progress, Prober, chain_nodes
 from labctl.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
 from labctl.hdf5_store import CharacterisationFile, read_chip, read_raw, write_calibration
-from labctl.latch_codes import nibbles_to_signed
 
 MAX_CONFIGURATIONS = 40
 """The paper characterised its 196-100-50-10 network from about 40 configurations."""
@@ -90,10 +90,25 @@ def default_config_count(layer_sizes: tuple[int, ...]) -> int:
     return int(min(max(layer_sizes[0], 4), 8))
 
 
+LINEAR_RANGE_CHOICES = ("off", "input", "all")
+"""Which somas' compression onsets a run measures: none, the input layer's, every layer's."""
+
+
+def linear_range_overrides(choice: str | None) -> dict:
+    """Probe settings for a ``--linear-range`` choice; None keeps the die-size default."""
+    if choice is None:
+        return {}
+    if choice not in LINEAR_RANGE_CHOICES:
+        raise ConfigError(f"--linear-range must be one of {', '.join(LINEAR_RANGE_CHOICES)}, not {choice!r}")
+    return {"knee_points": 0 if choice == "off" else ProbeSettings.knee_points, "layer_knees": choice == "all"}
+
+
 def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int, linear_range: bool = True,
-              probe_rounds: tuple[int, ...] = ()) -> list[Job]:
+              probe_rounds: tuple[int, ...] = (), layer_knees: bool = False) -> list[Job]:
     """Every job of a run, in order (the linear-range run needs the EXT_IN sweep's gains).
 
+    The deeper layers' linear-range runs (``layer_knees``, job tag = layer) come
+    before any chain, so every chain stays below the lowest onset found.
     Negative weights come from twins of the chains, or (``probe_rounds``) from
     negative-weight probes of every matrix, spread over the run.
     """
@@ -101,6 +116,7 @@ def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int, linea
     jobs = [Job("dark")]
     if direct:
         jobs += [Job("reference", tag=0), Job("ext_sweep")] + ([Job("linear_range")] if linear_range else [])
+        jobs += [Job("linear_range", tag=l) for l in range(1, chip.n_layers)] if layer_knees else []
         jobs.append(Job("bias_sweep"))
     rounds = max(probe_rounds, default=0) if direct else 0
     every = max(1, n_pairs // rounds) if rounds else 0
@@ -129,8 +145,12 @@ def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings, seed: int 
         return 9 * s.reading_s(s.ext_nplc) + gate
     if job.kind == "ext_sweep":
         return chip.n_inputs * s.ext_points * s.reading_s(s.ext_nplc)
+    if job.kind == "linear_range" and job.tag:
+        nodes = chain_nodes(layer_knee(chip, job.tag))
+        read = sum(1 for l, _ in nodes if l >= job.tag - 1)
+        return len(nodes) * reading + LAYER_KNEE_LEVELS * read * s.reading_s(s.ext_nplc)
     if job.kind == "linear_range":
-        return chip.n_inputs * s.knee_points * reading
+        return chip.n_inputs * s.knee_points * s.reading_s(s.ext_nplc)
     if job.kind == "bias_sweep":
         return chip.n_inputs * s.bias_points * reading
     if job.kind == "negative_probe":
@@ -168,10 +188,8 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
         if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
             settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
-        knee = settings.knee_points > 0
         budget_pairs = 1
-        while len(plan_jobs(chip, method, budget_pairs + 1, seed, knee, settings.probe_rounds)) \
-                <= targets.max_configurations:
+        while len(_plan(chip, method, budget_pairs + 1, seed, settings)) <= targets.max_configurations:
             budget_pairs += 1
         n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
             (n_configs or default_config_count(chip.layer_sizes))
@@ -179,7 +197,7 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
                       "targets": asdict(targets)}
         store = CharacterisationFile.create(out_path, chip, bench.config.text, parameters)
         done_keys = set()
-    jobs = plan_jobs(chip, method, n_pairs, seed, settings.knee_points > 0, settings.probe_rounds)
+    jobs = _plan(chip, method, n_pairs, seed, settings)
     todo = [j for j in jobs if json.dumps(j.key) not in done_keys]
     estimate = sum(estimate_job_s(j, chip, settings, seed) for j in todo)
     say(f"{len(todo)} of {len(jobs)} runs to do; estimated bench time {estimate:.0f} s"
@@ -194,7 +212,7 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         chains_total = sum(j.configures for j in jobs)
         chains_done = sum(1 for j in jobs if j.configures and json.dumps(j.key) in done_keys)
         top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
-        dark_held = _dark_held(chip, store.read_raw())
+        dark_held = plans.dark_held(chip, store.read_raw())
         target = settings.target_soma_input_a
         _keep_below_onsets(prober, store.read_raw(), target)
         for job in todo:
@@ -205,7 +223,7 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
             _run_job(prober, job, next_id, top_codes, dark_held, seed)
             store.mark_done(next_id, job.key)
             if job.kind == "dark":
-                dark_held = _dark_held(chip, store.read_raw())
+                dark_held = plans.dark_held(chip, store.read_raw())
             elif job.kind == "linear_range":
                 _keep_below_onsets(prober, store.read_raw(), target)
             next_id += 1
@@ -219,24 +237,15 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
     return refit(out_path, method)
 
 
+def _plan(chip: ChipDescription, method: str, n_pairs: int, seed: int, settings: ProbeSettings) -> list[Job]:
+    return plan_jobs(chip, method, n_pairs, seed, settings.knee_points > 0, settings.probe_rounds,
+                     settings.layer_knees)
+
+
 def _keep_below_onsets(prober: Prober, raw: dict[str, np.ndarray], target_a: float) -> None:
     """Lower the planned soma input when the linear-range run found a soma compressing early."""
     limit = operating_limit_a(measured_onsets(prober.chip, raw), target_a)
     prober.settings = replace(prober.settings, target_soma_input_a=limit)
-
-
-def _dark_held(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[np.ndarray] | None:
-    """What the latches held when the dark run wrote all zeros: the stuck-at-1 bits (recorded, so a
-    resume plans the same); None before the dark run."""
-    for row, flat in zip(raw["configs"], raw["config_codes"]):
-        if row["kind"] == b"dark":
-            held, start = [], 0
-            for m in range(chip.n_matrices):
-                rows, cols = chip.matrix_shape(m)
-                held.append(nibbles_to_signed(flat[start:start + rows * cols].reshape(rows, cols)))
-                start += rows * cols
-            return held
-    return None
 
 
 def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int, ...], int],
@@ -247,6 +256,8 @@ def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int
         prober.reference(config_id)
     elif job.kind == "ext_sweep":
         prober.ext_in_sweep(config_id)
+    elif job.kind == "linear_range" and job.tag:
+        prober.layer_linear_range(config_id, job.tag)
     elif job.kind == "linear_range":
         prober.linear_range(config_id, ext_gains(prober.chip, prober.store.read_raw()))
     elif job.kind == "bias_sweep":

@@ -10,9 +10,10 @@ gains. The runs:
   turn, read on MON: layer-0 gains, absolute up to the die-wide MON gain.
 * bias sweep: the same DAC code on every input channel, each read on MON: bias
   generator gain and offset per channel.
-* linear range: EXT_IN beyond the linear range on each input channel, the one
-  run that compresses a soma on purpose (layer 0 only): where each soma's
-  compression sets in (:mod:`labctl.calibration.linear_range`).
+* linear range: EXT_IN beyond the linear range on each input channel, and
+  (opt-in on a large die) each deeper layer fed through synapses beyond it: the
+  runs that compress somas on purpose, to find where each soma's compression
+  sets in (:mod:`labctl.calibration.linear_range`).
 * reference: a short EXT_IN measurement of a few channels, repeated during a
   long run, to see the die drift (with the temperature from STATUS).
 * chain configurations (seed 004, Fig. 6): every neuron fed by one source
@@ -35,11 +36,12 @@ import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.configurations import ChainConfig, zero_codes
+from labctl.calibration.linear_range import LAYER_KNEE_LEVELS, LAYER_KNEE_TOP_A, LINEAR_RANGE_KIND, LayerKnee, layer_knee
 from labctl.calibration.negative_probe import CALIBRATION_LEVELS, NegativeProbe
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB
 from labctl.hdf5_store import MON_DTYPE, CharacterisationFile, c2f_dtype
-from labctl.latch_codes import signed_to_nibbles
+from labctl.latch_codes import nibbles_to_signed, signed_to_nibbles
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,6 +79,8 @@ class ProbeSettings:
     """Negative rows per column and matrix in the negative twins (empty: one)."""
     knee_points: int = 6
     """EXT_IN points above the linear range per input channel (compression onset); 0: none."""
+    layer_knees: bool = False
+    """Also find the onsets of the deeper layers' somas: one linear-range run per layer, fed through synapses."""
     probe_rounds: tuple[int, ...] = ()
     """Negative-weight probes of each weight matrix (:mod:`..negative_probe`); empty: negative twins instead.
     A fan-in matrix (50 -> 10) has few columns to sample its rows with and gets more."""
@@ -91,12 +95,14 @@ class ProbeSettings:
         synapses were sampled (synapse mismatch), not by reading noise, so many
         configurations with few short readings, each feeding every column from
         several rows at once, beat few long ones (issue 5). The layer-0 gains
-        rest on the EXT_IN sweep alone and get a longer integration.
+        rest on the EXT_IN sweep alone and get a longer integration. The deeper
+        layers' linear-range runs cost one configuration each, which the
+        40-configuration budget of a large die has no room for: opt-in there.
         """
         if sum(layer_sizes) <= 64:
-            return cls()
+            return cls(layer_knees=True)
         pairs = list(zip(layer_sizes, layer_sizes[1:]))
-        return cls(levels=4, nplc=0.2, ext_nplc=1.0, gate_ms=100,
+        return cls(levels=4, nplc=0.2, ext_nplc=1.0, gate_ms=100, layer_knees=False,
                    fan_in=tuple(5 if rows >= 5 * cols else 4 for rows, cols in pairs),
                    probe_rounds=tuple(6 if cols > 20 else 12 for _, cols in pairs),
                    probe_negatives=(8,) * len(pairs))
@@ -143,7 +149,7 @@ class Prober:
     def _set_all_inputs(self, code: int) -> None:
         self.bridge.set_inputs([int(code)] * self.chip.n_inputs)
 
-    def drive_chain(self, config: ChainConfig | NegativeProbe, code: int) -> None:
+    def drive_chain(self, config: ChainConfig | NegativeProbe | LayerKnee, code: int) -> None:
         """Drive only the input channels the chain uses; the rest stay at 0.
 
         A stuck latch bit elsewhere in matrix 0 then connects a silent channel
@@ -203,6 +209,67 @@ class Prober:
             if high >= KNEE_MIN_TOP_A:
                 plan[ch] = np.linspace(low, high, s.knee_points)
         self._ext_in_run(config_id, "linear_range", plan)
+
+    def layer_linear_range(self, config_id: int, layer: int) -> None:
+        """A deeper layer's somas driven beyond the linear range through synapses: where each compresses.
+
+        One common input code steps every soma of ``layer`` (:func:`layer_knee`).
+        A pilot reading of every node predicts each soma input at any code (the
+        chain is linear there) and sets the top code: the layer's median soma
+        input reaches ``LAYER_KNEE_TOP_A`` while no feeding soma passes the
+        planned target. At every level MON reads the feeders of the layer (the
+        probed somas' inputs) and each probed soma while its next reading stays
+        under ``MON_SAFE_A``: a compressive response is concave, so the line
+        through a soma's last two readings bounds its next one from above.
+        """
+        s = self.settings
+        chip = self.chip
+        plan = layer_knee(chip, layer)
+        held_nibbles = self.program(plan.codes)
+        held = LayerKnee(layer, [nibbles_to_signed(h) for h in held_nibbles])
+        nodes = chain_nodes(held)  # every node the latches really connect
+        feeders = [(l, n) for l, n in nodes if l == layer - 1]
+        self.bench.route_ext_in(None)
+        pilot = pilot_code(chip, plan, s)
+        self.drive_chain(plan, pilot)
+        self._clock()
+        pilot_rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(pilot), 0.0) for l, n in nodes]
+        self.store.append_mon(np.array(pilot_rows, MON_DTYPE))
+        top = self._knee_top_code(held, pilot, pilot_rows)
+        codes = np.unique(np.linspace(0.2 * top, top, LAYER_KNEE_LEVELS).round().astype(int))
+        self.store.append_config(config_id, LINEAR_RANGE_KIND, {"layer": layer, "pilot_code": pilot,
+                                                                "codes": codes.tolist()}, held_nibbles)
+        history = {int(r[4]): [(float(pilot), r[7])] for r in pilot_rows if r[3] == layer}
+        self.bench.set_nplc(s.ext_nplc or s.nplc)  # a knee is a few per cent of a reading: integrate long
+        try:
+            for level, code in enumerate(codes):
+                self.drive_chain(plan, int(code))
+                self._clock()
+                rows = [self._mon_row(config_id, level, l, n, float(code), 0.0) for l, n in feeders]
+                for n, seen in history.items():
+                    if _next_reading_bound(seen, float(code)) <= MON_SAFE_A:
+                        rows.append(self._mon_row(config_id, level, layer, n, float(code), 0.0))
+                        seen.append((float(code), rows[-1][7]))
+                self.store.append_mon(np.array(rows, MON_DTYPE))
+                self.progress(f"linear range, layer {layer}", level + 1, len(codes))
+        finally:
+            self._set_all_inputs(0)
+            self.bench.set_nplc(s.nplc)
+
+    def _knee_top_code(self, held: LayerKnee, pilot: int, pilot_rows: list[tuple]) -> int:
+        """Top code of a deeper layer's linear-range run, from its pilot readings (see there)."""
+        chip = self.chip
+        out = [np.zeros(n) for n in chip.layer_sizes]
+        for r in pilot_rows:
+            out[r[3]][int(r[4])] = r[7]
+        caps = [self.settings.target_soma_input_a / (1.2 * chip.dac_lsb_a), chip.max_dac_code]
+        for m in range(held.layer):
+            inputs = np.maximum(held.codes[m], 0).T.astype(np.float64) @ out[m] * NOMINAL_W_LSB
+            if m + 1 < held.layer and inputs.max() > 0:  # a feeder: stays inside the target
+                caps.append(pilot * self.settings.target_soma_input_a / (1.15 * inputs.max()))
+            elif m + 1 == held.layer and np.any(inputs > 0):
+                caps.append(pilot * LAYER_KNEE_TOP_A / float(np.median(inputs[inputs > 0])))
+        return int(max(pilot, min(caps)))
 
     def _ext_in_run(self, config_id: int, kind: str, plan: dict[int, np.ndarray]) -> None:
         """Route EXT_IN to each channel of ``plan`` in turn, step its currents, read MON."""
@@ -317,7 +384,17 @@ class Prober:
         return int(np.clip(top, pilot, chip.max_dac_code))
 
 
-def chain_nodes(config: ChainConfig | NegativeProbe) -> list[tuple[int, int]]:
+def _next_reading_bound(seen: list[tuple[float, float]], code: float) -> float:
+    """Upper bound on a soma's MON reading at ``code`` from its readings so far (code, MON): the line
+    through the last two (a concave response stays below it), or through the origin and the only one."""
+    c1, y1 = seen[-1]
+    if len(seen) < 2 or seen[-2][0] == c1:
+        return y1 * code / c1
+    c0, y0 = seen[-2]
+    return y1 + (y1 - y0) * (code - c1) / (c1 - c0)
+
+
+def chain_nodes(config: ChainConfig | NegativeProbe | LayerKnee) -> list[tuple[int, int]]:
     """Every (layer, neuron) that carries signal in a chain configuration: the rows with a
     connection (sources, negative sources) and the columns they feed."""
     nodes = set()
@@ -327,7 +404,7 @@ def chain_nodes(config: ChainConfig | NegativeProbe) -> list[tuple[int, int]]:
     return sorted(nodes)
 
 
-def driven_channels(config: ChainConfig | NegativeProbe) -> np.ndarray:
+def driven_channels(config: ChainConfig | NegativeProbe | LayerKnee) -> np.ndarray:
     """Input channels that feed matrix 0 of a chain (as sources or negative sources)."""
     return np.flatnonzero(np.any(config.codes[0] != 0, axis=1))
 
@@ -338,7 +415,7 @@ def column_inputs(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:
     return (np.maximum(codes, 0).T.astype(np.float64) @ source_output_a) * NOMINAL_W_LSB * 1.15
 
 
-def pilot_code(chip: ChipDescription, config: ChainConfig | NegativeProbe, settings: "ProbeSettings") -> int:
+def pilot_code(chip: ChipDescription, config: ChainConfig | NegativeProbe | LayerKnee, settings: "ProbeSettings") -> int:
     """The pilot's common input code: low enough that even a fan-in chain, whose nominal gain per
     layer is 7 K / 12, stays far inside the linear range with gains well above nominal."""
     gain, worst = 1.0, 1.0

@@ -24,5 +24,8 @@ MON_MAX_A = 500e-9
 
 LINEAR_RANGE_A = 300e-9
 """Soma input currents above about this compress (section 1)."""
+ONSET_MARGIN = 0.8
+"""Operating points (characterisation's and the trained encoding's) stay below this share of the
+lowest compression onset measured on the die."""
 SAFE_SOMA_INPUT_A = 250e-9
 """Largest soma input labctl plans for: a margin below the onset of compression."""

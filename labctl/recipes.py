@@ -82,6 +82,8 @@ class CharacteriseStep(_Strict):
     target_a_plus: float | None = Field(default=None, gt=0, lt=1, description="relative precision of a+ to stop at")
     target_ratio: float | None = Field(default=None, gt=0, lt=1, description="relative precision of a-/a+")
     time_budget_s: float | None = Field(default=None, gt=0, description="bench time after which to stop")
+    linear_range: Literal["off", "input", "all"] | None = Field(
+        default=None, description="whose compression onsets to measure (default: all on small dies, input on large)")
 
 
 class TrainStep(_Strict):
@@ -468,8 +470,10 @@ def identify_bench(bench_file: Path, bench_options: dict | None = None) -> tuple
 
 
 def _setting_overrides(step: CharacteriseStep) -> dict:
+    from labctl.calibration.characterise import linear_range_overrides
+
     return {k: v for k, v in {"levels": step.levels, "gate_ms": step.gate_ms, "nplc": step.nplc}.items()
-            if v is not None}
+            if v is not None} | linear_range_overrides(step.linear_range)
 
 
 def _targets(step: CharacteriseStep):

@@ -127,3 +127,55 @@ def test_knee_fit_finds_the_onset_of_a_compressive_soma():
     assert 0.5 < np.sqrt(np.mean((errors / stds) ** 2)) < 2.0
     linear = 1.2 * x * (1 + rng.normal(0, 0.005, x.size))
     assert np.isnan(fit_knee(x, linear)[0])  # no knee in the data: no onset made up
+
+
+def test_a_deeper_layers_knee_run_feeds_every_soma_from_few_feeders_and_relays():
+    from labctl.calibration.linear_range import KNEE_FEEDERS, KNEE_RELAYS, layer_knee
+
+    knee = layer_knee(ChipDescription("L", 1, (1, 0), (196, 100, 50, 10), 10, 12, 1e-10, 1e12, 1000, 1024), 3)
+    into, below, first = knee.codes[2], knee.codes[1], knee.codes[0]
+    feeders = np.flatnonzero(into.any(axis=1))
+    assert len(feeders) == KNEE_FEEDERS and np.all(into[feeders] == 7)  # every output soma, same feeders
+    assert np.all(below[:, feeders].astype(bool).sum(axis=0) == KNEE_RELAYS)  # each feeder: two relays at +7
+    assert set(np.flatnonzero(below.any(axis=1))) == set(np.flatnonzero(first.any(axis=0)))
+    assert first.astype(bool).sum() == KNEE_RELAYS * KNEE_RELAYS and first.min() >= 0
+    assert not layer_knee(CHIP, 1).codes[1].any()  # nothing beyond the probed layer
+    assert layer_knee(CHIP, 2).codes[1].astype(bool).sum() == 7 * 7  # a small layer: all of it feeds
+
+
+def test_deeper_onsets_come_from_the_feeders_readings():
+    """Feeders at known outputs, somas with the contract's compressive shape: the onset comes back,
+    and a column with a negative connection (a stuck sign bit) gets none."""
+    from labctl.calibration.linear_range import layer_onsets
+
+    rng = np.random.default_rng(7)
+    rows, cols = 12, 40
+    held = np.zeros((20, cols), np.int8)
+    held[:rows] = 7
+    held[0, -1] = -7
+    feeder = np.outer(np.linspace(0.2, 1.0, 12), rng.uniform(70e-9, 90e-9, rows))  # (levels, rows)
+    feeder_mon = np.full((12, 20), np.nan)
+    feeder_mon[:, :rows] = feeder * (1 + rng.normal(0, 0.003, feeder.shape))
+    x = feeder @ held[:rows].astype(float) / 12
+    onset = rng.uniform(280e-9, 330e-9, cols)
+    excess = np.maximum(x - onset, 0)
+    gain = rng.lognormal(0, 0.1, cols)
+    soma_mon = gain * (np.minimum(x, onset) + excess / (1 + excess / onset)) * (1 + rng.normal(0, 0.005, x.shape))
+    found = layer_onsets(held, feeder_mon, soma_mon)
+    assert np.isnan(found.value[-1])
+    ok = np.isfinite(found.value)
+    assert ok.sum() >= cols - 4
+    z = (found.value[ok] - onset[ok]) / found.std[ok]
+    assert np.sqrt(np.mean((found.value[ok] / onset[ok] - 1) ** 2)) < 0.06
+    assert 0.3 < np.sqrt(np.mean(z ** 2)) < 2.0
+
+
+def test_the_mon_bound_of_a_knee_run_is_never_below_a_compressive_response():
+    from labctl.calibration.probing import _next_reading_bound
+
+    codes = np.linspace(100, 1300, 13)
+    response = lambda c: np.where(c < 600, c, 600 + (c - 600) / (1 + (c - 600) / 600)) * 0.4e-9
+    seen = [(codes[0], float(response(codes[0])))]
+    for code in codes[1:]:
+        assert _next_reading_bound(seen, code) >= response(code) * (1 - 1e-12)
+        seen.append((code, float(response(code))))

@@ -47,6 +47,7 @@ def test_resume_loses_and_repeats_nothing(tmp_path):
     kinds = Counter(json.loads(j)[0] for j in jobs)
     assert kinds["chain"] == 7 and kinds["chain_negative"] == 7
     assert kinds["ext_sweep"] == 1 and kinds["bias_sweep"] == 1 and kinds["dark"] == 1
+    assert kinds["linear_range"] == 3  # every layer's, on a small die
     # and the fits are as good as an uninterrupted run's: within 2 % of what the synapses let be seen
     for l, layer in enumerate(result.params.layers):
         seen = sim.die.truth.seen_a_plus(l)

@@ -247,7 +247,7 @@ def test_ctrl_c_halfway_keeps_the_readings_and_turns_everything_off(local) -> No
         kinds = {k.decode() for k in f["raw/configs"]["kind"]}
         done = len(f["raw/done"])
     chip = local.die.chip
-    planned = len(plan_jobs(chip, "both", default_config_count(chip.layer_sizes), seed=0))
+    planned = len(plan_jobs(chip, "both", default_config_count(chip.layer_sizes), seed=0, layer_knees=True))
     assert {"dark", "reference"} <= kinds and 1 <= done < planned  # halfway: some runs finished, not all
     print(f"interrupted after {len(mon)} MON readings and {done} of {planned} runs")
 

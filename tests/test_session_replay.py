@@ -110,6 +110,11 @@ def test_twin_is_built_from_the_measurement(recorded):
     params = load_die_parameters(run / "die.h5")
     np.testing.assert_allclose(twin.bias_gain, params.bias_gain)
     np.testing.assert_allclose(twin.c2f_gain_hz_per_a, params.c2f_gain_hz_per_a)
+    for layer, onset in zip(params.layers, twin.compression_onset_a):  # measured where found, else nominal
+        found = np.isfinite(layer.compression_onset_a)
+        assert found.sum() >= len(onset) // 2
+        np.testing.assert_array_equal(onset[found], layer.compression_onset_a[found])
+        assert np.all(onset[~found] == 300e-9)
     with twin_bench(run / "die.h5") as sim:
         assert sim.die.chip.serial == "CMNA-777-00000%d" % SEED
         assert sim.die.truth.temp_alpha_per_c == 0.0

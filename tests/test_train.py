@@ -228,6 +228,16 @@ def test_encoding_keeps_every_soma_in_the_linear_range(iris, tailored):
     assert np.median(rates[:, encoding.class_outputs].max(axis=1)) > 1000 * die.c2f_dark_hz.max()
 
 
+def test_encoding_stays_below_a_soma_measured_to_compress_early(iris):
+    die = mismatched_die(2)
+    onset = np.full(len(die.layers[1].a_plus), np.nan)
+    onset[3] = 180e-9  # one hidden soma compresses early: 0.8 x 180 nA is below the usual 200 nA
+    die.layers[1].compression_onset_a = onset
+    weights, report = train_weights(die, iris, seed=0, epochs=20)
+    assert max(report.max_soma_input_a) <= 0.8 * 180e-9
+    assert max(report.max_soma_input_a) >= 0.95 * 0.8 * 180e-9  # the largest scale that fits
+
+
 def test_training_is_deterministic_for_a_seed(iris):
     die = mismatched_die(2)
     first, _ = train_weights(die, iris, seed=5, epochs=20)

@@ -26,7 +26,7 @@ def register(sub) -> None:
                         "both (default): each checks the other")
     s.add_argument("--configs", type=int, default=None,
                    help="chain configurations (default: 7 on CMNA-777, 8 on larger dies; with a target: the most)")
-    s.add_argument("--levels", type=int, default=None, help="drive levels per configuration (default 6; 2 on large dies)")
+    s.add_argument("--levels", type=int, default=None, help="drive levels per configuration (default 6; 4 on large dies)")
     s.add_argument("--gate-ms", type=int, default=None, help="C2F gate per reading in ms (default 200; 100 on large dies)")
     s.add_argument("--nplc", type=float, default=None, help="SMU integration per reading in power-line cycles "
                                                              "(default 1; 0.2 on large dies)")
@@ -36,6 +36,11 @@ def register(sub) -> None:
                    help="... and a-/a+ to this relative error (e.g. 0.02)")
     s.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop after this much bench time")
     s.add_argument("--max-configs", type=int, default=40, help="configuration budget with a target (default 40)")
+    s.add_argument("--linear-range", choices=("off", "input", "all"), default=None,
+                   help="whose onset of compression to measure: input: the input layer's somas (EXT_IN); all: "
+                        "every layer's, one more run per deeper layer, fed through synapses (CMNA-L: 3 runs, about "
+                        "50 s; with a target, raise --max-configs by as many); off: none. Default: all on small "
+                        "dies, input on large ones. Later operating points stay below the lowest onset found")
     s.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out without repeating finished configurations")
     s.set_defaults(handler=characterise)
@@ -131,13 +136,13 @@ def identify(args: argparse.Namespace) -> int:
 
 def characterise(args: argparse.Namespace) -> int:
     from labctl.bench_file import load_bench_file
-    from labctl.calibration.characterise import Targets
+    from labctl.calibration.characterise import Targets, linear_range_overrides
     from labctl.progress import console
     from labctl.workflow import run_characterisation
 
     load_bench_file(args.bench)  # a malformed bench file fails before anything is created
     overrides = {k: v for k, v in (("levels", args.levels), ("gate_ms", args.gate_ms), ("nplc", args.nplc))
-                 if v is not None}
+                 if v is not None} | linear_range_overrides(args.linear_range)
     targets = Targets(a_plus=args.target_a_plus, ratio=args.target_ratio, time_budget_s=args.time_budget,
                       max_configurations=args.max_configs)
     with progress_bars(not args.no_progress) as progress:
@@ -154,10 +159,10 @@ def characterise(args: argparse.Namespace) -> int:
               f"a+ known to {info['rms_rel_std_a_plus']:.2%}"
               + (f", a-/a+ to {ratio:.2%}" if ratio is not None else "") + f", flagged {info['flagged']}")
     drift = s.get("drift", {})
-    if len(drift.get("factor", [])) > 1:
-        change = max(drift["factor"]) - min(drift["factor"])
-        print(f"  drift references changed by {change:.2%} over {drift['times_s'][-1]:.0f} s of bench time"
-              + (": DRIFT FLAGGED, consider characterising again" if drift.get("flagged") else ""))
+    if "rate_per_min" in drift:
+        print(f"  gain drift {drift['rate_per_min']:+.3%} ± {drift['rate_std_per_min']:.3%} per minute over "
+              f"{drift['times_s'][-1]:.0f} s of bench time ({len(drift['factor'])} reference runs)"
+              + (": DRIFT FLAGGED, consider characterising again" if drift["flagged"] else ""))
     return 0
 
 

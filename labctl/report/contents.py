@@ -19,7 +19,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from labctl.calibration.analysis import drift_summary, layer_summary, recorded_drift
+from labctl.calibration.analysis import DriftTrace, drift_summary, layer_summary, recorded_drift
 from labctl.calibration.fit import Estimate
 from labctl.chip import ChipDescription
 from labctl.die_parameters import DieParameters, LayerGains
@@ -258,10 +258,10 @@ def _neuron_rows(data: ReportData, layer: int) -> list[NeuronRow]:
             for j in range(len(lay.a_plus))]
 
 
-def reference_drift(data: ReportData) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict]:
-    """Reference runs: (bench time s, gain factor vs the first, temperature) and their summary."""
+def reference_drift(data: ReportData) -> tuple[DriftTrace, dict]:
+    """Reference runs (bench time, gain factor vs the first and its error, temperature) and their summary."""
     if data.raw is None:
-        trace = (np.zeros(0),) * 3
+        trace = DriftTrace(*(np.zeros(0),) * 4)
     else:
         trace = recorded_drift(data.chip, data.raw)
     return trace, drift_summary(trace)

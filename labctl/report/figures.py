@@ -178,15 +178,18 @@ def linear_range(data: ReportData) -> Figure:
 
 def drift(data: ReportData) -> Figure:
     """Reference runs' gain and the die temperature over bench time."""
-    (times, factor, temps), summary = reference_drift(data)
+    trace, summary = reference_drift(data)
+    times, temps = trace.times, trace.temps
     t0 = time_origin(data.raw)
     fig = _figure(5.0, "Drift: reference readings and die temperature over bench time")
     top, bottom = fig.subplots(2, 1, sharex=True)
     if len(times):
-        top.plot(times - t0, (factor - 1) * 100, "o-", color="tab:blue")
+        top.errorbar(times - t0, (trace.factor - 1) * 100, yerr=trace.factor_std * 100, fmt="o-", capsize=2,
+                     color="tab:blue")
         rate = summary.get("rate_per_min")
-        top.set_title("reference gain against the first reference run"
-                      + (f"; {rate * 100:+.3f} %/min" if rate is not None else ""), fontsize=10)
+        top.set_title("reference gain against the first reference run" + (
+            f"; {rate * 100:+.3f} ± {summary['rate_std_per_min'] * 100:.3f} %/min"
+            + (" (FLAGGED)" if summary["flagged"] else "") if rate is not None else ""), fontsize=10)
         top.set_ylabel("gain change (%)")
         top.axhline(0, color="0.5", lw=0.8)
     else:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from labctl.calibration.analysis import DRIFT_FLAG_PER_MIN, DRIFT_SEEN_CHANGE
+from labctl.calibration.analysis import DRIFT_FLAG_PER_MIN, DRIFT_SIGNIFICANCE
 from labctl.report import figures
 from labctl.report.contents import (
     ReportData,
@@ -159,15 +159,15 @@ def _linear_range_table(data: ReportData) -> str:
 
 
 def _drift_text(data: ReportData) -> str:
-    (times, _, _), summary = reference_drift(data)
+    trace, summary = reference_drift(data)
     if "rate_per_min" not in summary:
-        return f"{len(times)} reference run(s): too few for a drift rate. Temperature: STATUS at every C2F gate."
-    verdict = (f"FLAGGED: faster than {DRIFT_FLAG_PER_MIN:.2%} per minute and a change beyond "
-               f"{DRIFT_SEEN_CHANGE:.0%}" if summary["flagged"] else
-               f"not flagged: slower than {DRIFT_FLAG_PER_MIN:.2%} per minute, or a change within the "
-               f"references' {DRIFT_SEEN_CHANGE:.0%} noise")
-    return (f"{len(times)} reference runs; gain drift {summary['rate_per_min']:+.3%} per minute ({verdict}). "
-            "Temperature: STATUS at every C2F gate.")
+        return f"{len(trace.times)} reference run(s): too few for a drift rate. Temperature: STATUS at every C2F gate."
+    verdict = (f"FLAGGED: faster than {DRIFT_FLAG_PER_MIN:.2%} per minute, beyond {DRIFT_SIGNIFICANCE:.0f} "
+               "standard errors" if summary["flagged"] else
+               f"not flagged: slower than {DRIFT_FLAG_PER_MIN:.2%} per minute, or within "
+               f"{DRIFT_SIGNIFICANCE:.0f} standard errors of the references' noise")
+    return (f"{len(trace.times)} reference runs; gain drift {summary['rate_per_min']:+.3%} "
+            f"± {summary['rate_std_per_min']:.3%} per minute ({verdict}). Temperature: STATUS at every C2F gate.")
 
 
 def _page(data: ReportData, sections: list[Section]) -> str:

@@ -19,8 +19,10 @@ to assume (contract section 1 lists the quantities):
   given, e.g. from a session's programming reports);
 - leakage: folded into the measured bias offset (layer 0) and dark rate
   (outputs), as the measurement sees it; hidden somas leak the nominal 20 pA;
-- nominal: compression onset (300 nA), reading noise (0.5 %), no temperature
-  drift (the gains stay as they were measured).
+- compression onset per soma: as measured where the linear-range runs found it,
+  the nominal 300 nA elsewhere;
+- nominal: reading noise (0.5 %), no temperature drift (the gains stay as they
+  were measured).
 
 The twin answers IDENTIFY with the recorded die's serial, so weights trained
 for that die are accepted by it.
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.calibration.configurations import chain_config
+from labctl.calibration.plans import dark_held, held_codes, planned_codes
 from labctl.chip import ChipDescription
 from labctl.die_parameters import LayerGains
 from labctl.errors import DataFileError
@@ -76,7 +78,7 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
         noise_frac=NOMINAL_NOISE_FRAC,
         a_plus=a_plus, a_minus=a_minus,
         leak_a=[np.full(n, 0.0 if l in (0, len(sizes) - 1) else NOMINAL_LEAK_A) for l, n in enumerate(sizes)],
-        compression_onset_a=[np.full(n, NOMINAL_ONSET_A) for n in sizes],
+        compression_onset_a=[measured_onsets(layer) for layer in params.layers],
         synapse_gain=synapse_gain,
         bias_gain=np.asarray(params.bias_gain, float), bias_offset_a=np.asarray(params.bias_offset_a, float),
         c2f_gain_hz_per_a=np.asarray(params.c2f_gain_hz_per_a, float),
@@ -84,6 +86,12 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
         mon_gain=1.0, temp_phase_rad=0.0, temp_alpha_per_c=0.0, temp_walk_seed=seed,
         stuck_bits=[tuple(int(v) for v in s) for s in seen],
     )
+
+
+def measured_onsets(layer: LayerGains) -> np.ndarray:
+    """A layer's compression onsets: as measured, nominal where not (or in a file from before them)."""
+    onset = layer.compression_onset_a if layer.compression_onset_a is not None else np.full(len(layer.a_plus), np.nan)
+    return np.where(np.isfinite(onset), onset, NOMINAL_ONSET_A)
 
 
 def absolute_gains(layer: LayerGains) -> tuple[np.ndarray, np.ndarray]:
@@ -104,35 +112,24 @@ def stuck_bits_seen(characterisation: str | Path) -> list[StuckBit]:
     """Latch bits whose read-back differed from what a characterisation configuration wrote.
 
     Every configuration's latches are read back and stored (``/raw/config_codes``);
-    a bit that held another value than the configuration's plan is stuck at
-    the value it held. Only bits the plans exercised can show up.
+    a bit that held another value than the configuration's plan
+    (:func:`labctl.calibration.plans.planned_codes`) is stuck at the value it
+    held. Only bits the plans exercised can show up.
     """
     chip = read_chip(characterisation)
     raw = read_raw(characterisation)
-    shapes = [chip.matrix_shape(m) for m in range(chip.n_matrices)]
+    dark = dark_held(chip, raw)
     found: set[StuckBit] = set()
     for row, flat in zip(raw["configs"], raw["config_codes"]):
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
-        planned = _planned_nibbles(chip, kind, json.loads(row["params"]))
-        start = 0
-        for m, (rows, cols) in enumerate(shapes):
-            held = np.asarray(flat[start:start + rows * cols], np.uint8).reshape(rows, cols)
-            start += rows * cols
-            want = planned[m] if planned is not None else np.zeros((rows, cols), np.uint8)
+        planned = planned_codes(chip, kind, json.loads(row["params"]), dark)
+        for m, (held, want) in enumerate(zip(held_codes(chip, flat), planned)):
+            held, want = signed_to_nibbles(held), signed_to_nibbles(want)
             for r, c in zip(*np.nonzero(held != want)):
                 for bit in range(4):
                     if ((held[r, c] ^ want[r, c]) >> bit) & 1:
                         found.add((m, int(r), int(c), bit, int((held[r, c] >> bit) & 1)))
     return sorted(found)
-
-
-def _planned_nibbles(chip: ChipDescription, kind: str, params: dict) -> list[np.ndarray] | None:
-    """What a configuration meant to write: the chain's codes, or all zeros (None) for the other runs."""
-    if not kind.startswith("chain"):
-        return None
-    config = chain_config(chip, tuple(params["shifts"]), with_negatives=kind == "chain_negative",
-                          forced=tuple(tuple(f) for f in params.get("forced", [])))
-    return [signed_to_nibbles(c) for c in config.codes]
 
 
 def twin_bench(characterisation: str | Path, *, stuck_bits: list[StuckBit] | None = None,

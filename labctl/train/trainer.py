@@ -38,6 +38,7 @@ import torch
 
 from labctl.die_parameters import DieParameters
 from labctl.errors import ConfigError
+from labctl.ratings import ONSET_MARGIN
 from labctl.train import objectives
 from labctl.train.datasets import Dataset
 from labctl.train.die_model import (
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
     from labctl.train.population import PretrainedNetwork
 
 TARGET_MAX_SOMA_INPUT_A = 200e-9
-"""Largest soma input current the encoding allows on the training split (linear range ~300 nA, section 1)."""
+"""Largest soma input current the encoding allows on the training split (linear range ~300 nA, section 1);
+less on a die whose somas were measured to compress early (:func:`soma_input_limit_a`)."""
 
 LOSSES = objectives.LOSSES
 TORCH_THREADS = 1
@@ -224,7 +226,7 @@ def train_weights(
     try:
         fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
                    learning_rate=learning_rate, varied=variation_aware, gate_s=gate_ms * 1e-3, defects=defects,
-                   seed=seed, margin_sigmas=margin_sigmas)
+                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params))
         candidates = []
         total = epochs * restarts
         for run in range(restarts):
@@ -358,8 +360,9 @@ class _Fit:
     def __init__(self, distribution: Distribution, network: NetworkMap, dataset: Dataset, features: np.ndarray,
                  labels: np.ndarray, *, loss: str,
                  batch_size: int, learning_rate: float, varied: bool, gate_s: float,
-                 defects: LatchDefects | None, seed: int, margin_sigmas: float) -> None:
+                 defects: LatchDefects | None, seed: int, margin_sigmas: float, max_soma_input_a: float) -> None:
         self.distribution = distribution
+        self.max_soma_input_a = max_soma_input_a
         self.chip = distribution.chip
         self.network = network
         self.dataset = dataset
@@ -453,11 +456,11 @@ class _Fit:
 
     @torch.no_grad()
     def _full_scale(self, weights: QuantisedWeights, full_scale: float) -> float:
-        """Input full scale (DAC code) that puts the largest soma input of the training split at 200 nA."""
+        """Input full scale (DAC code) that puts the largest soma input of the training split at the limit."""
         codes = weights.codes(deterministic=True)
         for _ in range(8):
             peak = max(float(c.max()) for c in self._currents(self.mean, self._dac(full_scale), codes))
-            wanted = min(full_scale * 0.999 * TARGET_MAX_SOMA_INPUT_A / max(peak, 1e-15), self.chip.max_dac_code)
+            wanted = min(full_scale * 0.999 * self.max_soma_input_a / max(peak, 1e-15), self.chip.max_dac_code)
             if abs(wanted / full_scale - 1.0) < 0.01:
                 return wanted
             full_scale = max(wanted, 1.0)
@@ -471,10 +474,10 @@ class _Fit:
         if self.loss != "margin":
             logits = torch.exp(log_gain) * gain * torch.relu(last) / self.rate_norm
             return objectives.scale_free_loss(self.loss, logits, labels)
-        # the encoding keeps the largest soma input at 200 nA: a network that raises its peak current
+        # the encoding keeps the largest soma input at the limit: a network that raises its peak current
         # lowers every output rate in proportion, which this factor (value 1) lets the gradient see
         peak = torch.stack([c.amax(dim=(1, 2)) for c in currents]).amax(dim=0)
-        at_limit = (peak.detach() > 0.5 * TARGET_MAX_SOMA_INPUT_A).to(peak.dtype)
+        at_limit = (peak.detach() > 0.5 * self.max_soma_input_a).to(peak.dtype)
         rescale = 1.0 + at_limit * (peak.detach() / peak - 1.0)
         rates = gain * rectify(last, GRADIENT_LEAK) * rescale[:, None, None] + draws.dark_hz[:, None, self.outputs]
         return objectives.margin_loss(rates, labels, self.gate_s, READING_NOISE_FRAC, self.margin_sigmas)
@@ -522,25 +525,34 @@ def _start_bias_positive(weights: QuantisedWeights, network: NetworkMap) -> None
         row.copy_(row.abs())
 
 
+def soma_input_limit_a(params: DieParameters) -> float:
+    """The largest soma input the encoding may reach on this die: 200 nA, or ``ONSET_MARGIN`` times the
+    lowest compression onset characterisation measured, whichever is lower."""
+    lowest = params.lowest_onset_a()
+    return min(TARGET_MAX_SOMA_INPUT_A, ONSET_MARGIN * lowest) if np.isfinite(lowest) else TARGET_MAX_SOMA_INPUT_A
+
+
 def choose_encoding(
     params: DieParameters, network: NetworkMap, dataset: Dataset, codes: list[np.ndarray]
 ) -> tuple[InputEncoding, float]:
-    """The largest input scale with every soma input <= 200 nA on the training split and codes <= max.
+    """The largest input scale with every soma input within :func:`soma_input_limit_a` on the training
+    split and codes <= max.
 
     The network is homogeneous but for the offsets and leakage, so the first
     step lands almost on the answer; DAC rounding and the offsets are not,
     hence the check on real codes.
     """
     chip = params.chip
+    limit = soma_input_limit_a(params)
     full_scale = float(chip.max_dac_code)
     for _ in range(20):
         encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
         currents = soma_currents_a(params, codes, encoding.encode(dataset.X_train))
         peak = max(float(c.max()) for c in currents)
-        if peak <= TARGET_MAX_SOMA_INPUT_A:
+        if peak <= limit:
             return encoding, full_scale
-        full_scale *= 0.999 * TARGET_MAX_SOMA_INPUT_A / peak
-    raise ConfigError(f"no input scale keeps the somas of {chip.serial} below {TARGET_MAX_SOMA_INPUT_A:g} A")
+        full_scale *= 0.999 * limit / peak
+    raise ConfigError(f"no input scale keeps the somas of {chip.serial} below {limit:g} A")
 
 
 def _encoding(n_channels: int, network: NetworkMap, dataset: Dataset, full_scale: float,
