@@ -7,12 +7,15 @@ a-/a+ against the simulator's truth after per-layer normalisation. Two
 truths are reported: the bare soma gain, and the gain as the synapses let any
 per-neuron measurement see it (``DieTruth.seen_a_plus``: soma gain times its
 input column's mean synapse gain, one factor for the network's function too).
+Method ``serial`` is the baseline the planner is compared with: every neuron
+probed alone, one configuration each (:mod:`serial_probing`).
 Also the compression onsets found per layer: how many, their rms error against
 the truth, and the largest soma input any gain measurement applied; and the
 bench time the run estimated before it started.
 
     python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3
     python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3 --methods both --linear-range all
+    python benchmarks/characterisation.py --part CMNA-L --seeds 1 2 3 --methods serial
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from labctl.bench import Bench
 from labctl.calibration.characterise import LINEAR_RANGE_CHOICES, Targets, linear_range_overrides
 from labctl.sim.bench import SimulatedBench
 from labctl.workflow import run_characterisation
+from serial_probing import characterise_serially
 
 
 def errors(params, truth) -> dict[str, float]:
@@ -60,6 +65,10 @@ def _onset_errors(onset: np.ndarray | None, true_onset: np.ndarray) -> tuple[int
     return int(measured.sum()), float(np.sqrt(np.mean((onset[measured] / true_onset[measured] - 1) ** 2)))
 
 
+def _number(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.0f}"
+
+
 def _onset_text(onsets: list[tuple[int, float]]) -> str:
     return " ".join(f"L{l} {n}" + (f" {rms:.1%}" if n else "") for l, (n, rms) in enumerate(onsets))
 
@@ -76,15 +85,20 @@ def run(part: str, seed: int, method: str, targets: Targets | None, linear_range
     with SimulatedBench(part, seed) as sim:
         bench_file = sim.write_bench_file(workdir / f"bench-{seed}.toml")
         start = time.monotonic()
-        result = run_characterisation(bench_file, workdir / f"die-{part}-{seed}-{method}.h5", method=method,
-                                      targets=targets, setting_overrides=linear_range_overrides(linear_range),
-                                      announce=said.append)
+        out = workdir / f"die-{part}-{seed}-{method}.h5"
+        if method == "serial":
+            with Bench.from_file(bench_file) as bench:
+                params, configurations = characterise_serially(bench, out)
+        else:
+            result = run_characterisation(bench_file, out, method=method, targets=targets,
+                                          setting_overrides=linear_range_overrides(linear_range), announce=said.append)
+            params, configurations = result.params, result.summary["configurations"]
         wall = time.monotonic() - start
         estimate = next((float(m.group(1)) for m in map(re.compile(r"estimated bench time (\d+) s").search, said)
                          if m), float("nan"))
-        return {"part": part, "seed": seed, "method": method, "configurations": result.summary["configurations"],
+        return {"part": part, "seed": seed, "method": method, "configurations": configurations,
                 "bench_s": sim.clock.now(), "estimated_s": estimate, "wall_s": wall,
-                "synapse_spread": sim.die.truth.synapse_spread, **errors(result.params, sim.die.truth)}
+                "synapse_spread": sim.die.truth.synapse_spread, **errors(params, sim.die.truth)}
 
 
 def main() -> None:
@@ -108,7 +122,7 @@ def main() -> None:
                 rows.append(run(args.part, seed, method, targets, args.linear_range, Path(tmp)))
                 r = rows[-1]
                 print(f"{r['part']:<8} seed {r['seed']:<3} {r['method']:<8} configs {r['configurations']:>3}  "
-                      f"bench {r['bench_s']:6.0f} s (est. {r['estimated_s']:.0f})  wall {r['wall_s']:5.1f} s  "
+                      f"bench {r['bench_s']:6.0f} s (est. {_number(r['estimated_s'])})  wall {r['wall_s']:5.1f} s  "
                       f"syn {r['synapse_spread']:.3f}  "
                       f"a+ seen rms {r['a+ seen rms']:.2%} worst {r['a+ seen worst']:.2%}  "
                       f"a+ soma rms {r['a+ soma rms']:.2%} worst {r['a+ soma worst']:.2%}  "
