@@ -317,6 +317,17 @@ def _setting(
     return ScpiSetting(_header_regex(pattern), parse, apply, show)
 
 
+def _limit_setting(pattern: str, quantity: SourceMode) -> ScpiSetting:
+    """A compliance limit: each instrument family spells the node its own way, it behaves alike."""
+    return _setting(pattern, _number, lambda ch, x: ch.set_limit(quantity, x),
+                    lambda ch: _show_number(ch.limit[quantity]))
+
+
+def _mode_setting(pattern: str) -> ScpiSetting:
+    """The source function (current or voltage), at each family's node."""
+    return _setting(pattern, _function, EmulatedChannel.set_mode, lambda ch: _show_function(ch.mode))
+
+
 def _quantity_settings(quantity: SourceMode, word: str) -> list[ScpiSetting]:
     """Nodes present for both measured quantities: NPLC and autorange (``word`` = CURRent|VOLTage)."""
     return [
@@ -422,21 +433,9 @@ class Keithley2450Emulator(ScpiSmuEmulator):
     RATINGS = RATINGS_2450
     HAS_READ = True
     SETTINGS = [
-        _setting(
-            ":SOURce#:FUNCtion[:MODE]", _function, EmulatedChannel.set_mode, lambda ch: _show_function(ch.mode)
-        ),
-        _setting(
-            ":SOURce#:CURRent:VLIMit[:LEVel]",
-            _number,
-            lambda ch, x: ch.set_limit("V", x),
-            lambda ch: _show_number(ch.limit["V"]),
-        ),
-        _setting(
-            ":SOURce#:VOLTage:ILIMit[:LEVel]",
-            _number,
-            lambda ch, x: ch.set_limit("I", x),
-            lambda ch: _show_number(ch.limit["I"]),
-        ),
+        _mode_setting(":SOURce#:FUNCtion[:MODE]"),
+        _limit_setting(":SOURce#:CURRent:VLIMit[:LEVel]", "V"),
+        _limit_setting(":SOURce#:VOLTage:ILIMit[:LEVel]", "I"),
         _setting(
             ":SENSe#:FUNCtion[:ON]",
             _function,
@@ -454,21 +453,9 @@ class KeysightB2901AEmulator(ScpiSmuEmulator):
     CHANNELS = ("1",)
     RATINGS = RATINGS_B2900
     SETTINGS = [
-        _setting(
-            ":SOURce#:FUNCtion:MODE", _function, EmulatedChannel.set_mode, lambda ch: _show_function(ch.mode)
-        ),
-        _setting(
-            ":SENSe#:CURRent[:DC]:PROTection[:LEVel]",
-            _number,
-            lambda ch, x: ch.set_limit("I", x),
-            lambda ch: _show_number(ch.limit["I"]),
-        ),
-        _setting(
-            ":SENSe#:VOLTage[:DC]:PROTection[:LEVel]",
-            _number,
-            lambda ch, x: ch.set_limit("V", x),
-            lambda ch: _show_number(ch.limit["V"]),
-        ),
+        _mode_setting(":SOURce#:FUNCtion:MODE"),
+        _limit_setting(":SENSe#:CURRent[:DC]:PROTection[:LEVel]", "I"),
+        _limit_setting(":SENSe#:VOLTage[:DC]:PROTection[:LEVel]", "V"),
         *_common_scpi_settings(),
     ]
 
