@@ -244,3 +244,17 @@ def test_large_die_read_backs_show_only_true_stuck_bits(large: Run) -> None:
     true = {tuple(b) for b in large.truth.stuck_bits}
     print(f"CMNA-L seed {LARGE_SEED}: {len(seen)} stuck bits seen of {len(true)}")
     assert seen and set(seen) <= true
+
+
+def test_linear_range_choices() -> None:
+    from labctl.calibration.characterise import linear_range_overrides
+    from labctl.calibration.probing import ProbeSettings
+    from labctl.errors import ConfigError
+
+    assert linear_range_overrides(None) == {}  # the die size decides
+    assert ProbeSettings.for_geometry((7, 7, 7)).layer_knees and not ProbeSettings.for_geometry((196, 100, 50, 10)).layer_knees
+    assert linear_range_overrides("off") == {"knee_points": 0, "layer_knees": False}
+    assert linear_range_overrides("input") == {"knee_points": ProbeSettings.knee_points, "layer_knees": False}
+    assert linear_range_overrides("all") == {"knee_points": ProbeSettings.knee_points, "layer_knees": True}
+    with pytest.raises(ConfigError, match="--linear-range must be one of off, input, all, not 'deep'"):
+        linear_range_overrides("deep")

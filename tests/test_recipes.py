@@ -90,6 +90,8 @@ def test_shipped_recipes_load_and_say_what_they_run():
      "recipe r.toml, line 6: steps[1].weights: no earlier train step is named 'tailored'"),
     ('name = "x"\n[[steps]]\nkind = "train"\ndataset = "iris"\n',
      "recipe r.toml, line 3: steps[0]: a train step needs a characterise step before it"),
+    ('name = "x"\n[[steps]]\nkind = "characterise"\nlinear_range = "deep"\n',
+     "recipe r.toml, line 4: steps[0].linear_range: Input should be 'off', 'input' or 'all'"),
     ('[[steps]]\nkind = "characterise"\n', "recipe r.toml: name: is missing"),
     ('name = "x"\n[[steps]\nkind = "characterise"\n', "recipe r.toml: not valid TOML: "),
 ])
