@@ -35,6 +35,7 @@ from labctl.calibration.chains import (
     MON_NOISE_FLOOR_A,
     RatioEquations,
     UnitSample,
+    layer_tables,
     line_or_none,
     ratio_equations,
     solve_ratios,
@@ -329,11 +330,8 @@ def _onsets(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, Recorded
             nan = np.full(chip.layer_sizes[l], np.nan)
             out.append(Estimate(nan, nan.copy()))
             continue
-        feeder_levels, feeders = idx.table(knee_id, l - 1, chip.layer_sizes[l - 1])
-        soma_levels, somas = idx.table(knee_id, l, chip.layer_sizes[l])
-        common = np.intersect1d(feeder_levels, soma_levels)
-        out.append(layer_onsets(configs[knee_id].held[l - 1], feeders[np.isin(feeder_levels, common)],
-                                somas[np.isin(soma_levels, common)]))
+        feeders, read, somas = layer_tables(idx, knee_id, chip, l - 1)
+        out.append(layer_onsets(configs[knee_id].held[l - 1], np.where(read, feeders, np.nan), somas))
     return out
 
 
@@ -588,11 +586,8 @@ def drift_summary(trace: DriftTrace) -> dict:
 def _weighted_slope(x: np.ndarray, y: np.ndarray, std: np.ndarray) -> tuple[float, float]:
     """Slope of a weighted least-squares line and its standard error from the given errors alone (a
     few reference runs cannot estimate their own scatter, and a real drift need not be straight)."""
-    w = 1.0 / np.maximum(std, 1e-12) ** 2
-    sw, swx, swxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-    det = sw * swxx - swx ** 2
-    slope = (sw * (w * x * y).sum() - swx * (w * y).sum()) / det
-    return float(slope), float(np.sqrt(sw / det))
+    (slope, _), cov = np.polyfit(x, y, 1, w=1.0 / np.maximum(std, 1e-12), cov="unscaled")
+    return float(slope), float(np.sqrt(cov[0, 0]))
 
 
 def with_linear_range(params: DieParameters, mon: MonResult | None) -> DieParameters:

@@ -68,7 +68,7 @@ def line_or_none(x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None) -> Line
     return fit_line(x, y, sigma)
 
 
-def _tables(idx, config_id: int, chip: ChipDescription, m: int):
+def layer_tables(idx, config_id: int, chip: ChipDescription, m: int):
     """MON of layers m and m+1 at the levels both were read: (rows (L, n_m) zero where unread, read
     mask per row, columns (L, n_m+1) NaN where unread)."""
     lv_r, rows = idx.table(config_id, m, chip.layer_sizes[m])
@@ -83,7 +83,7 @@ def unit_samples(idx, config_id: int, held: list[np.ndarray], chip: ChipDescript
     """Per (layer, neuron) of a positive chain configuration: slope of MON_j against its held column sum."""
     out = {}
     for m, h in enumerate(held):
-        rows, read, cols = _tables(idx, config_id, chip, m)
+        rows, read, cols = layer_tables(idx, config_id, chip, m)
         pos = np.where(read[:, None] & (h > 0), h, 0).astype(np.float64) / UNIT_CODE
         mixed = np.any(read[:, None] & (h < 0), axis=0)
         x = rows @ pos
@@ -107,7 +107,7 @@ def ratio_equations(idx, config_id: int, held: list[np.ndarray], chip: ChipDescr
     3/7 of j's unit response, is the S-weighted mean of a-/a+ over the rows s.
     """
     for m, h in enumerate(held):
-        rows, read, cols = _tables(idx, config_id, chip, m)
+        rows, read, cols = layer_tables(idx, config_id, chip, m)
         pos = np.where(read[:, None] & (h > 0), h, 0).astype(np.float64) / UNIT_CODE
         neg = np.where(read[:, None] & (h < 0), -h, 0).astype(np.float64) / NEGATIVE_CODE
         x, s = rows @ pos, rows @ neg

@@ -24,7 +24,7 @@ import numpy as np
 
 from labctl.bench import Bench
 from labctl.calibration.analysis import METHODS, AnalysisResult, analyse, ext_gains, measured_onsets
-from labctl.calibration.linear_range import LAYER_KNEE_LEVELS, layer_knee, operating_limit_a
+from labctl.calibration.linear_range import LAYER_KNEE_LEVELS, layer_knee
 from labctl.calibration.negative_probe import CALIBRATION_LEVELS, NegativeProbe, negative_probe
 from labctl.calibration.configurations import ChainConfig, chain_config, chain_shift_plan, stuck_sources
 from labctl.calibration import plans
@@ -32,6 +32,7 @@ from labctl.calibration.probing import ProbeSettings, Progress, Prober, chain_no
 from labctl.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
 from labctl.hdf5_store import CharacterisationFile, read_chip, read_raw, write_calibration
+from labctl.ratings import soma_input_limit_a
 
 MAX_CONFIGURATIONS = 40
 """The paper characterised its 196-100-50-10 network from about 40 configurations."""
@@ -244,7 +245,7 @@ def _plan(chip: ChipDescription, method: str, n_pairs: int, seed: int, settings:
 
 def _keep_below_onsets(prober: Prober, raw: dict[str, np.ndarray], target_a: float) -> None:
     """Lower the planned soma input when the linear-range run found a soma compressing early."""
-    limit = operating_limit_a(measured_onsets(prober.chip, raw), target_a)
+    limit = soma_input_limit_a(target_a, [onset.value for onset in measured_onsets(prober.chip, raw)])
     prober.settings = replace(prober.settings, target_soma_input_a=limit)
 
 

@@ -25,7 +25,7 @@ its feeders' MON readings times their held codes times ``w_lsb``
 column's mean synapse gain, so a deeper onset is good to a few per cent, on the
 same scale as ``max_input`` (below), which is what the two are compared on.
 Until its run, a layer's onsets are NaN and the other layers' onsets bound its
-operating points (:func:`operating_limit_a`).
+operating points (:func:`labctl.ratings.soma_input_limit_a`).
 
 ``max_input`` is the largest soma input any gain-measuring operating point
 applied, per neuron: its largest MON reading over its measured gain (MON per A
@@ -44,7 +44,6 @@ from labctl.calibration.configurations import UNIT_CODE, zero_codes
 from labctl.calibration.fit import Estimate, fit_line, relative_sigma
 from labctl.chip import ChipDescription
 from labctl.die_parameters import NOMINAL_W_LSB
-from labctl.ratings import ONSET_MARGIN
 
 LINEAR_RANGE_KIND = "linear_range"
 MAX_ONSET_STD_A = 40e-9
@@ -171,11 +170,3 @@ def max_inputs(mon: np.ndarray, gain_configs: np.ndarray, layer_gains: list[np.n
         np.maximum.at(peak, sel["neuron"].astype(int), sel["current_a"])
         out.append(np.where(np.isfinite(peak), peak / gain, np.nan))
     return out
-
-
-def operating_limit_a(onsets: list[Estimate], target_a: float) -> float:
-    """The soma input operating points may reach: the target, or less when a soma of any layer
-    compresses early."""
-    values = np.concatenate([o.value for o in onsets]) if onsets else np.zeros(0)
-    measured = values[np.isfinite(values)]
-    return float(min(target_a, ONSET_MARGIN * measured.min())) if len(measured) else target_a

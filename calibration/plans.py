@@ -19,14 +19,20 @@ from labctl.chip import ChipDescription
 from labctl.latch_codes import nibbles_to_signed
 
 
-def held_codes(chip: ChipDescription, flat: np.ndarray) -> list[np.ndarray]:
-    """Signed codes per matrix from one row of ``/raw/config_codes`` (nibbles, all matrices in a row)."""
+def held_nibbles(chip: ChipDescription, flat: np.ndarray) -> list[np.ndarray]:
+    """Latch nibbles per matrix from one row of ``/raw/config_codes`` (all matrices in a row), as read
+    back: a sign bit on magnitude 0 (a stuck bit the signed code cannot show) included."""
     held, start = [], 0
     for m in range(chip.n_matrices):
         rows, cols = chip.matrix_shape(m)
-        held.append(nibbles_to_signed(np.asarray(flat[start:start + rows * cols]).reshape(rows, cols)))
+        held.append(np.asarray(flat[start:start + rows * cols], np.uint8).reshape(rows, cols))
         start += rows * cols
     return held
+
+
+def held_codes(chip: ChipDescription, flat: np.ndarray) -> list[np.ndarray]:
+    """Signed codes per matrix from one row of ``/raw/config_codes``: what the synapses compute with."""
+    return [nibbles_to_signed(n) for n in held_nibbles(chip, flat)]
 
 
 def dark_held(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[np.ndarray] | None:

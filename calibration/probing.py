@@ -230,16 +230,12 @@ class Prober:
         nodes = chain_nodes(held)  # every node the latches really connect
         feeders = [(l, n) for l, n in nodes if l == layer - 1]
         self.bench.route_ext_in(None)
-        pilot = pilot_code(chip, plan, s)
-        self.drive_chain(plan, pilot)
-        self._clock()
-        pilot_rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(pilot), 0.0) for l, n in nodes]
-        self.store.append_mon(np.array(pilot_rows, MON_DTYPE))
-        top = self._knee_top_code(held, pilot, pilot_rows)
+        pilot, outputs = self._pilot(config_id, plan, nodes)
+        top = self._knee_top_code(held, pilot, outputs)
         codes = np.unique(np.linspace(0.2 * top, top, LAYER_KNEE_LEVELS).round().astype(int))
         self.store.append_config(config_id, LINEAR_RANGE_KIND, {"layer": layer, "pilot_code": pilot,
                                                                 "codes": codes.tolist()}, held_nibbles)
-        history = {int(r[4]): [(float(pilot), r[7])] for r in pilot_rows if r[3] == layer}
+        history = {n: [(float(pilot), float(outputs[l][n]))] for l, n in nodes if l == layer}
         self.bench.set_nplc(s.ext_nplc or s.nplc)  # a knee is a few per cent of a reading: integrate long
         try:
             for level, code in enumerate(codes):
@@ -256,19 +252,18 @@ class Prober:
             self._set_all_inputs(0)
             self.bench.set_nplc(s.nplc)
 
-    def _knee_top_code(self, held: LayerKnee, pilot: int, pilot_rows: list[tuple]) -> int:
+    def _knee_top_code(self, held: LayerKnee, pilot: int, outputs: list[np.ndarray]) -> int:
         """Top code of a deeper layer's linear-range run, from its pilot readings (see there)."""
         chip = self.chip
-        out = [np.zeros(n) for n in chip.layer_sizes]
-        for r in pilot_rows:
-            out[r[3]][int(r[4])] = r[7]
-        caps = [self.settings.target_soma_input_a / (1.2 * chip.dac_lsb_a), chip.max_dac_code]
-        for m in range(held.layer):
-            inputs = np.maximum(held.codes[m], 0).T.astype(np.float64) @ out[m] * NOMINAL_W_LSB
-            if m + 1 < held.layer and inputs.max() > 0:  # a feeder: stays inside the target
-                caps.append(pilot * self.settings.target_soma_input_a / (1.15 * inputs.max()))
-            elif m + 1 == held.layer and np.any(inputs > 0):
-                caps.append(pilot * LAYER_KNEE_TOP_A / float(np.median(inputs[inputs > 0])))
+        target = self.settings.target_soma_input_a
+        caps = [target / (1.2 * chip.dac_lsb_a), chip.max_dac_code]
+        for m in range(held.layer - 1):  # relays and feeders stay inside the target
+            inputs = column_inputs(held.codes[m], outputs[m])
+            if inputs.max() > 0:
+                caps.append(pilot * target / inputs.max())
+        probed = column_sums(held.codes[held.layer - 1], outputs[held.layer - 1])
+        if np.any(probed > 0):
+            caps.append(pilot * LAYER_KNEE_TOP_A / float(np.median(probed[probed > 0])))
         return int(max(pilot, min(caps)))
 
     def _ext_in_run(self, config_id: int, kind: str, plan: dict[int, np.ndarray]) -> None:
@@ -364,24 +359,30 @@ class Prober:
         """
         s = self.settings
         chip = self.chip
-        pilot = pilot_code(chip, config, s)
         if not s.read_mon:
             # without MON the inputs cannot be seen: stay at a conservative nominal level
-            return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a), 3 * pilot)
+            return min(chip.max_dac_code, int(0.6 * s.target_soma_input_a / chip.dac_lsb_a),
+                       3 * pilot_code(chip, config, s))
+        pilot, outputs = self._pilot(config_id, config, nodes)
+        worst = max([pilot * chip.dac_lsb_a * 1.2]  # layer-0 input, with margin for bias gain
+                    + [float(np.max(column_inputs(c, outputs[m]))) for m, c in enumerate(config.codes)])
+        top = int(pilot * s.target_soma_input_a / worst)
+        return int(np.clip(top, pilot, chip.max_dac_code))
+
+    def _pilot(self, config_id: int, config: ChainConfig | NegativeProbe | LayerKnee,
+               nodes: list[tuple[int, int]]) -> tuple[int, list[np.ndarray]]:
+        """Drive ``config`` at its pilot code and read ``nodes`` on MON (recorded at level -1: data like
+        any other level); returns the code and, per layer, each neuron's output (0 where not read)."""
+        pilot = pilot_code(self.chip, config, self.settings)
         self.drive_chain(config, pilot)
         self._clock()
         rows = [self._mon_row(config_id, PILOT_LEVEL, l, n, float(pilot), 0.0) for l, n in nodes]
         self.store.append_mon(np.array(rows, MON_DTYPE))
         self._set_all_inputs(0)
-        worst = pilot * chip.dac_lsb_a * 1.2  # layer-0 input, with margin for bias gain
-        for m, c in enumerate(config.codes):
-            out = np.zeros(c.shape[0])
-            for r in rows:
-                if r[3] == m:
-                    out[int(r[4])] = r[7]
-            worst = max(worst, float(np.max(column_inputs(c, out))))
-        top = int(pilot * s.target_soma_input_a / worst)
-        return int(np.clip(top, pilot, chip.max_dac_code))
+        outputs = [np.zeros(n) for n in self.chip.layer_sizes]
+        for r in rows:
+            outputs[r[3]][int(r[4])] = r[7]
+        return pilot, outputs
 
 
 def _next_reading_bound(seen: list[tuple[float, float]], code: float) -> float:
@@ -409,10 +410,14 @@ def driven_channels(config: ChainConfig | NegativeProbe | LayerKnee) -> np.ndarr
     return np.flatnonzero(np.any(config.codes[0] != 0, axis=1))
 
 
+def column_sums(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:
+    """Nominal input of each column from its positive connections (negatives only lower it)."""
+    return (np.maximum(codes, 0).T.astype(np.float64) @ source_output_a) * NOMINAL_W_LSB
+
+
 def column_inputs(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:
-    """Largest soma input of each column: its positive connections only (negatives only lower it),
-    with a 15 % allowance for synapse mismatch."""
-    return (np.maximum(codes, 0).T.astype(np.float64) @ source_output_a) * NOMINAL_W_LSB * 1.15
+    """Largest soma input of each column: :func:`column_sums` with a 15 % allowance for synapse mismatch."""
+    return column_sums(codes, source_output_a) * 1.15
 
 
 def pilot_code(chip: ChipDescription, config: ChainConfig | NegativeProbe | LayerKnee, settings: "ProbeSettings") -> int:

@@ -70,10 +70,3 @@ class DieParameters:
             synapse_spread=float("nan"),
             notes={"source": "nominal"},
         )
-
-    def lowest_onset_a(self) -> float:
-        """The lowest compression onset measured on any soma; NaN where none was (nominal, older files)."""
-        onsets = [lay.compression_onset_a for lay in self.layers if lay.compression_onset_a is not None]
-        values = np.concatenate(onsets) if onsets else np.zeros(0)
-        values = values[np.isfinite(values)]
-        return float(values.min()) if len(values) else float("nan")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.calibration.plans import dark_held, held_codes, planned_codes
+from labctl.calibration.plans import dark_held, held_nibbles, planned_codes
 from labctl.chip import ChipDescription
 from labctl.die_parameters import LayerGains
 from labctl.errors import DataFileError
@@ -123,8 +123,8 @@ def stuck_bits_seen(characterisation: str | Path) -> list[StuckBit]:
     for row, flat in zip(raw["configs"], raw["config_codes"]):
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
         planned = planned_codes(chip, kind, json.loads(row["params"]), dark)
-        for m, (held, want) in enumerate(zip(held_codes(chip, flat), planned)):
-            held, want = signed_to_nibbles(held), signed_to_nibbles(want)
+        for m, (held, want) in enumerate(zip(held_nibbles(chip, flat), planned)):
+            want = signed_to_nibbles(want)
             for r, c in zip(*np.nonzero(held != want)):
                 for bit in range(4):
                     if ((held[r, c] ^ want[r, c]) >> bit) & 1:

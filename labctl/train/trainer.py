@@ -38,7 +38,7 @@ import torch
 
 from labctl.die_parameters import DieParameters
 from labctl.errors import ConfigError
-from labctl.ratings import ONSET_MARGIN
+from labctl import ratings
 from labctl.train import objectives
 from labctl.train.datasets import Dataset
 from labctl.train.die_model import (
@@ -526,10 +526,9 @@ def _start_bias_positive(weights: QuantisedWeights, network: NetworkMap) -> None
 
 
 def soma_input_limit_a(params: DieParameters) -> float:
-    """The largest soma input the encoding may reach on this die: 200 nA, or ``ONSET_MARGIN`` times the
-    lowest compression onset characterisation measured, whichever is lower."""
-    lowest = params.lowest_onset_a()
-    return min(TARGET_MAX_SOMA_INPUT_A, ONSET_MARGIN * lowest) if np.isfinite(lowest) else TARGET_MAX_SOMA_INPUT_A
+    """The largest soma input the encoding may reach on this die: 200 nA, or less where
+    characterisation measured a soma compressing early (:func:`labctl.ratings.soma_input_limit_a`)."""
+    return ratings.soma_input_limit_a(TARGET_MAX_SOMA_INPUT_A, (lay.compression_onset_a for lay in params.layers))
 
 
 def choose_encoding(
