@@ -21,9 +21,9 @@ import time
 import numpy as np
 
 from labctl.drivers.bridge import Bridge
-from labctl.sim.bridge_server import BridgeServer
+from labctl.families.cmna.sim.bridge_server import BridgeServer
 from labctl.sim.clock import VirtualClock
-from labctl.sim.die import PARTS, SimulatedDie
+from labctl.families.cmna.sim.die import PARTS, SimulatedDie
 from labctl.sim.pads import OperatingPoint, Pad, solve_operating_point
 
 TARGET_PATTERNS_PER_S = {"CMNA-L": 5000}

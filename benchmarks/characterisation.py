@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.bench import Bench
-from labctl.calibration.characterise import LINEAR_RANGE_CHOICES, Targets, linear_range_overrides
-from labctl.sim.bench import SimulatedBench
-from labctl.workflow import run_characterisation
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.characterise import LINEAR_RANGE_CHOICES, Targets, linear_range_overrides
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.workflow import run_characterisation
 from serial_probing import characterise_serially
 
 

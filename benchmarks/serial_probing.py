@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.bench import Bench
-from labctl.calibration.analysis import ext_gains
-from labctl.calibration.configurations import UNIT_CODE, zero_codes
-from labctl.calibration.probing import ProbeSettings, Prober
-from labctl.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
-from labctl.hdf5_store import MON_DTYPE, CharacterisationFile
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.analysis import ext_gains
+from labctl.families.cmna.characterisation.configurations import UNIT_CODE, zero_codes
+from labctl.families.cmna.characterisation.probing import ProbeSettings, Prober
+from labctl.families.cmna.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
+from labctl.families.cmna.storage import MON_DTYPE, CharacterisationFile
 
 HELPER_SHARE = (0.0, 0.15, 0.3, 0.45)
 """Probed neuron's drive against the helper's in an a-/a+ configuration: the target stays on."""

@@ -2,14 +2,14 @@
 
 For every simulated die (in-process ``SimulatedBench``, seeds ``--first-seed``
 onwards) it runs what a lab runs, through the real driver stack:
-characterise (``labctl.workflow.run_characterisation``), train, program with
-stuck-bit retraining (``labctl.stuck_bits``), then program and classify the
-whole test split on the die (``labctl.workflow.program_and_evaluate``, 20 ms
+characterise (``labctl.families.cmna.workflow.run_characterisation``), train, program with
+stuck-bit retraining (``labctl.families.cmna.stuck_bits``), then program and classify the
+whole test split on the die (``labctl.families.cmna.workflow.program_and_evaluate``, 20 ms
 gate). Four numbers per die:
 
 - ideal software: the reference network (trained once for a perfect die:
   nominal gains, the contract's typical synapse spread as training noise;
-  ``labctl.train.population``), evaluated in software on a perfect die (no
+  ``labctl.families.cmna.training.population``), evaluated in software on a perfect die (no
   mismatch, no noise);
 - naive, on chip: the same network programmed into the real die as it is;
 - tailored from scratch, on chip: trained for the measured die from random
@@ -44,17 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.bench import Bench
-from labctl.die_parameters import DieParameters
-from labctl.hdf5_store import file_sha256, load_die_parameters, save_weights
-from labctl.sim.bench import SimulatedBench
-from labctl.stuck_bits import program_with_stuck_bit_retraining
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.die_parameters import DieParameters
+from labctl.families.cmna.storage import file_sha256, load_die_parameters, save_weights
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.stuck_bits import program_with_stuck_bit_retraining
 from labctl.train.datasets import Dataset, load_dataset
-from labctl.train.die_model import predict_rates
-from labctl.train.population import PretrainedNetwork, pretrain_population
-from labctl.train.trainer import finetune, train_weights
-from labctl.weights import WeightSet
-from labctl.workflow import program_and_evaluate, run_characterisation
+from labctl.families.cmna.training.die_model import predict_rates
+from labctl.families.cmna.training.population import PretrainedNetwork, pretrain_population
+from labctl.families.cmna.training.trainer import finetune, train_weights
+from labctl.families.cmna.weights import WeightSet
+from labctl.families.cmna.workflow import program_and_evaluate, run_characterisation
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results-training.md"
 METHODS = ("ideal", "naive", "scratch", "finetune")

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import serial
 
-from labctl.chip import ChipDescription
+from labctl.families.cmna.chip import ChipDescription
 from labctl.drivers.bridge_protocol import (
     CODES_PREFIX_BYTES,
     RESPONSE_BIT,
@@ -68,7 +68,7 @@ from labctl.drivers.framing import (
     encode_packet,
     wire_bytes_needed,
 )
-from labctl.latch_codes import pack_rows, row_bytes, unpack_rows
+from labctl.families.cmna.latch_codes import pack_rows, row_bytes, unpack_rows
 
 BAUD_RATE = 921_600
 """Ignored by USB CDC-ACM, set anyway (section 2: 921600 8N1)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl.chip import ChipDescription
+from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import InstrumentError
 
 RESPONSE_BIT = 0x80

@@ -1,9 +1,9 @@
 """Characterisation: gain histograms per layer and line-fit residuals, live while the die is measured.
 
 During the run the panel shows the quick estimates of
-:mod:`labctl.gui.live_fits` (re-read from the HDF5 file as readings arrive);
+:mod:`labctl.families.cmna.live_view` (re-read from the HDF5 file as readings arrive);
 when the step ends, the histograms switch to the fitted gains of
-:mod:`labctl.calibration.analysis` (absolute a+, the layer's scale applied).
+:mod:`labctl.families.cmna.characterisation.analysis` (absolute a+, the layer's scale applied).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from labctl.gui.live_fits import LiveCharacterisation
+from labctl.families.cmna.live_view import LiveCharacterisation
 from labctl.gui.plots import LAYER_COLOURS, plot_widget
 
 BIN_EDGES = np.arange(0.3, 2.01, 0.05)
@@ -74,7 +74,7 @@ class CharacterisationPanel(QWidget):
             scatter.setData(live.residual_current_a[mine], live.residual_pct[mine])
 
     def show_final(self, result) -> None:
-        """The fitted gains (an :class:`~labctl.calibration.analysis.AnalysisResult`)."""
+        """The fitted gains (an :class:`~labctl.families.cmna.characterisation.analysis.AnalysisResult`)."""
         params = result.params
         gains = [layer.a_plus * (layer.scale if np.isfinite(layer.scale) else 1.0) for layer in params.layers]
         self._show_gains(gains)

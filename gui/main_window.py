@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
 
     def start_simulated(self, part: str, seed: int) -> None:
         """Start an embedded simulated die (its own bridge and SMUs on loopback) and connect to it."""
-        from labctl.sim.bench import SimulatedBench
+        from labctl.families.cmna.sim.bench import SimulatedBench
 
         self._disconnect()
         self.sim = SimulatedBench(part, seed).start()

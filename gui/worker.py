@@ -27,11 +27,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from labctl.bench import Bench, Reading
+from labctl.families.cmna.bench import Bench, Reading
 from labctl.drivers.bridge import Transaction
 from labctl.drivers.bridge_protocol import Opcode, Status, StatusFlag, parse_identify, parse_status
 from labctl.errors import LabctlError
-from labctl.gui.live_fits import live_characterisation
+from labctl.families.cmna.live_view import live_characterisation
 from labctl.recipes import LoadedRecipe, Stopped, run_recipe
 from labctl.session import SessionRecorder
 

@@ -17,8 +17,8 @@ from rich.table import Table
 from labctl.progress import console, progress_bars
 from labctl.recipes import part_recipe
 from labctl.session import SessionRecorder
-from labctl.sim.bench import SimulatedBench
-from labctl.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
 
 DEFAULT_DATASET = {"CMNA-777": "iris", "CMNA-L": "mnist"}
 

@@ -22,7 +22,7 @@ button, so both run exactly the same thing::
 
 Every problem is one line naming the file, the line and the key, before the
 bench is touched. :func:`run_recipe` runs the steps through
-:mod:`labctl.workflow` (the functions the CLI commands use); everything goes
+:mod:`labctl.families.cmna.workflow` (the functions the CLI commands use); everything goes
 into one run folder, and a :class:`~labctl.session.SessionRecorder` passed in
 records every bridge transaction and SMU reading into ``session.h5``.
 
@@ -43,8 +43,8 @@ from typing import Annotated, Any, Callable, Literal, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from labctl.bench import Bench
-from labctl.chip import ChipDescription
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import ConfigError, LabctlError
 from labctl.session import SessionRecorder
 from labctl.toml_files import parse_toml, read_user_file
@@ -289,9 +289,9 @@ class OnChipOutcome:
 
     weights_name: str
     weights: Any
-    """The :class:`labctl.weights.WeightSet` that was programmed."""
+    """The :class:`labctl.families.cmna.weights.WeightSet` that was programmed."""
     result: Any
-    """The :class:`labctl.workflow.OnChipResult` (program report, evaluation or None)."""
+    """The :class:`labctl.families.cmna.workflow.OnChipResult` (program report, evaluation or None)."""
     class_names: list[str] = field(default_factory=list)
 
 
@@ -313,7 +313,7 @@ class RunResult:
     recipe: LoadedRecipe
     chip: ChipDescription | None = None
     characterisation: Any = None
-    """The :class:`labctl.calibration.analysis.AnalysisResult` of the characterise step."""
+    """The :class:`labctl.families.cmna.characterisation.analysis.AnalysisResult` of the characterise step."""
     trained: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     """Weights name -> (WeightSet, TrainReport)."""
     on_chip: dict[str, OnChipOutcome] = field(default_factory=dict)
@@ -353,7 +353,7 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
     ``run_dir/session.h5`` at the end, also when the run stops or fails.
     Raises :class:`Stopped` when ``stop_event`` is set during the run.
     """
-    from labctl.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
+    from labctl.families.cmna.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
 
     recipe = loaded.recipe
     run_dir = Path(run_dir)
@@ -470,14 +470,14 @@ def identify_bench(bench_file: Path, bench_options: dict | None = None) -> tuple
 
 
 def _setting_overrides(step: CharacteriseStep) -> dict:
-    from labctl.calibration.characterise import linear_range_overrides
+    from labctl.families.cmna.characterisation.characterise import linear_range_overrides
 
     return {k: v for k, v in {"levels": step.levels, "gate_ms": step.gate_ms, "nplc": step.nplc}.items()
             if v is not None} | linear_range_overrides(step.linear_range)
 
 
 def _targets(step: CharacteriseStep):
-    from labctl.calibration.characterise import Targets
+    from labctl.families.cmna.characterisation.characterise import Targets
 
     if step.target_a_plus is None and step.target_ratio is None and step.time_budget_s is None:
         return None

@@ -6,7 +6,7 @@ bench:
 1. re-trains every weight set of the recipe from the recorded
    characterisation with the recorded parameters, and checks that the codes
    are the recorded ones (training is deterministic for a seed);
-2. programs and evaluates them on the twin (:mod:`labctl.sim.twin`: a
+2. programs and evaluates them on the twin (:mod:`labctl.families.cmna.sim.twin`: a
    simulated die built from the recorded characterisation, answering with the
    recorded serial), and compares the on-chip accuracy and every test
    sample's decision with the recorded ones;
@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from labctl.die_parameters import NOMINAL_W_LSB, DieParameters
+from labctl.families.cmna.die_parameters import NOMINAL_W_LSB, DieParameters
 from labctl.drivers.bridge_protocol import (
     DISCONNECT,
     Opcode,
@@ -42,12 +42,12 @@ from labctl.drivers.bridge_protocol import (
     parse_u16,
     parse_weights_request,
 )
-from labctl.hdf5_store import load_die_parameters, load_weights, read_raw
-from labctl.latch_codes import nibbles_to_signed, unpack_rows
+from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
+from labctl.families.cmna.latch_codes import nibbles_to_signed, unpack_rows
 from labctl.recipes import EvaluateStep, Stopped, parse_recipe
 from labctl.session import RecordedSession, extract, load_session
-from labctl.sim.twin import NOMINAL_LEAK_A, NOMINAL_SYNAPSE_SPREAD, absolute_gains, twin_bench
-from labctl.workflow import program_and_evaluate, run_training
+from labctl.families.cmna.sim.twin import NOMINAL_LEAK_A, NOMINAL_SYNAPSE_SPREAD, absolute_gains, twin_bench
+from labctl.families.cmna.workflow import program_and_evaluate, run_training
 
 Progress = Callable[[str, int, int], None]
 

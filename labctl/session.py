@@ -1,7 +1,7 @@
 """The session record: one ``session.h5`` per run with everything needed to replay it (issue 7).
 
 A :class:`SessionRecorder` listens to the bench while a run goes on (its
-:meth:`~SessionRecorder.bench_options` go to :class:`labctl.bench.Bench`):
+:meth:`~SessionRecorder.bench_options` go to :class:`labctl.families.cmna.bench.Bench`):
 every bridge transaction (contract section 2: seq, op, request payload,
 status, answer payload, duration) and every SMU reading (role, quantity,
 value), each with its time. At the end it writes them, with the bench identity
@@ -45,8 +45,8 @@ import h5py
 import numpy as np
 
 from labctl import __version__
-from labctl.bench import Reading
-from labctl.chip import ChipDescription
+from labctl.families.cmna.bench import Reading
+from labctl.families.cmna.chip import ChipDescription
 from labctl.drivers.bridge import Transaction
 from labctl.errors import DataFileError
 
@@ -84,7 +84,7 @@ class SessionRecorder:
         self._on_reading = on_reading
 
     def bench_options(self) -> dict:
-        """Keyword arguments for :class:`labctl.bench.Bench` (and the workflow's ``bench_options``)."""
+        """Keyword arguments for :class:`labctl.families.cmna.bench.Bench` (and the workflow's ``bench_options``)."""
         return {"transcript": self.record_transaction, "on_reading": self.record_reading}
 
     def record_transaction(self, tx: Transaction) -> None:

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# Pre-trained networks (labctl.train.population) go to a cache shared by the whole session (and its
+# Pre-trained networks (labctl.families.cmna.training.population) go to a cache shared by the whole session (and its
 # subprocesses), never the user's: the first test that fine-tunes Iris pays the pre-training once.
 _CACHE = tempfile.mkdtemp(prefix="labctl-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE

@@ -21,10 +21,10 @@ import h5py
 import numpy as np
 import pytest
 
-from labctl.bench import Bench
-from labctl.calibration.characterise import characterise
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.characterise import characterise
 from labctl.cli import main
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 PADS = ("VDD", "EXT_IN", "MON")
 

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from labctl import ratings
-from labctl.bench import Bench
+from labctl.families.cmna import ratings
+from labctl.families.cmna.bench import Bench
 from labctl.drivers.bridge_protocol import HardwareFaultError, StatusFlag
 from labctl.errors import SafetyError
-from labctl.latch_codes import signed_to_nibbles
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.latch_codes import signed_to_nibbles
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 PADS = ("VDD", "EXT_IN", "MON")
 EPS = 1e-12

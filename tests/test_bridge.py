@@ -26,10 +26,10 @@ from labctl.drivers.bridge_protocol import (
     StatusFlag,
 )
 from labctl.drivers.framing import FrameSplitter, Packet, crc16, decode_packet, encode_packet
-from labctl.latch_codes import pack_rows, signed_to_nibbles
-from labctl.sim.bridge_server import BridgeServer, Fault, FaultPlan
+from labctl.families.cmna.latch_codes import pack_rows, signed_to_nibbles
+from labctl.families.cmna.sim.bridge_server import BridgeServer, Fault, FaultPlan
 from labctl.sim.clock import VirtualClock
-from labctl.sim.die import SimulatedDie
+from labctl.families.cmna.sim.die import SimulatedDie
 from labctl.sim.pads import solve_operating_point
 
 FAST = dict(timeout_s=0.1, max_attempts=5, busy_backoff_s=0.002)

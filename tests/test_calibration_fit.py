@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from labctl.calibration.configurations import chain_config, chain_shift_plan
+from labctl.families.cmna.characterisation.configurations import chain_config, chain_shift_plan
 from labctl.calibration.fit import fit_line, fit_path_products, log_mean, normalise_mean_one
-from labctl.chip import ChipDescription
+from labctl.families.cmna.chip import ChipDescription
 
 CHIP = ChipDescription("T", 1, (1, 0), (7, 7, 7), 3, 12, 1e-10, 1e12, 1000, 1024)
 
@@ -55,7 +55,7 @@ LARGE = ChipDescription("T", 1, (1, 0), (40, 20, 10, 4), 3, 12, 1e-10, 1e12, 100
 
 
 def test_fan_in_chain_feeds_every_column_from_k_rows_and_twins_agree():
-    from labctl.calibration.configurations import chain_config
+    from labctl.families.cmna.characterisation.configurations import chain_config
 
     plus = chain_config(LARGE, (0, 3, 1), fan_in=(4, 4, 5), neg_fan_in=(2, 2, 3))
     minus = chain_config(LARGE, (0, 3, 1), with_negatives=True, fan_in=(4, 4, 5), neg_fan_in=(2, 2, 3))
@@ -67,7 +67,7 @@ def test_fan_in_chain_feeds_every_column_from_k_rows_and_twins_agree():
 
 
 def test_negative_probe_drives_each_probed_row_alone_and_rotates_roles():
-    from labctl.calibration.negative_probe import CALIBRATION_LEVELS, PROBE_FAN_IN, negative_probe
+    from labctl.families.cmna.characterisation.negative_probe import CALIBRATION_LEVELS, PROBE_FAN_IN, negative_probe
 
     negative_rows = np.zeros(20, int)
     for round_ in range(3):
@@ -87,7 +87,7 @@ def test_negative_probe_drives_each_probed_row_alone_and_rotates_roles():
 
 
 def test_joint_ratio_fit_recovers_rows_with_honest_errors():
-    from labctl.calibration.chains import RatioEquations, solve_ratios
+    from labctl.families.cmna.characterisation.chains import RatioEquations, solve_ratios
 
     rng = np.random.default_rng(3)
     n, z = 30, []
@@ -110,7 +110,7 @@ def test_joint_ratio_fit_recovers_rows_with_honest_errors():
 
 
 def test_knee_fit_finds_the_onset_of_a_compressive_soma():
-    from labctl.calibration.linear_range import fit_knee
+    from labctl.families.cmna.characterisation.linear_range import fit_knee
 
     rng = np.random.default_rng(4)
     x = np.concatenate([np.linspace(20e-9, 200e-9, 9), np.linspace(240e-9, 480e-9, 6)])
@@ -130,7 +130,7 @@ def test_knee_fit_finds_the_onset_of_a_compressive_soma():
 
 
 def test_a_deeper_layers_knee_run_feeds_every_soma_from_few_feeders_and_relays():
-    from labctl.calibration.linear_range import KNEE_FEEDERS, KNEE_RELAYS, layer_knee
+    from labctl.families.cmna.characterisation.linear_range import KNEE_FEEDERS, KNEE_RELAYS, layer_knee
 
     knee = layer_knee(ChipDescription("L", 1, (1, 0), (196, 100, 50, 10), 10, 12, 1e-10, 1e12, 1000, 1024), 3)
     into, below, first = knee.codes[2], knee.codes[1], knee.codes[0]
@@ -146,7 +146,7 @@ def test_a_deeper_layers_knee_run_feeds_every_soma_from_few_feeders_and_relays()
 def test_deeper_onsets_come_from_the_feeders_readings():
     """Feeders at known outputs, somas with the contract's compressive shape: the onset comes back,
     and a column with a negative connection (a stuck sign bit) gets none."""
-    from labctl.calibration.linear_range import layer_onsets
+    from labctl.families.cmna.characterisation.linear_range import layer_onsets
 
     rng = np.random.default_rng(7)
     rows, cols = 12, 40
@@ -171,7 +171,7 @@ def test_deeper_onsets_come_from_the_feeders_readings():
 
 
 def test_the_mon_bound_of_a_knee_run_is_never_below_a_compressive_response():
-    from labctl.calibration.probing import _next_reading_bound
+    from labctl.families.cmna.characterisation.probing import _next_reading_bound
 
     codes = np.linspace(100, 1300, 13)
     response = lambda c: np.where(c < 600, c, 600 + (c - 600) / (1 + (c - 600) / 600)) * 0.4e-9

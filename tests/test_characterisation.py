@@ -24,16 +24,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import labctl.sim.die as sim_die
-from labctl import ratings
-from labctl.bench import Bench
-from labctl.calibration.characterise import characterise
-from labctl.calibration.probing import Prober
+import labctl.families.cmna.sim.die as sim_die
+from labctl.families.cmna import ratings
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.characterise import characterise
+from labctl.families.cmna.characterisation.probing import Prober
 from labctl.drivers.bridge_protocol import StatusFlag
-from labctl.hdf5_store import read_raw
-from labctl.sim.bench import SimulatedBench
-from labctl.sim.truth import DieTruth
-from labctl.sim.twin import stuck_bits_seen
+from labctl.families.cmna.storage import read_raw
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.truth import DieTruth
+from labctl.families.cmna.sim.twin import stuck_bits_seen
 
 SEEDS = (3, 4, 5)
 LARGE_SEED = 2
@@ -247,8 +247,8 @@ def test_large_die_read_backs_show_only_true_stuck_bits(large: Run) -> None:
 
 
 def test_linear_range_choices() -> None:
-    from labctl.calibration.characterise import linear_range_overrides
-    from labctl.calibration.probing import ProbeSettings
+    from labctl.families.cmna.characterisation.characterise import linear_range_overrides
+    from labctl.families.cmna.characterisation.probing import ProbeSettings
     from labctl.errors import ConfigError
 
     assert linear_range_overrides(None) == {}  # the die size decides

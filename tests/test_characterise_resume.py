@@ -7,10 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
-from labctl.bench import Bench
-from labctl.calibration.characterise import characterise
-from labctl.hdf5_store import read_raw
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.characterise import characterise
+from labctl.families.cmna.storage import read_raw
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 
 def _stop_after(n_chains: int):

@@ -28,12 +28,12 @@ import h5py
 import numpy as np
 import pytest
 
-from labctl.calibration.characterise import default_config_count, plan_jobs
+from labctl.families.cmna.characterisation.characterise import default_config_count, plan_jobs
 from labctl.drivers.bridge_protocol import StatusFlag
-from labctl.hdf5_store import file_sha256
-from labctl.latch_codes import signed_to_nibbles
-from labctl.sim.bench import SimulatedBench
-from labctl.sim.truth import DieTruth
+from labctl.families.cmna.storage import file_sha256
+from labctl.families.cmna.latch_codes import signed_to_nibbles
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.truth import DieTruth
 
 SEED = 3
 SERIAL = f"CMNA-777-{SEED:06d}"

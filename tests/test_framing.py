@@ -8,7 +8,7 @@ from cobs import cobs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labctl.chip import ChipDescription
+from labctl.families.cmna.chip import ChipDescription
 from labctl.drivers.bridge_protocol import (
     STATUS_ERRORS,
     BadArgumentError,
@@ -42,7 +42,7 @@ from labctl.drivers.framing import (
     wire_bytes_needed,
 )
 from labctl.errors import InstrumentError
-from labctl.latch_codes import pack_rows, signed_to_nibbles, unpack_rows
+from labctl.families.cmna.latch_codes import pack_rows, signed_to_nibbles, unpack_rows
 
 # (seq, op, payload, packet, wire) of contract section 2
 WORKED_EXAMPLES = [

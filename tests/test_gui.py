@@ -14,7 +14,7 @@ pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import Qt  # noqa: E402
 
 from labctl.gui.main_window import MainWindow  # noqa: E402
-from labctl.hdf5_store import read_raw  # noqa: E402
+from labctl.families.cmna.storage import read_raw  # noqa: E402
 from labctl.session import load_session  # noqa: E402
 
 PADS = ("VDD", "EXT_IN", "MON")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from labctl.errors import ConfigError
-from labctl.hdf5_store import load_weights, read_raw
+from labctl.families.cmna.storage import load_weights, read_raw
 from labctl.recipes import (
     DEFAULT_RECIPE,
     PART_RECIPES,
@@ -23,7 +23,7 @@ from labctl.recipes import (
     part_recipe,
     run_recipe,
 )
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 PADS = ("VDD", "EXT_IN", "MON")
 FAST = """

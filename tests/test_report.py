@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from test_bad_input import fails
 
-from labctl.bench import Bench
-from labctl.calibration.characterise import characterise
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.characterisation.characterise import characterise
 from labctl.cli import main
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,13 +16,13 @@ import pytest
 
 from labctl.drivers.bridge import Bridge
 from labctl.drivers.bridge_protocol import Opcode, Status, parse_identify
-from labctl.hdf5_store import load_die_parameters, load_weights, read_raw
+from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
 from labctl.recipes import parse_recipe, run_recipe
 from labctl.replay import compare_readings, replay_session, _step_windows
 from labctl.session import SessionRecorder, load_session
-from labctl.sim.bench import SimulatedBench
-from labctl.sim.truth import DieTruth
-from labctl.sim.twin import stuck_bits_seen, twin_bench, twin_truth
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.truth import DieTruth
+from labctl.families.cmna.sim.twin import stuck_bits_seen, twin_bench, twin_truth
 
 SEED = 4
 STUCK = (0, 6, 2, 3, 1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.sim.die import PARTS, DieFault, SimulatedDie
+from labctl.families.cmna.sim.die import PARTS, DieFault, SimulatedDie
 from labctl.sim.pads import OperatingPoint, Pad, solve_operating_point
-from labctl.sim.truth import DieTruth, soma_transfer
+from labctl.families.cmna.sim.truth import DieTruth, soma_transfer
 
 SUPPLY, OVERSTRESS, UNWRITTEN, OVERRUN = 1, 2, 4, 8
 

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from labctl.chip import ChipDescription
-from labctl.die_parameters import DieParameters, LayerGains
+from labctl.families.cmna.chip import ChipDescription
+from labctl.families.cmna.die_parameters import DieParameters, LayerGains
 from labctl.errors import ConfigError
 from labctl.train.datasets import load_dataset
-from labctl.train.die_model import DieModel, mirror_factors, predict_rates, soma_currents_a
-from labctl.train.network_map import map_network
-from labctl.train.in_situ import MirrorEstimate
-from labctl.train.objectives import error_probability, margin_loss, z_margins
-from labctl.train.population import pretrain_population
-from labctl.train.quantise import LatchDefects, round_stochastic, round_ste
-from labctl.train.trainer import TARGET_MAX_SOMA_INPUT_A, finetune, train_weights
-from labctl.train.variation import NOMINAL_LEAK_A, ContractPopulation, MeasuredDistribution
+from labctl.families.cmna.training.die_model import DieModel, mirror_factors, predict_rates, soma_currents_a
+from labctl.families.cmna.training.network_map import map_network
+from labctl.families.cmna.training.in_situ import MirrorEstimate
+from labctl.families.cmna.training.objectives import error_probability, margin_loss, z_margins
+from labctl.families.cmna.training.population import pretrain_population
+from labctl.families.cmna.training.quantise import LatchDefects, round_stochastic, round_ste
+from labctl.families.cmna.training.trainer import TARGET_MAX_SOMA_INPUT_A, finetune, train_weights
+from labctl.families.cmna.training.variation import NOMINAL_LEAK_A, ContractPopulation, MeasuredDistribution
 
 CHIP = ChipDescription(
     serial="TEST", protocol=1, firmware=(1, 0), layer_sizes=(7, 7, 7), magnitude_bits=3, dac_bits=12,
@@ -179,7 +179,7 @@ def test_predict_rates_agrees_with_torch_model():
     rng = np.random.default_rng(0)
     codes = [rng.integers(-7, 8, size=CHIP.matrix_shape(m)) for m in range(CHIP.n_matrices)]
     dac = rng.integers(0, 4096, size=(50, 7))
-    from labctl.weights import InputEncoding, WeightSet
+    from labctl.families.cmna.weights import InputEncoding, WeightSet
 
     encoding = InputEncoding(np.zeros(4), np.ones(4), np.arange(4), np.zeros(7), np.arange(3))
     weights = WeightSet("TEST", CHIP.layer_sizes, [c.astype(np.int8) for c in codes], encoding, "none", 0.0)

@@ -11,25 +11,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from labctl.bench import Bench
-from labctl.evaluation import evaluate_on_chip
-from labctl.hdf5_store import load_die_parameters
-from labctl.latch_codes import signed_to_nibbles
-from labctl.programming import StuckBit, program_weights
-from labctl.sim.bench import SimulatedBench
-from labctl.sim.die import PARTS
-from labctl.sim.truth import DieTruth
-from labctl.stuck_bits import program_with_stuck_bit_retraining
+from labctl.families.cmna.bench import Bench
+from labctl.families.cmna.evaluation import evaluate_on_chip
+from labctl.families.cmna.storage import load_die_parameters
+from labctl.families.cmna.latch_codes import signed_to_nibbles
+from labctl.families.cmna.programming import StuckBit, program_weights
+from labctl.families.cmna.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.die import PARTS
+from labctl.families.cmna.sim.truth import DieTruth
+from labctl.families.cmna.stuck_bits import program_with_stuck_bit_retraining
 from labctl.train.datasets import load_dataset
-from labctl.train.in_situ import fit_mirror_factors
-from labctl.train.die_model import input_currents_a, output_rates_hz, predict_rates, soma_currents_a, soma_inputs
-from labctl.train.network_map import map_network
-from labctl.train.objectives import noise_variance_hz2
-from labctl.train.quantise import LatchDefects
-from labctl.train.trainer import train_weights
-from labctl.train.variation import READING_NOISE_FRAC, MeasuredDistribution
-from labctl.weights import InputEncoding, WeightSet
-from labctl.workflow import run_characterisation
+from labctl.families.cmna.training.in_situ import fit_mirror_factors
+from labctl.families.cmna.training.die_model import input_currents_a, output_rates_hz, predict_rates, soma_currents_a, soma_inputs
+from labctl.families.cmna.training.network_map import map_network
+from labctl.families.cmna.training.objectives import noise_variance_hz2
+from labctl.families.cmna.training.quantise import LatchDefects
+from labctl.families.cmna.training.trainer import train_weights
+from labctl.families.cmna.training.variation import READING_NOISE_FRAC, MeasuredDistribution
+from labctl.families.cmna.weights import InputEncoding, WeightSet
+from labctl.families.cmna.workflow import run_characterisation
 
 PART = "CMNA-777"
 GATE_MS = 200

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.bench import Bench
+from labctl.families.cmna.bench import Bench
 from labctl.drivers.bridge_protocol import StatusFlag
-from labctl.sim.bench import SimulatedBench
+from labctl.families.cmna.sim.bench import SimulatedBench
 
 EXT_IN_A = 100e-9
 READINGS = 5

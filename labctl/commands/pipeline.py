@@ -115,7 +115,7 @@ def _add_retraining_options(s) -> None:
 
 
 def identify(args: argparse.Namespace) -> int:
-    from labctl.bench import Bench
+    from labctl.families.cmna.bench import Bench
 
     bench = Bench.from_file(args.bench).open()
     try:
@@ -136,9 +136,9 @@ def identify(args: argparse.Namespace) -> int:
 
 def characterise(args: argparse.Namespace) -> int:
     from labctl.bench_file import load_bench_file
-    from labctl.calibration.characterise import Targets, linear_range_overrides
+    from labctl.families.cmna.characterisation.characterise import Targets, linear_range_overrides
     from labctl.progress import console
-    from labctl.workflow import run_characterisation
+    from labctl.families.cmna.workflow import run_characterisation
 
     load_bench_file(args.bench)  # a malformed bench file fails before anything is created
     overrides = {k: v for k, v in (("levels", args.levels), ("gate_ms", args.gate_ms), ("nplc", args.nplc))
@@ -167,7 +167,7 @@ def characterise(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from labctl.workflow import run_check
+    from labctl.families.cmna.workflow import run_check
 
     result = run_check(args.bench, args.calibration)
     print(result.message)
@@ -176,7 +176,7 @@ def check(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from labctl.progress import console
-    from labctl.workflow import run_training
+    from labctl.families.cmna.workflow import run_training
 
     hidden = tuple(int(v) for v in args.hidden.split(",")) if args.hidden else None
     with progress_bars(not args.no_progress) as progress:
@@ -194,7 +194,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def program_or_evaluate(args: argparse.Namespace) -> int:
-    from labctl.workflow import program_and_evaluate
+    from labctl.families.cmna.workflow import program_and_evaluate
 
     if args.calibration is None and (args.programmed_out is not None or args.in_situ_rounds != 1):
         raise ConfigError("--in-situ-rounds and --programmed-out need --calibration (the die's characterisation)")
@@ -210,7 +210,7 @@ def program_or_evaluate(args: argparse.Namespace) -> int:
               f"{len(retraining.estimates)} in-situ round(s)); the die holds {retraining.weights.dataset} weights "
               f"saved to {result.programmed_file}")
     if args.out_dir is not None:
-        from labctl.workflow import write_on_chip_record
+        from labctl.families.cmna.workflow import write_on_chip_record
 
         args.out_dir.mkdir(parents=True, exist_ok=True)
         write_on_chip_record(args.out_dir, args.weights.stem, result)

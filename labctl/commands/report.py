@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
-    from labctl.report.page import write_report
+    from labctl.families.cmna.report.page import write_report
 
     written = write_report(args.calibration, args.out)
     for missing in written.missing:

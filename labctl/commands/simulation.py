@@ -48,8 +48,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from labctl.sim.bench import SimulatedBench
-    from labctl.sim.twin import twin_bench
+    from labctl.families.cmna.sim.bench import SimulatedBench
+    from labctl.families.cmna.sim.twin import twin_bench
 
     if args.from_file is not None:
         sim = twin_bench(args.from_file, realtime=args.realtime, wiring=args.wiring)

@@ -4,7 +4,7 @@ The die takes its inputs as currents, which cannot be negative (contract
 section 1), so every feature is min-max scaled to [0, 1] with the statistics
 of the training split. The data sets keep the raw features: the scaling
 (``feature_offset``, ``feature_scale``) goes into the
-:class:`labctl.weights.InputEncoding` of a trained network, so that
+:class:`labctl.families.cmna.weights.InputEncoding` of a trained network, so that
 ``weights.encoding.encode(dataset.X_test)`` gives the DAC codes of the test set.
 
 Everything is local: the scikit-learn sets ship with scikit-learn and the

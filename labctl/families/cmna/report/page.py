@@ -1,0 +1,183 @@
+"""The report as files: one self-contained HTML page and one overview PNG.
+
+The HTML embeds every figure as base64 PNG so it can be mailed or archived
+alone; the PNG stacks the same figures for a quick look or a lab notebook.
+Sections whose data the file lacks say so instead of disappearing, so a
+reader can tell "not measured" from "fine".
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+from labctl.families.cmna.characterisation.analysis import DRIFT_FLAG_PER_MIN, DRIFT_SIGNIFICANCE
+from labctl.families.cmna.report import figures
+from labctl.families.cmna.report.contents import (
+    ReportData,
+    bench_time_s,
+    configuration_counts,
+    layer_rows,
+    linear_range_rows,
+    load,
+    reference_drift,
+    worst_neurons,
+)
+
+STYLE = """
+body { font-family: sans-serif; max-width: 1040px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #bbb; padding: 3px 9px; text-align: right; }
+th { background: #eee; } td.l, th.l { text-align: left; }
+.missing { background: #fde8e8; border-left: 4px solid #c33; padding: 0.5em 1em; }
+.note { color: #555; } img { max-width: 100%; }
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    body: str
+    """HTML of the text and tables (escaped already)."""
+    png: bytes | None = None
+
+
+@dataclass
+class Report:
+    html_path: Path
+    png_path: Path
+    missing: list[str] = field(default_factory=list)
+    """What the file lacked (empty for a complete characterisation)."""
+
+
+def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
+    """Write ``<stem>-report.html`` and ``<stem>-report.png`` next to ``path`` (or into ``out_dir``)."""
+    path = Path(path)
+    data = load(path)
+    sections = _sections(data)
+    folder = Path(out_dir) if out_dir is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    report = Report(folder / f"{path.stem}-report.html", folder / f"{path.stem}-report.png", data.missing)
+    report.png_path.write_bytes(figures.stack_pngs([s.png for s in sections if s.png]))
+    report.html_path.write_text(_page(data, sections), encoding="utf-8")
+    return report
+
+
+def _sections(data: ReportData) -> list[Section]:
+    out = [Section("Summary", _summary(data))]
+    if data.fits is not None:
+        out.append(_figure_section("Gain histograms", figures.gains, data,
+                                   "a+ and a-/a+ of every neuron a measurement reached; neurons flagged "
+                                   "unmeasured (filled with typical values for training) are left out."))
+        out.append(_figure_section("Fit residuals", figures.residuals, data,
+                                   "Left: per neuron, how far the two methods' a+ differ in units of their "
+                                   "combined standard error. Right: the fits' relative standard errors."))
+        out.append(Section("Worst neurons", _worst_table(data)))
+    if data.has_linear_range:
+        section = _figure_section("Linear range", figures.linear_range, data,
+                                  "Every operating point should stay below its soma's compression onset.")
+        section.body += _linear_range_table(data)
+        out.append(section)
+    else:
+        out.append(Section("Linear range", "<p class='note'>not measured: the file has no compression "
+                                           "onset or largest applied input per soma.</p>"))
+    out.append(_figure_section("Drift", figures.drift, data, _drift_text(data)))
+    if data.raw is not None:
+        out.append(_figure_section("Raw readings", figures.raw_readings, data,
+                                   "Every recorded reading, coloured by the kind of configuration it belongs to."))
+    return out
+
+
+def _figure_section(title: str, make: Callable[[ReportData], Figure], data: ReportData, text: str) -> Section:
+    return Section(title, f"<p class='note'>{html.escape(text)}</p>", figures.to_png(make(data)))
+
+
+def _table(header: list[str] | None, rows: list[list[str]], left: int = 1) -> str:
+    """An HTML table; the first ``left`` columns are text (left-aligned), the others numbers."""
+    cls = lambda i: " class='l'" if i < left else ""
+    head = "<tr>" + "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(header)) + "</tr>" \
+        if header else ""
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.2%}"
+
+
+def _summary(data: ReportData) -> str:
+    chip = data.chip
+    facts = [["die serial", chip.serial], ["part", f"{chip.part} ({'-'.join(map(str, chip.layer_sizes))})"],
+             ["firmware", ".".join(map(str, chip.firmware))], ["date", data.created],
+             ["method", str(data.parameters.get("method", "unknown"))]]
+    if data.raw is not None:
+        recorded, finished, kinds = configuration_counts(data.raw)
+        by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        facts += [["configurations", f"{finished} finished of {recorded} recorded ({by_kind})"],
+                  ["readings", f"{len(data.raw['mon'])} MON, {len(data.raw['c2f'])} C2F gates"],
+                  ["bench time", f"{bench_time_s(data.raw):.1f} s"]]
+    if data.fits is not None and data.fits.synapse_spread == data.fits.synapse_spread:
+        facts.append(["synapse spread per bit", _pct(data.fits.synapse_spread)])
+    parts = [_table(None, facts, left=2)]
+    parts += [f"<p class='missing'>{html.escape(m)}</p>" for m in data.missing]
+    if data.fits is not None:
+        rows = [[str(r.layer), str(r.neurons), _pct(r.rms_rel_std_a_plus), _pct(r.rms_rel_std_ratio),
+                 str(r.flagged), ", ".join(f"{k} {n}" for k, n in r.by_flag.items() if n) or "-"]
+                for r in layer_rows(data)]
+        parts.append(_table(["layer", "neurons", "rms rel. std a+", "rms rel. std a-/a+", "flagged neurons",
+                             "flags"], rows, left=0))
+    return "".join(parts)
+
+
+def _worst_table(data: ReportData) -> str:
+    worst = worst_neurons(data)
+    rows = [[str(r.layer), str(r.neuron), f"{r.a_plus:.4f}", _pct(r.a_plus_rel_std),
+             "-" if r.ratio != r.ratio else f"{r.ratio:.4f}", _pct(r.ratio_rel_std),
+             "-" if r.method_z != r.method_z else f"{r.method_z:+.1f}", ", ".join(r.flags) or "-",
+             ", ".join(r.listed_for)] for r in worst.rows]
+    note = ("<p class='note'>Flagged neurons, then the worst few of the measured ones by each criterion. "
+            "MON vs network: (a+ MON - a+ network) / sigma.</p>")
+    more = f"<p class='note'>... and {worst.flagged_not_shown} more flagged neurons.</p>" \
+        if worst.flagged_not_shown else ""
+    return note + _table(["layer", "neuron", "a+", "rel. std a+", "a-/a+", "rel. std a-/a+",
+                          "MON vs network (sigma)", "flags", "listed for"], rows, left=0) + more
+
+
+def _linear_range_table(data: ReportData) -> str:
+    nano = lambda a: "-" if a != a else f"{a * 1e9:.0f}"
+    rows = [[str(r.layer), "not measured" if r.onset_measured is None else f"{r.onset_measured} of {r.somas}",
+             nano(r.lowest_onset_a), nano(r.largest_input_a), "-" if r.beyond_onset is None else str(r.beyond_onset)]
+            for r in linear_range_rows(data)]
+    return _table(["layer", "somas with onset", "lowest onset (nA)", "largest input applied (nA)",
+                   "somas driven to their onset"], rows, left=0)
+
+
+def _drift_text(data: ReportData) -> str:
+    trace, summary = reference_drift(data)
+    if "rate_per_min" not in summary:
+        return f"{len(trace.times)} reference run(s): too few for a drift rate. Temperature: STATUS at every C2F gate."
+    verdict = (f"FLAGGED: faster than {DRIFT_FLAG_PER_MIN:.2%} per minute, beyond {DRIFT_SIGNIFICANCE:.0f} "
+               "standard errors" if summary["flagged"] else
+               f"not flagged: slower than {DRIFT_FLAG_PER_MIN:.2%} per minute, or within "
+               f"{DRIFT_SIGNIFICANCE:.0f} standard errors of the references' noise")
+    return (f"{len(trace.times)} reference runs; gain drift {summary['rate_per_min']:+.3%} "
+            f"± {summary['rate_std_per_min']:.3%} per minute ({verdict}). Temperature: STATUS at every C2F gate.")
+
+
+def _page(data: ReportData, sections: list[Section]) -> str:
+    title = f"Characterisation report: {data.chip.serial}"
+    body = []
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>{s.body}")
+        if s.png:
+            b64 = base64.b64encode(s.png).decode("ascii")
+            body.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{b64}'>")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p class='note'>{html.escape(str(data.path))}</p>{''.join(body)}</body></html>\n")

@@ -1,0 +1,306 @@
+"""HDF5 files: characterisation (raw readings, fits, provenance) and weights.
+
+Layout (docs/architecture.md has the full table). Every float is float64 with
+SI units in a ``units`` attribute. Raw readings are appended as they are
+measured and flushed at once, into extendable datasets that exist from the
+start, so the file can be read while it is written (SWMR) and an interrupted
+run loses nothing. Fits are written after the raw phase, outside SWMR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from labctl import __version__
+from labctl.families.cmna.chip import ChipDescription
+from labctl.families.cmna.die_parameters import DieParameters, LayerGains
+from labctl.errors import DataFileError
+from labctl.families.cmna.weights import InputEncoding, WeightSet
+
+MON_DTYPE = np.dtype([
+    ("time_s", "f8"), ("config", "i4"), ("level", "i4"), ("layer", "i2"), ("neuron", "i4"),
+    ("drive", "f8"), ("ext_in_a", "f8"), ("current_a", "f8"),
+])
+"""One MON reading: which configuration and drive level, which neuron, what it sank."""
+
+CONFIG_DTYPE = np.dtype([
+    ("time_s", "f8"), ("config", "i4"), ("kind", "S24"), ("params", h5py.string_dtype()),
+])
+
+
+DONE_DTYPE = np.dtype([("config", "i4"), ("job", h5py.string_dtype())])
+"""A finished run: its configuration id and its job key (JSON)."""
+
+
+def c2f_dtype(n_outputs: int) -> np.dtype:
+    return np.dtype([
+        ("time_s", "f8"), ("config", "i4"), ("level", "i4"), ("drive", "f8"),
+        ("gate_s", "f8"), ("temperature_c", "f8"), ("counts", "u4", (n_outputs,)),
+    ])
+
+
+def _open(path: str | Path, mode: str = "r", **kwargs) -> h5py.File:
+    p = Path(path)
+    if mode == "r" and not p.exists():
+        raise DataFileError(f"{p}: no such file")
+    try:
+        return h5py.File(p, mode, **kwargs)
+    except OSError as exc:
+        raise DataFileError(f"{p}: not a readable HDF5 file ({exc})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_chip(group: h5py.Group, chip: ChipDescription) -> None:
+    for key, value in chip.as_attrs().items():
+        group.attrs[key] = value
+
+
+def read_chip(path: str | Path) -> ChipDescription:
+    with _open(path) as f:
+        return _read_chip(f, path)
+
+
+def _read_chip(f: h5py.File, path: str | Path) -> ChipDescription:
+    if "die" not in f:
+        raise DataFileError(f"{path}: has no /die group (not a labctl file?)")
+    try:
+        return ChipDescription.from_attrs(dict(f["die"].attrs))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DataFileError(f"{path}: /die is incomplete ({exc})") from None
+
+
+class CharacterisationFile:
+    """Writer for one characterisation run; raw data go in as they are measured."""
+
+    def __init__(self, f: h5py.File, path: Path) -> None:
+        self._f = f
+        self.path = path
+
+    @classmethod
+    def create(cls, path: str | Path, chip: ChipDescription, bench_text: str,
+               parameters: dict[str, Any], swmr: bool = True) -> "CharacterisationFile":
+        p = Path(path)
+        f = _open(p, "w", libver="latest")
+        _write_chip(f.create_group("die"), chip)
+        f.attrs["labctl_version"] = __version__
+        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        f.attrs["kind"] = "characterisation"
+        f.attrs["parameters"] = json.dumps(parameters, sort_keys=True)
+        f.create_dataset("bench_file", data=bench_text)
+        raw = f.create_group("raw")
+        raw.create_dataset("mon", shape=(0,), maxshape=(None,), dtype=MON_DTYPE, chunks=(1024,))
+        raw.create_dataset("c2f", shape=(0,), maxshape=(None,), dtype=c2f_dtype(chip.n_outputs), chunks=(256,))
+        raw.create_dataset("configs", shape=(0,), maxshape=(None,), dtype=CONFIG_DTYPE, chunks=(64,))
+        n_syn = sum(a * b for a, b in zip(chip.layer_sizes[:-1], chip.layer_sizes[1:]))
+        raw.create_dataset("config_codes", shape=(0, n_syn), maxshape=(None, n_syn), dtype="u1",
+                           chunks=(1, n_syn), compression="gzip")
+        raw["mon"].attrs["units"] = "time_s: s of bench time (bridge uptime), drive: DAC code or A, ext_in_a: A, current_a: A"
+        raw["c2f"].attrs["units"] = "time_s: s of bench time (bridge uptime), gate_s: s, temperature_c: degC, counts: events"
+        raw["config_codes"].attrs["layout"] = "latch nibbles of matrix 0, 1, ... flattened row-major"
+        raw.create_dataset("done", shape=(0,), maxshape=(None,), dtype=DONE_DTYPE, chunks=(64,))
+        raw["done"].attrs["meaning"] = "configuration ids whose run finished (resume skips them)"
+        if swmr:
+            f.swmr_mode = True
+        return cls(f, p)
+
+    @classmethod
+    def resume(cls, path: str | Path, chip: ChipDescription) -> "CharacterisationFile":
+        """Reopen an interrupted run to append more (refuses a file of another die)."""
+        p = Path(path)
+        recorded = read_chip(p)
+        if recorded.serial != chip.serial:
+            raise DataFileError(f"{p} was measured on die {recorded.serial!r}; the bench holds die {chip.serial!r}")
+        f = _open(p, "r+", libver="latest")
+        for name in ("calibration", "methods", "flags"):
+            if name in f:  # fits of an earlier, partial analysis: redone at the end
+                del f[name]
+        f.swmr_mode = True
+        return cls(f, p)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return json.loads(self._f.attrs["parameters"])
+
+    def read_raw(self) -> dict[str, np.ndarray]:
+        """The raw tables as written so far (the writer's own view, e.g. to decide when to stop)."""
+        return {name: self._f["raw"][name][()] for name in self._f["raw"]}
+
+    def mark_done(self, config: int, job: Any) -> None:
+        """Record that a configuration's run finished; ``job`` identifies it for a resume."""
+        self._append("done", np.array([(config, json.dumps(job))], DONE_DTYPE))
+
+    def _append(self, name: str, rows: np.ndarray) -> None:
+        ds = self._f["raw"][name]
+        n = ds.shape[0]
+        ds.resize((n + len(rows),) + ds.shape[1:])
+        ds[n:] = rows
+        ds.flush()
+
+    def append_config(self, config: int, kind: str, params: dict[str, Any], nibbles: Iterable[np.ndarray]) -> None:
+        row = np.array([(time.time(), config, kind.encode(), json.dumps(params))], CONFIG_DTYPE)
+        self._append("configs", row)
+        flat = np.concatenate([np.asarray(n, np.uint8).ravel() for n in nibbles])
+        self._append("config_codes", flat[None, :])
+
+    def append_mon(self, rows: np.ndarray) -> None:
+        self._append("mon", np.asarray(rows, MON_DTYPE))
+
+    def append_c2f(self, rows: np.ndarray) -> None:
+        self._append("c2f", rows)
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.flush()
+            self._f.close()
+
+
+def read_raw(path: str | Path, swmr: bool = False) -> dict[str, np.ndarray]:
+    """All raw tables; ``swmr=True`` reads a file that another process is still writing."""
+    with _open(path, "r", swmr=swmr) as f:
+        if "raw" not in f:
+            raise DataFileError(f"{path}: has no /raw group (not a characterisation file)")
+        return {name: f["raw"][name][()] for name in f["raw"]}
+
+
+def write_calibration(path: str | Path, params: DieParameters,
+                      methods: dict[str, DieParameters] | None = None,
+                      flags: dict[str, np.ndarray] | None = None,
+                      summary: dict[str, Any] | None = None) -> None:
+    """Write fits under /calibration (required layout of issue 4), per method under /methods."""
+    with _open(path, "r+") as f:
+        for name in ("calibration", "methods", "flags"):
+            if name in f:
+                del f[name]
+        _write_params(f.create_group("calibration"), params)
+        if summary:
+            f["calibration"].attrs["summary"] = json.dumps(summary, sort_keys=True, default=float)
+        if methods:
+            g = f.create_group("methods")
+            for name, p in methods.items():
+                _write_params(g.create_group(name), p)
+        if flags:
+            g = f.create_group("flags")
+            for name, arr in flags.items():
+                g.create_dataset(name, data=np.asarray(arr))
+
+
+_LINEAR_RANGE = ("compression_onset_a", "compression_onset_a_std", "max_input_a")
+"""Optional per-layer datasets of the linear range (issue 5)."""
+
+
+def _dataset(group: h5py.Group, name: str, data, units: str) -> None:
+    ds = group.create_dataset(name, data=np.asarray(data, dtype=np.float64))
+    ds.attrs["units"] = units
+
+
+def _write_params(g: h5py.Group, p: DieParameters) -> None:
+    for l, layer in enumerate(p.layers):
+        lg = g.create_group(f"layer_{l}")
+        _dataset(lg, "a_plus", layer.a_plus, "1 (normalised: mean 1 per layer)")
+        _dataset(lg, "a_plus_std", layer.a_plus_std, "1")
+        _dataset(lg, "a_minus", layer.a_minus, "1 (same normalisation as a_plus)")
+        _dataset(lg, "a_minus_std", layer.a_minus_std, "1")
+        lg.attrs["scale"] = float(layer.scale)
+        lg.attrs["scale_units"] = "1 (absolute gain = a_plus * scale)"
+        for name in _LINEAR_RANGE:
+            if getattr(layer, name) is not None:
+                _dataset(lg, name, getattr(layer, name), "A (NaN: not measured)")
+    _dataset(g, "bias_gain", p.bias_gain, "1")
+    _dataset(g, "bias_offset_a", p.bias_offset_a, "A")
+    _dataset(g, "c2f_gain_hz_per_a", p.c2f_gain_hz_per_a, "Hz/A")
+    _dataset(g, "c2f_dark_hz", p.c2f_dark_hz, "Hz")
+    g.attrs["synapse_spread"] = float(p.synapse_spread)
+    g.attrs["notes"] = json.dumps(p.notes)
+
+
+def load_die_parameters(path: str | Path, group: str = "calibration") -> DieParameters:
+    """The fitted parameters of a characterisation file; DataFileError if absent or corrupt."""
+    with _open(path) as f:
+        chip = _read_chip(f, path)
+        if group not in f:
+            raise DataFileError(f"{path}: has no /{group} (characterisation incomplete or not a characterisation file)")
+        g = f[group]
+        try:
+            layers = [
+                LayerGains(
+                    a_plus=g[f"layer_{l}/a_plus"][()], a_plus_std=g[f"layer_{l}/a_plus_std"][()],
+                    a_minus=g[f"layer_{l}/a_minus"][()], a_minus_std=g[f"layer_{l}/a_minus_std"][()],
+                    scale=float(g[f"layer_{l}"].attrs["scale"]),
+                    **{name: g[f"layer_{l}/{name}"][()] for name in _LINEAR_RANGE if name in g[f"layer_{l}"]},
+                )
+                for l in range(chip.n_layers)
+            ]
+            params = DieParameters(
+                chip=chip, layers=layers,
+                bias_gain=g["bias_gain"][()], bias_offset_a=g["bias_offset_a"][()],
+                c2f_gain_hz_per_a=g["c2f_gain_hz_per_a"][()], c2f_dark_hz=g["c2f_dark_hz"][()],
+                synapse_spread=float(g.attrs.get("synapse_spread", np.nan)),
+                notes=json.loads(g.attrs.get("notes", "{}")),
+            )
+        except KeyError as exc:
+            raise DataFileError(f"{path}: /{group} is incomplete (missing {exc})") from None
+    for l, layer in enumerate(params.layers):
+        if layer.a_plus.shape != (chip.layer_sizes[l],):
+            raise DataFileError(f"{path}: layer_{l}/a_plus has {layer.a_plus.shape}, die has {chip.layer_sizes[l]} neurons")
+    return params
+
+
+def save_weights(path: str | Path, weights: WeightSet) -> None:
+    with _open(path, "w") as f:
+        f.attrs["kind"] = "weights"
+        f.attrs["labctl_version"] = __version__
+        f.attrs["die_serial"] = weights.die_serial
+        f.attrs["layer_sizes"] = list(weights.layer_sizes)
+        f.attrs["calibration_sha256"] = weights.calibration_sha256
+        f.attrs["dataset"] = weights.dataset
+        f.attrs["software_accuracy"] = float(weights.software_accuracy)
+        f.attrs["naive"] = bool(weights.naive)
+        f.attrs["metadata"] = json.dumps(weights.metadata)
+        for m, codes in enumerate(weights.codes):
+            ds = f.create_dataset(f"weights/matrix_{m}/codes", data=np.asarray(codes, np.int8))
+            ds.attrs["units"] = "signed magnitude code, -7..7 (rows: layer m, columns: layer m+1)"
+        enc = f.create_group("encoding")
+        e = weights.encoding
+        enc.create_dataset("input_offset", data=np.asarray(e.input_offset, np.float64))
+        enc.create_dataset("input_scale", data=np.asarray(e.input_scale, np.float64)).attrs["units"] = "DAC codes per feature unit"
+        enc.create_dataset("input_channels", data=np.asarray(e.input_channels, np.int64))
+        enc.create_dataset("constant_codes", data=np.asarray(e.constant_codes, np.int64))
+        enc.create_dataset("class_outputs", data=np.asarray(e.class_outputs, np.int64))
+        enc.attrs["max_code"] = int(e.max_code)
+
+
+def load_weights(path: str | Path) -> WeightSet:
+    with _open(path) as f:
+        if f.attrs.get("kind") != "weights":
+            raise DataFileError(f"{path}: not a labctl weights file (kind={f.attrs.get('kind')!r})")
+        try:
+            sizes = tuple(int(v) for v in f.attrs["layer_sizes"])
+            codes = [f[f"weights/matrix_{m}/codes"][()].astype(np.int8) for m in range(len(sizes) - 1)]
+            e = f["encoding"]
+            encoding = InputEncoding(
+                input_offset=e["input_offset"][()], input_scale=e["input_scale"][()],
+                input_channels=e["input_channels"][()], constant_codes=e["constant_codes"][()],
+                class_outputs=e["class_outputs"][()], max_code=int(e.attrs.get("max_code", 4095)),
+            )
+            return WeightSet(
+                die_serial=str(f.attrs["die_serial"]), layer_sizes=sizes, codes=codes, encoding=encoding,
+                dataset=str(f.attrs["dataset"]), software_accuracy=float(f.attrs["software_accuracy"]),
+                calibration_sha256=str(f.attrs.get("calibration_sha256", "")), naive=bool(f.attrs.get("naive", False)),
+                metadata=json.loads(f.attrs.get("metadata", "{}")),
+            )
+        except (KeyError, ValueError) as exc:
+            raise DataFileError(f"{path}: weights file is incomplete or inconsistent ({exc})") from None

@@ -1,0 +1,1 @@
+"""labctl/families/cmna/training"""

@@ -1,0 +1,573 @@
+"""Tailored training: weights for one characterised die (seed 004 sections 1.1 and 3.4).
+
+The measured gains of the die go into the forward pass (:mod:`die_model`), so
+backpropagation finds 3-bit weights that suit this die's heterogeneous
+neurons. What characterisation cannot pin down (the mirror gain of every
+synapse bit, the fits' own errors, hidden somas' leakage) is sampled every
+step (:mod:`variation`), and the loss asks for a margin in units of the C2F
+count noise at the evaluation gate (:mod:`objectives`), so that the weights
+hold on the die itself and not only in the model. ``naive=True`` trains the
+same way on nominal gains (with the contract's typical synapse spread): the
+baseline a lab would get without characterisation, and, evaluated on a
+nominal die, the ideal software network.
+
+Training sees what the die will see: the DAC codes of the training split
+under the encoding in force (re-chosen every epoch so that every soma stays
+below 200 nA: the linear range ends near 300 nA, contract section 1), the
+measured bias offsets, the leakage, the dark rates. Among the epochs of every
+restart, and among restarts (different seeds, alternating the two rounding
+schemes of :mod:`quantise`), the codes with the fewest expected training
+errors over a fixed set of sampled dies, with count noise, are kept; the test
+split is never looked at.
+
+Fine-tuning (:func:`finetune`) starts from a network pre-trained on the
+contract's population of dies (:mod:`population`) or from earlier codes, and
+needs far fewer steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from labctl.families.cmna.die_parameters import DieParameters
+from labctl.errors import ConfigError
+from labctl.families.cmna import ratings
+from labctl.families.cmna.training import objectives
+from labctl.train.datasets import Dataset
+from labctl.families.cmna.training.die_model import (
+    input_currents_a,
+    output_rates_hz,
+    predict_rates,
+    rectify,
+    soma_currents_a,
+    soma_inputs,
+)
+from labctl.families.cmna.training.in_situ import MirrorEstimate
+from labctl.families.cmna.training.network_map import NetworkMap, map_network
+from labctl.families.cmna.training.quantise import ROUNDINGS, LatchDefects, QuantisedWeights
+from labctl.families.cmna.training.variation import READING_NOISE_FRAC, ContractPopulation, DieDraws, MeasuredDistribution
+from labctl.families.cmna.weights import InputEncoding, WeightSet
+
+if TYPE_CHECKING:
+    from labctl.families.cmna.training.population import PretrainedNetwork
+
+TARGET_MAX_SOMA_INPUT_A = 200e-9
+"""Largest soma input current the encoding allows on the training split (linear range ~300 nA, section 1);
+less on a die whose somas were measured to compress early (:func:`soma_input_limit_a`)."""
+
+LOSSES = objectives.LOSSES
+TORCH_THREADS = 1
+"""The tensors are small: a second thread mostly spins, and on a shared machine it slows everyone down."""
+L1_NEGATIVE = 1e-6
+"""L1 penalty on negative weights (seed 004 section 3.4)."""
+GRADIENT_LEAK = 0.05
+"""Rectifier gradient below zero during training: revives neurons that are off for every sample."""
+DEFAULT_GATE_MS = 20
+"""Gate of the on-chip evaluation (labctl.families.cmna.evaluation's default): the count noise margins are measured in."""
+DEFAULT_RESTARTS = 2
+"""Restarts from scratch: one per rounding scheme, the more robust is kept."""
+SCRATCH_STEPS = 2000
+FINETUNE_STEPS = 600
+"""Default optimiser steps per restart from scratch and when fine-tuning."""
+SMALL_NETWORK_SYNAPSES = 10_000
+"""Up to this size, fine-tuning tries two pre-trained starts (seconds each); above, only the best."""
+DRAW_PATTERNS = 2000
+DRAW_SYNAPSES = 100_000
+"""Sampled dies per step: about 2000 patterns per step, at most 100k synapses' worth of mirror gains (speed)."""
+AUGMENT_COPIES = 4
+JITTER = 0.05
+"""Distillation on small data sets: jittered copies of every training sample (5 % of the feature range)."""
+SCORE_SAMPLES = 20_000
+"""Patterns x sampled dies for the robustness score of one epoch (at least 4 dies, at most 32)."""
+
+Progress = Callable[[int, int, float, float], None]
+Distribution = MeasuredDistribution | ContractPopulation
+
+
+@dataclass
+class TrainReport:
+    """What happened during training, for the log, the HDF5 file and the GUI."""
+
+    dataset: str
+    die_serial: str
+    naive: bool
+    seed: int
+    loss: str
+    layer_sizes_used: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    variation_aware: bool
+    seconds: float
+    """Wall time of training and encoding."""
+    restarts: int = 1
+    rounding: str = "ste"
+    """Rounding scheme of the restart that was kept."""
+    fine_tuned: bool = False
+    losses: list[float] = field(default_factory=list)
+    """Training loss after each epoch of the kept restart (sampled dies, 3-bit network)."""
+    train_accuracies: list[float] = field(default_factory=list)
+    """Accuracy of the 3-bit network on the training split after each epoch of the kept restart (mean model)."""
+    best_epoch: int = 0
+    """Epoch whose weights were kept (fewest expected training errors on sampled dies)."""
+    expected_train_errors: float = float("nan")
+    """Expected training-split errors of the kept codes, mean over the scoring dies, with count noise."""
+    worst_train_errors: float = float("nan")
+    """The same on the worst of the scoring dies."""
+    ideal_accuracy: float = float("nan")
+    """Test accuracy of the same codes on an ideal die (nominal gains, no offsets, no dark rate)."""
+    train_accuracy: float = float("nan")
+    """Training-split accuracy of the programmed network (3-bit codes, DAC codes) in the model."""
+    software_accuracy: float = float("nan")
+    """Test-split accuracy of the programmed network (3-bit codes, DAC codes) in the model."""
+    input_full_scale_code: float = float("nan")
+    """DAC code of a feature at its training maximum (and of the bias channel)."""
+    max_soma_input_a: list[float] = field(default_factory=list)
+    """Largest soma input current per layer over the training split, A."""
+    median_winner_rate_hz: float = float("nan")
+    """Median rate of the winning output on the test split: compare with the C2F dark rate."""
+    stores: list[list[np.ndarray]] = field(default_factory=list, repr=False)
+    """Float store (code units) of every restart's kept epoch, most robust first: starts for fine-tuning."""
+
+
+@dataclass
+class _Candidate:
+    codes: list[np.ndarray]
+    store: list[np.ndarray]
+    score: float
+    """Mean of the expected training errors over the scoring dies and of the worst die's."""
+    rounding: str
+    logs: dict
+
+
+def train_weights(
+    params: DieParameters,
+    dataset: Dataset,
+    *,
+    hidden: tuple[int, ...] | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    loss: str = "margin",
+    naive: bool = False,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+    learning_rate: float = 0.05,
+    variation_aware: bool = True,
+    restarts: int | None = None,
+    rounding: str | Sequence[str] = ROUNDINGS,
+    starts: Sequence[Sequence[np.ndarray]] | None = None,
+    defects: LatchDefects | None = None,
+    gate_ms: int = DEFAULT_GATE_MS,
+    population: bool = False,
+    margin_sigmas: float = objectives.DEFAULT_MARGIN_SIGMAS,
+    synapse_spread: float | None = None,
+    teacher: "Teacher | None" = None,
+    augment: int | None = None,
+    in_situ: MirrorEstimate | None = None,
+) -> tuple[WeightSet, TrainReport]:
+    """Train 3-bit weights for the die described by ``params`` (or nominal gains if ``naive``).
+
+    ``restarts`` runs (default 2 from scratch, one per start given) cycle
+    through the ``rounding`` schemes and ``starts`` (initial weights in code
+    units, full die geometry); the most robust codes are kept. ``defects`` are
+    known stuck latch bits (training uses what those latches really hold).
+    ``population`` trains for the contract's population of dies instead of
+    ``params`` (only its geometry is used; see
+    :func:`labctl.families.cmna.training.population.pretrain_population`). ``gate_ms`` is the
+    on-chip gate whose count noise the margin is measured against;
+    ``synapse_spread`` overrides the measured per-bit mirror spread.
+    ``teacher`` replaces the labels by a reference network's decisions
+    (distillation: the die then computes what the reference computes), on
+    the training split and ``augment`` jittered copies of it (default 4 for
+    small data sets, none from 1000 samples on). ``in_situ`` holds the
+    mirror gains measured on the programmed die (:mod:`in_situ`).
+    Returns the weights on the full die geometry with their input encoding,
+    and a report. Deterministic for a given seed.
+    """
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"training needs at least 1 epoch, got {epochs}")
+    roundings = (rounding,) if isinstance(rounding, str) else tuple(rounding)
+    if not roundings or any(r not in ROUNDINGS for r in roundings):
+        raise ConfigError(f"rounding must be among {', '.join(ROUNDINGS)}, got {rounding!r}")
+    started = time.perf_counter()
+    chip = params.chip
+    model_params = DieParameters.nominal(chip) if naive else params
+    network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
+    features, labels = dataset.X_train, dataset.y_train
+    if teacher is not None:
+        copies = augment if augment is not None else (AUGMENT_COPIES if len(labels) < 1000 else 0)
+        features = _jittered(dataset, copies, seed)
+        labels = teacher.decisions(features)
+    n_train = len(labels)
+    batch_size = batch_size or int(np.clip(n_train // 8, 16, 200))
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    fine = bool(starts)
+    if epochs is None:
+        budget = FINETUNE_STEPS if fine else SCRATCH_STEPS
+        epochs = int(np.clip(math.ceil(budget / steps_per_epoch), 10 if fine else 50, 400))
+    restarts = restarts if restarts is not None else (len(starts) if fine else DEFAULT_RESTARTS)
+    if restarts < 1:
+        raise ConfigError(f"training needs at least 1 restart, got {restarts}")
+    distribution: Distribution = (ContractPopulation(chip) if population
+                                  else MeasuredDistribution(model_params, synapse_spread=synapse_spread,
+                                                            bit_priors=in_situ.bit_priors() if in_situ else None))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
+                   learning_rate=learning_rate, varied=variation_aware, gate_s=gate_ms * 1e-3, defects=defects,
+                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params))
+        candidates = []
+        total = epochs * restarts
+        for run in range(restarts):
+            report_epoch = None if progress is None else (
+                lambda e, _t, l, a, run=run: progress(run * epochs + e, total, l, a))
+            candidates.append(fit.run(seed=seed + 1000 * run, epochs=epochs, rounding=roundings[run % len(roundings)],
+                                      start=starts[run % len(starts)] if fine else None, progress=report_epoch))
+    finally:
+        torch.set_num_threads(threads)
+    candidates.sort(key=lambda c: c.score)
+    best = candidates[0]
+    codes = best.codes
+
+    encoding, full_scale = choose_encoding(model_params, network, dataset, codes)
+    weights = WeightSet(
+        die_serial=chip.serial,
+        layer_sizes=tuple(chip.layer_sizes),
+        codes=codes,
+        encoding=encoding,
+        dataset=dataset.name,
+        software_accuracy=float("nan"),
+        naive=naive,
+        metadata={"trainer": "labctl.train", "loss": loss, "seed": str(seed),
+                  "model": "population" if population else ("nominal" if naive else "measured"),
+                  "layer_sizes_used": ",".join(str(n) for n in network.layer_sizes_used),
+                  "rounding": best.rounding, "fine_tuned": str(fine), "distilled": str(teacher is not None),
+                  "dataset_source": dataset.source, **({"label_column": dataset.label_column}
+                                                       if dataset.label_column else {})},
+    )
+    train_codes = encoding.encode(dataset.X_train)
+    currents = soma_currents_a(model_params, codes, train_codes)
+    test_rates = predict_rates(model_params, weights, encoding.encode(dataset.X_test))
+    weights.software_accuracy = accuracy(encoding.classify(test_rates), dataset.y_test)
+    train_rates = predict_rates(model_params, weights, train_codes)
+    ideal_rates = predict_rates(DieParameters.nominal(chip), weights, encoding.encode(dataset.X_test))
+    report = TrainReport(
+        dataset=dataset.name,
+        die_serial=chip.serial,
+        naive=naive,
+        seed=seed,
+        loss=loss,
+        layer_sizes_used=network.layer_sizes_used,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        variation_aware=variation_aware,
+        seconds=time.perf_counter() - started,
+        restarts=restarts,
+        rounding=best.rounding,
+        fine_tuned=fine,
+        ideal_accuracy=accuracy(encoding.classify(ideal_rates), dataset.y_test),
+        train_accuracy=accuracy(encoding.classify(train_rates), dataset.y_train),
+        software_accuracy=weights.software_accuracy,
+        input_full_scale_code=full_scale,
+        max_soma_input_a=[float(c.max()) for c in currents],
+        median_winner_rate_hz=float(np.median(test_rates[:, encoding.class_outputs].max(axis=1))),
+        expected_train_errors=best.logs["expected_errors"],
+        worst_train_errors=best.logs["worst_errors"],
+        losses=best.logs["losses"],
+        train_accuracies=best.logs["train_accuracies"],
+        best_epoch=best.logs["best_epoch"],
+        stores=[c.store for c in candidates],
+    )
+    return weights, report
+
+
+def finetune(
+    params: DieParameters,
+    dataset: Dataset,
+    start: "PretrainedNetwork | WeightSet | Sequence[np.ndarray]",
+    *,
+    max_starts: int | None = None,
+    learning_rate: float = 0.02,
+    distil: bool = True,
+    **options,
+) -> tuple[WeightSet, TrainReport]:
+    """Adapt pre-trained weights to one measured die in seconds (seed 004, "Discussion").
+
+    ``start`` is a :class:`labctl.families.cmna.training.population.PretrainedNetwork` (the
+    best restart of its population network, its reference network, the other
+    restarts, each fine-tuned once: up to ``max_starts``, by default two on a
+    small network and one on a large one), a :class:`WeightSet` or one list of
+    code-unit arrays (full die geometry). The network's layer sizes come from the start. With
+    ``distil``, the targets are the start's own decisions (a pre-trained
+    network's on a perfect die, a weight set's on the die it was trained for):
+    the measured die is then made to compute what the start computes. Other
+    options go to :func:`train_weights`.
+    """
+    stores, hidden = _start_stores(start, params)
+    if max_starts is None:
+        synapses = sum(int(np.count_nonzero(a)) for a in stores[0])
+        max_starts = 2 if synapses <= SMALL_NETWORK_SYNAPSES else 1
+    teacher = _teacher_of(start, params, dataset) if distil else None
+    return train_weights(params, dataset, hidden=hidden, learning_rate=learning_rate,
+                         starts=stores[:max_starts], teacher=teacher, **options)
+
+
+def _teacher_of(start, params: DieParameters, dataset: Dataset) -> "Teacher | None":
+    """The start as a reference network, on the die whose function it was trained to compute."""
+    nominal = DieParameters.nominal(params.chip)
+    if isinstance(start, WeightSet):
+        return Teacher(start, params if start.metadata.get("model") == "measured" else nominal)
+    if hasattr(start, "reference"):
+        return Teacher(start.reference(params.chip, dataset), nominal)
+    return None
+
+
+def _start_stores(start, params: DieParameters) -> tuple[list[list[np.ndarray]], tuple[int, ...] | None]:
+    """Start weights as float stores (code units), and the hidden layer sizes they were trained with."""
+    sizes_used = None
+    if isinstance(start, WeightSet):
+        stores = [[c.astype(np.float64) for c in start.codes]]
+        sizes_used = start.metadata.get("layer_sizes_used")
+    elif hasattr(start, "stores"):  # the best population restart, the reference itself, the other restarts
+        stores = [start.stores[0], [c.astype(np.float64) for c in start.reference_codes], *start.stores[1:]]
+        sizes_used = ",".join(str(n) for n in start.layer_sizes_used)
+    else:
+        stores = [[np.asarray(a, dtype=np.float64) for a in start]]
+    shapes = [params.chip.matrix_shape(m) for m in range(params.chip.n_matrices)]
+    for store in stores:
+        if [a.shape for a in store] != shapes:
+            raise ConfigError(
+                f"start weights have shapes {[a.shape for a in store]}, die {params.chip.serial} needs {shapes}")
+    hidden = tuple(int(n) for n in sizes_used.split(",")[1:-1]) if sizes_used else None
+    return stores, hidden
+
+
+class _Fit:
+    """One training problem (die distribution, network, data, loss); :meth:`run` is one restart."""
+
+    def __init__(self, distribution: Distribution, network: NetworkMap, dataset: Dataset, features: np.ndarray,
+                 labels: np.ndarray, *, loss: str,
+                 batch_size: int, learning_rate: float, varied: bool, gate_s: float,
+                 defects: LatchDefects | None, seed: int, margin_sigmas: float, max_soma_input_a: float) -> None:
+        self.distribution = distribution
+        self.max_soma_input_a = max_soma_input_a
+        self.chip = distribution.chip
+        self.network = network
+        self.dataset = dataset
+        self.features = features
+        self.loss = loss
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.varied = varied
+        self.gate_s = gate_s
+        self.defects = defects
+        self.margin_sigmas = margin_sigmas
+        self.dtype = torch.float32
+        self.masks = network.masks(self.chip)
+        self.outputs = torch.as_tensor(network.class_outputs)
+        self.y_train = torch.as_tensor(labels)
+        self.mean = distribution.mean()
+        n_train = len(labels)
+        synapses = int(sum(mask.sum() for mask in self.masks))
+        self.draws_per_step = (int(np.clip(min(DRAW_PATTERNS // batch_size, DRAW_SYNAPSES // synapses), 1, 16))
+                               if varied else 1)
+        score_dies = int(np.clip(SCORE_SAMPLES // n_train, 4, 32)) if varied else 1
+        # the same sampled dies score every epoch of every restart (common random numbers)
+        self.score_draws = (distribution.sample(score_dies, torch.Generator().manual_seed(seed + 7919))
+                            if varied else self.mean)
+        self.rate_norm = float(self.mean.rate_gain[0, self.outputs].mean())
+
+    def run(self, *, seed: int, epochs: int, rounding: str, start: Sequence[np.ndarray] | None,
+            progress: Progress | None) -> _Candidate:
+        generator = torch.Generator().manual_seed(seed)
+        weights = QuantisedWeights(self.masks, self.chip.max_magnitude,
+                                   [0.4 * self.chip.max_magnitude] * len(self.masks), self.dtype,
+                                   rounding=rounding, defects=self.defects, generator=generator)
+        if start is not None:
+            weights.set_latent(start)
+        else:
+            _start_bias_positive(weights, self.network)
+        full_scale = self._full_scale(weights, float(self.chip.max_dac_code))
+        dac = self._dac(full_scale)
+        log_gain = torch.nn.Parameter(torch.zeros((), dtype=self.dtype))
+        if self.loss != "margin":
+            with torch.no_grad():
+                typical = self._rates(self.mean, dac, weights.codes())[0].max(dim=1).values.mean() / self.rate_norm
+                log_gain.fill_(-float(torch.log(typical.clamp(min=1e-12))))
+        optimiser = torch.optim.Adam([*weights.parameters(), log_gain], lr=self.learning_rate)
+        total_steps = epochs * math.ceil(len(self.y_train) / self.batch_size)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps,
+                                                              eta_min=self.learning_rate * 0.05)
+        logs: dict = {"losses": [], "train_accuracies": [], "best_epoch": 0}
+        best: tuple[float, list[np.ndarray], tuple[float, float], list[np.ndarray]] | None = None
+        for epoch in range(epochs):
+            weights.train()
+            epoch_loss, batches = 0.0, 0
+            for batch in torch.randperm(len(self.y_train), generator=generator).split(self.batch_size):
+                draws = self.distribution.sample(self.draws_per_step, generator) if self.varied else self.mean
+                total = self._loss(draws, dac[batch], self.y_train[batch], weights.codes(), log_gain)
+                total = total + L1_NEGATIVE * weights.negative_l1()
+                optimiser.zero_grad()
+                total.backward()
+                optimiser.step()
+                schedule.step()
+                weights.clip_()
+                epoch_loss, batches = epoch_loss + float(total.detach()), batches + 1
+            weights.eval()
+            full_scale = self._full_scale(weights, full_scale)
+            dac = self._dac(full_scale)
+            expected, worst, nominal_accuracy = self._score(weights, dac)
+            logs["losses"].append(epoch_loss / batches)
+            logs["train_accuracies"].append(nominal_accuracy)
+            score = 0.5 * (expected + worst)
+            if best is None or score < best[0]:
+                best = (score, weights.integer_codes(), (expected, worst), weights.latent_arrays())
+                logs["best_epoch"] = epoch
+            if progress is not None:
+                progress(epoch + 1, epochs, epoch_loss / batches, nominal_accuracy)
+        assert best is not None
+        logs["expected_errors"], logs["worst_errors"] = best[2]
+        return _Candidate(best[1], best[3], best[0], rounding, logs)
+
+    # -- pieces ------------------------------------------------------------------
+
+    def _dac(self, full_scale: float) -> torch.Tensor:
+        encoding = _encoding(self.chip.n_inputs, self.network, self.dataset, full_scale, self.chip.max_dac_code)
+        return torch.as_tensor(encoding.encode(self.features).astype(np.float64), dtype=self.dtype)
+
+    def _currents(self, draws: DieDraws, dac: torch.Tensor, codes: list[torch.Tensor],
+                  gradient_leak: float = 0.0) -> list[torch.Tensor]:
+        return soma_inputs(draws, input_currents_a(draws, dac, self.chip.dac_lsb_a), codes, gradient_leak)
+
+    def _rates(self, draws: DieDraws, dac: torch.Tensor, codes: list[torch.Tensor]) -> torch.Tensor:
+        return output_rates_hz(draws, self._currents(draws, dac, codes)[-1])[..., self.outputs]
+
+    @torch.no_grad()
+    def _full_scale(self, weights: QuantisedWeights, full_scale: float) -> float:
+        """Input full scale (DAC code) that puts the largest soma input of the training split at the limit."""
+        codes = weights.codes(deterministic=True)
+        for _ in range(8):
+            peak = max(float(c.max()) for c in self._currents(self.mean, self._dac(full_scale), codes))
+            wanted = min(full_scale * 0.999 * self.max_soma_input_a / max(peak, 1e-15), self.chip.max_dac_code)
+            if abs(wanted / full_scale - 1.0) < 0.01:
+                return wanted
+            full_scale = max(wanted, 1.0)
+        return full_scale
+
+    def _loss(self, draws: DieDraws, dac: torch.Tensor, labels: torch.Tensor, codes: list[torch.Tensor],
+              log_gain: torch.Tensor) -> torch.Tensor:
+        currents = self._currents(draws, dac, codes, GRADIENT_LEAK)
+        last = currents[-1][..., self.outputs]
+        gain = draws.rate_gain[:, None, self.outputs]
+        if self.loss != "margin":
+            logits = torch.exp(log_gain) * gain * torch.relu(last) / self.rate_norm
+            return objectives.scale_free_loss(self.loss, logits, labels)
+        # the encoding keeps the largest soma input at the limit: a network that raises its peak current
+        # lowers every output rate in proportion, which this factor (value 1) lets the gradient see
+        peak = torch.stack([c.amax(dim=(1, 2)) for c in currents]).amax(dim=0)
+        at_limit = (peak.detach() > 0.5 * self.max_soma_input_a).to(peak.dtype)
+        rescale = 1.0 + at_limit * (peak.detach() / peak - 1.0)
+        rates = gain * rectify(last, GRADIENT_LEAK) * rescale[:, None, None] + draws.dark_hz[:, None, self.outputs]
+        return objectives.margin_loss(rates, labels, self.gate_s, READING_NOISE_FRAC, self.margin_sigmas)
+
+    @torch.no_grad()
+    def _score(self, weights: QuantisedWeights, dac: torch.Tensor) -> tuple[float, float, float]:
+        """Expected training errors with count noise (mean and worst over the scoring dies), mean-model accuracy."""
+        codes = weights.codes(deterministic=True)
+        rates = self._rates(self.score_draws, dac, codes)
+        expected = objectives.error_probability(rates, self.y_train, self.gate_s, READING_NOISE_FRAC).sum(dim=1)
+        nominal = self._rates(self.mean, dac, codes)[0]
+        accuracy_mean = float((nominal.argmax(dim=1) == self.y_train).double().mean())
+        return float(expected.mean()), float(expected.max()), accuracy_mean
+
+
+@dataclass
+class Teacher:
+    """A reference network and the die it computes on: its decisions are the targets of distillation."""
+
+    weights: WeightSet
+    params: DieParameters
+
+    def decisions(self, features: np.ndarray) -> np.ndarray:
+        rates = predict_rates(self.params, self.weights, self.weights.encoding.encode(features))
+        return self.weights.encoding.classify(rates)
+
+
+def _jittered(dataset: Dataset, copies: int, seed: int) -> np.ndarray:
+    """The training split plus ``copies`` copies jittered by 5 % of each feature's range (raw features)."""
+    if copies <= 0:
+        return dataset.X_train
+    rng = np.random.default_rng(seed)
+    unit = dataset.unit(dataset.X_train)
+    jitter = np.clip(unit[None] + JITTER * rng.standard_normal((copies, *unit.shape)), 0.0, 1.0)
+    raw = dataset.feature_offset + jitter.reshape(-1, unit.shape[1]) / dataset.feature_scale
+    return np.vstack([dataset.X_train, raw])
+
+
+def _start_bias_positive(weights: QuantisedWeights, network: NetworkMap) -> None:
+    """Start the bias weights positive so that no hidden neuron begins switched off for every input."""
+    if network.bias_channel is None:
+        return
+    with torch.no_grad():
+        row = weights.latent[0][network.bias_channel]
+        row.copy_(row.abs())
+
+
+def soma_input_limit_a(params: DieParameters) -> float:
+    """The largest soma input the encoding may reach on this die: 200 nA, or less where
+    characterisation measured a soma compressing early (:func:`labctl.families.cmna.ratings.soma_input_limit_a`)."""
+    return ratings.soma_input_limit_a(TARGET_MAX_SOMA_INPUT_A, (lay.compression_onset_a for lay in params.layers))
+
+
+def choose_encoding(
+    params: DieParameters, network: NetworkMap, dataset: Dataset, codes: list[np.ndarray]
+) -> tuple[InputEncoding, float]:
+    """The largest input scale with every soma input within :func:`soma_input_limit_a` on the training
+    split and codes <= max.
+
+    The network is homogeneous but for the offsets and leakage, so the first
+    step lands almost on the answer; DAC rounding and the offsets are not,
+    hence the check on real codes.
+    """
+    chip = params.chip
+    limit = soma_input_limit_a(params)
+    full_scale = float(chip.max_dac_code)
+    for _ in range(20):
+        encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
+        currents = soma_currents_a(params, codes, encoding.encode(dataset.X_train))
+        peak = max(float(c.max()) for c in currents)
+        if peak <= limit:
+            return encoding, full_scale
+        full_scale *= 0.999 * limit / peak
+    raise ConfigError(f"no input scale keeps the somas of {chip.serial} below {limit:g} A")
+
+
+def _encoding(n_channels: int, network: NetworkMap, dataset: Dataset, full_scale: float,
+              max_code: int) -> InputEncoding:
+    constant = np.zeros(n_channels, dtype=np.int64)
+    if network.bias_channel is not None:
+        constant[network.bias_channel] = int(round(full_scale))
+    return InputEncoding(
+        input_offset=dataset.feature_offset.copy(),
+        input_scale=dataset.feature_scale * full_scale,
+        input_channels=network.input_channels.copy(),
+        constant_codes=constant,
+        class_outputs=network.class_outputs.copy(),
+        max_code=max_code,
+    )
+
+
+def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
