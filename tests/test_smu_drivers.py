@@ -1,9 +1,14 @@
 """SMU drivers against the emulated instruments, over pyvisa-py sockets as on a real bench.
 
 Each emulator is served in-process on a free port and opened as
-``TCPIP0::127.0.0.1::PORT::SOCKET`` (contract section 3); the channels drive
-resistors, so every reading can be checked against Ohm's law and the SMU's
-compliance behaviour.
+``TCPIP0::127.0.0.1::PORT::SOCKET`` (contract section 3). Two kinds of test:
+
+- wire transcripts, PyMeasure style: for every model, channel and public
+  operation, the exact command lines the instrument received over the socket,
+  in order (:meth:`InstrumentServer.recording`). The tables below are the
+  specification of what each driver sends;
+- physics: the channels drive resistors, so every reading is checked against
+  Ohm's law and the SMU's compliance behaviour.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,13 +44,23 @@ from labctl.sim.smu_emulators import (
     SmuEmulator,
 )
 
-MODELS = [
-    (Keithley2450Emulator, "2450", Keithley2450),
-    (KeysightB2901AEmulator, "B2901A", KeysightB2900),
-    (KeysightB2902AEmulator, "B2902A", KeysightB2900),
-    (Keithley2636BEmulator, "2636B", Keithley2636B),
-]
-CHANNELS = [(model, name) for model in MODELS for name in model[0].CHANNELS]
+MODELS: dict[str, tuple[type[SmuEmulator], type[VisaInstrument]]] = {
+    "2450": (Keithley2450Emulator, Keithley2450),
+    "B2901A": (KeysightB2901AEmulator, KeysightB2900),
+    "B2902A": (KeysightB2902AEmulator, KeysightB2900),
+    "2636B": (Keithley2636BEmulator, Keithley2636B),
+}
+TARGETS = [f"{model}:{name}" for model, (emulator, _) in MODELS.items() for name in emulator.CHANNELS]
+"""Every channel of every model, as "MODEL:CHANNEL"."""
+
+# Error-queue traffic. Each configuration step is followed by one error-queue
+# check; an empty queue answers the first query, so a clean step costs one line.
+SCPI_ERR = ":SYSTem:ERRor:NEXT?"
+TSP_COUNT = "print(errorqueue.count)"
+TSP_NEXT = "print(errorqueue.next())"
+ERROR_CHECK = {"2450": SCPI_ERR, "B2901A": SCPI_ERR, "B2902A": SCPI_ERR, "2636B": TSP_COUNT}
+FENCE = "*OPC?"
+"""Sent after a recorded action on the same connection: once answered, all earlier lines have arrived."""
 
 
 @dataclass
@@ -55,9 +72,33 @@ class Bench:
 
 @dataclass
 class Channel:
+    target: str
+    """"MODEL:CHANNEL", as the tables key it."""
     bench: Bench
     emulated: EmulatedChannel
     driver: SmuChannelBase
+
+    @property
+    def model(self) -> str:
+        return self.target.split(":")[0]
+
+
+class Call:
+    """A call as a specification table spells it: ``Call("source_voltage", 1.8, 2e-3)``."""
+
+    def __init__(self, method: str, *args: Any) -> None:
+        self.method = method
+        self.args = args
+
+    def __call__(self, target: object) -> Any:
+        return getattr(target, self.method)(*self.args)
+
+    def __repr__(self) -> str:
+        return f"{self.method}({', '.join(map(repr, self.args))})"
+
+
+Spec = dict[str, list[tuple[Call, list[str]]]]
+"""A specification table: {model or "MODEL:CHANNEL": [(call, exact transcript), ...]}."""
 
 
 @pytest.fixture(scope="module")
@@ -65,68 +106,124 @@ def rm() -> pyvisa.ResourceManager:
     return pyvisa.ResourceManager("@py")
 
 
-def _serve(emulator: SmuEmulator, rm: pyvisa.ResourceManager) -> Iterator[Bench]:
-    server = InstrumentServer(emulator).start()
-    try:
+@contextmanager
+def serve(emulator: SmuEmulator, rm: pyvisa.ResourceManager) -> Iterator[Bench]:
+    """``emulator`` on a free loopback port, opened through :func:`open_instrument`."""
+    with InstrumentServer(emulator) as server:
         instrument = open_instrument(server.resource, rm)
-        yield Bench(emulator, server, instrument)
-        instrument.close()
-    finally:
-        server.stop()
+        try:
+            yield Bench(emulator, server, instrument)
+        finally:
+            instrument.close()
 
 
-@pytest.fixture(params=MODELS, ids=[model[1] for model in MODELS])
+@pytest.fixture(params=list(MODELS))
 def bench(request: pytest.FixtureRequest, rm: pyvisa.ResourceManager) -> Iterator[Bench]:
-    yield from _serve(request.param[0](), rm)
+    """One instrument per model; a table overrides the model through ``indirect``."""
+    with serve(MODELS[request.param][0](), rm) as served:
+        yield served
 
 
-@pytest.fixture(params=CHANNELS, ids=[f"{model[1]}:{name}" for model, name in CHANNELS])
+@pytest.fixture(params=TARGETS)
 def channel(request: pytest.FixtureRequest, rm: pyvisa.ResourceManager) -> Iterator[Channel]:
-    (emulator_class, _, _), name = request.param
-    for bench in _serve(emulator_class(), rm):
-        yield Channel(bench, bench.emulator.channel(name), bench.instrument.channel(name))
+    """One channel of a fresh instrument; ``request.param`` is "MODEL:CHANNEL"."""
+    model, name = request.param.split(":")
+    with serve(MODELS[model][0](), rm) as served:
+        yield Channel(request.param, served, served.emulator.channel(name), served.instrument.channel(name))
 
 
-def _record(emulator: SmuEmulator) -> list[str]:
-    """Keep a transcript of every line the emulator receives."""
-    lines: list[str] = []
-    execute = emulator.execute
+def received(bench: Bench, action: Callable[[], object]) -> list[str]:
+    """The lines ``bench``'s instrument received while ``action`` ran, exactly as they came off the wire.
 
-    def recording(line: str) -> str | None:
-        lines.append(line)
-        return execute(line)
-
-    emulator.execute = recording  # type: ignore[method-assign]
-    return lines
-
-
-# ------------------------------------------------------- identification
+    The :data:`FENCE` query closes the recording, so a write trailing the
+    driver's last query cannot slip past the assertion.
+    """
+    with bench.server.recording() as lines:
+        action()
+        assert bench.instrument.query(FENCE) == "1"
+    assert lines[-1] == FENCE
+    return lines[:-1]
 
 
-@pytest.mark.parametrize(("emulator_class", "model", "driver"), MODELS, ids=[m[1] for m in MODELS])
-def test_open_instrument_picks_the_driver_from_idn(emulator_class, model, driver, rm) -> None:
-    for bench in _serve(emulator_class(), rm):
-        assert type(bench.instrument) is driver
-        assert bench.instrument.model == model
-        assert bench.instrument.idn == emulator_class.IDN
-        reopened = driver.from_resource(bench.server.resource, rm)
-        assert reopened.model == model
-        reopened.close()
+def _spec(table: Spec) -> list[Any]:
+    """A specification table as pytest parameters named "target-call"."""
+    return [
+        pytest.param(target, call, transcript, id=f"{target}-{call!r}")
+        for target, rows in table.items()
+        for call, transcript in rows
+    ]
 
 
-def test_from_resource_refuses_another_model(rm) -> None:
-    for bench in _serve(KeysightB2902AEmulator(), rm):
+# ------------------------------------------------------- identification and opening
+
+OPENING = {
+    "2450": ["*IDN?", SCPI_ERR],
+    "B2901A": ["*IDN?", SCPI_ERR],
+    "B2902A": ["*IDN?", SCPI_ERR],
+    "2636B": ["*IDN?", TSP_COUNT],
+}
+"""Opening: identify, then empty the error queue. Nothing is reset (no ``*RST``) and no output is touched."""
+
+
+@contextmanager
+def recording_opening(emulator: SmuEmulator) -> Iterator[tuple[InstrumentServer, list[str]]]:
+    """A server for ``emulator`` that records from the first line a driver sends."""
+    with InstrumentServer(emulator) as server, server.recording() as lines:
+        yield server, lines
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("opener", ["open_instrument", "from_resource"])
+def test_opening_identifies_and_drains_the_error_queue(model: str, opener: str, rm) -> None:
+    emulator_class, driver = MODELS[model]
+    open_ = open_instrument if opener == "open_instrument" else driver.from_resource
+    with recording_opening(emulator_class()) as (server, lines):
+        instrument = open_(server.resource, rm)
+        assert instrument.query(FENCE) == "1"
+        instrument.close()
+    assert type(instrument) is driver
+    assert instrument.model == model
+    assert instrument.idn == emulator_class.IDN
+    assert lines == [*OPENING[model], FENCE]
+
+
+STALE_ERRORS = {
+    # SCPI: one query per entry, until the queue answers 0.
+    "2450": ["*IDN?", SCPI_ERR, SCPI_ERR, SCPI_ERR],
+    "B2902A": ["*IDN?", SCPI_ERR, SCPI_ERR, SCPI_ERR],
+    # TSP: the count, then exactly that many entries.
+    "2636B": ["*IDN?", TSP_COUNT, TSP_NEXT, TSP_NEXT],
+}
+
+
+@pytest.mark.parametrize(("model", "transcript"), STALE_ERRORS.items(), ids=list(STALE_ERRORS))
+def test_opening_drains_errors_left_by_an_earlier_session(model: str, transcript: list[str], rm) -> None:
+    """Errors from before this session are read out silently: they must not be blamed on our first step."""
+    emulator = MODELS[model][0]()
+    emulator.errors.extend([(-113, "Undefined header"), (-222, "Data out of range")])
+    with recording_opening(emulator) as (server, lines):
+        instrument = open_instrument(server.resource, rm)
+        assert instrument.query(FENCE) == "1"
+        instrument.close()
+    assert lines == [*transcript, FENCE]
+    assert not emulator.errors
+
+
+def test_from_resource_refuses_another_model_after_idn_alone(rm) -> None:
+    with recording_opening(KeysightB2902AEmulator()) as (server, lines):
         with pytest.raises(InstrumentError, match="B2902A.*not a Keithley 2450"):
-            Keithley2450.from_resource(bench.server.resource, rm)
+            Keithley2450.from_resource(server.resource, rm)
+    assert lines == ["*IDN?"]
 
 
-def test_unknown_model_is_named(rm) -> None:
+def test_unknown_model_is_named_after_idn_alone(rm) -> None:
     class Multimeter(Keithley2450Emulator):
         IDN = "KEITHLEY INSTRUMENTS,MODEL DMM6500,04400000,1.0"
 
-    with InstrumentServer(Multimeter()) as server:
+    with recording_opening(Multimeter()) as (server, lines):
         with pytest.raises(InstrumentError, match="DMM6500"):
             open_instrument(server.resource, rm)
+    assert lines == ["*IDN?"]
 
 
 def test_unreachable_resource_fails_fast(rm) -> None:
@@ -150,6 +247,281 @@ def test_unknown_channel_names_the_valid_ones(bench: Bench) -> None:
 def test_channels_fulfil_every_role(channel: Channel) -> None:
     for role in (VoltageSource, CurrentSource, Ammeter, Voltmeter, Switchable, SmuChannel):
         assert isinstance(channel.driver, role)
+
+
+# ------------------------------------------------------- wire transcripts: channels
+
+# The B2901A's only channel and the B2902A's first speak alike.
+B2900_CHANNEL_1: list[tuple[Call, list[str]]] = [
+    (Call("source_voltage", 1.8, 2e-3), [
+        ":SENSe1:CURRent:PROTection 0.002", SCPI_ERR,
+        ":SOURce1:VOLTage 1.8", SCPI_ERR,
+        ":SOURce1:FUNCtion:MODE VOLTage", SCPI_ERR,
+        ":SENSe1:CURRent:RANGe:AUTO ON", SCPI_ERR,
+        ":SENSe1:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+    ]),
+    (Call("source_current", 3e-9, 1.8), [
+        ":SENSe1:VOLTage:PROTection 1.8", SCPI_ERR,
+        ":SOURce1:CURRent 3e-09", SCPI_ERR,
+        ":SOURce1:FUNCtion:MODE CURRent", SCPI_ERR,
+        ":SENSe1:CURRent:RANGe:AUTO ON", SCPI_ERR,
+        ":SENSe1:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+    ]),
+    (Call("set_voltage", -0.9), [":SOURce1:VOLTage -0.9", SCPI_ERR]),
+    (Call("set_current", 1.234567891e-9), [":SOURce1:CURRent 1.234567891e-09", SCPI_ERR]),
+    (Call("set_nplc", 5), [":SENSe1:CURRent:NPLCycles 5.0", SCPI_ERR, ":SENSe1:VOLTage:NPLCycles 5.0", SCPI_ERR]),
+    (Call("enable_output"), [":OUTPut1:STATe ON", SCPI_ERR]),
+    (Call("disable_output"), [":OUTPut1:STATe OFF", SCPI_ERR]),
+    (Call("measure_current"), [":MEASure:CURRent? (@1)"]),
+    (Call("measure_voltage"), [":MEASure:VOLTage? (@1)"]),
+]
+
+CHANNEL_TRANSCRIPTS: Spec = {
+    # Keithley 2450, SCPI: no channel suffix; the compliance is a node of the source function.
+    "2450:1": [
+        (Call("source_voltage", 1.8, 2e-3), [
+            ":SOURce:VOLTage:ILIMit 0.002", SCPI_ERR,
+            ":SOURce:VOLTage 1.8", SCPI_ERR,
+            ":SOURce:FUNCtion VOLTage", SCPI_ERR,
+            ":SENSe:CURRent:RANGe:AUTO ON", SCPI_ERR,
+            ":SENSe:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+        ]),
+        (Call("source_current", 3e-9, 1.8), [
+            ":SOURce:CURRent:VLIMit 1.8", SCPI_ERR,
+            ":SOURce:CURRent 3e-09", SCPI_ERR,
+            ":SOURce:FUNCtion CURRent", SCPI_ERR,
+            ":SENSe:CURRent:RANGe:AUTO ON", SCPI_ERR,
+            ":SENSe:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+        ]),
+        (Call("set_voltage", -0.9), [":SOURce:VOLTage -0.9", SCPI_ERR]),
+        (Call("set_current", 1.234567891e-9), [":SOURce:CURRent 1.234567891e-09", SCPI_ERR]),
+        (Call("set_nplc", 5), [":SENSe:CURRent:NPLCycles 5.0", SCPI_ERR, ":SENSe:VOLTage:NPLCycles 5.0", SCPI_ERR]),
+        (Call("enable_output"), [":OUTPut:STATe ON", SCPI_ERR]),
+        (Call("disable_output"), [":OUTPut:STATe OFF", SCPI_ERR]),
+        (Call("measure_current"), [":MEASure:CURRent?"]),
+        (Call("measure_voltage"), [":MEASure:VOLTage?"]),
+    ],
+    # Keysight B2901A/B2902A, SCPI: every node carries the channel; the compliance is a sense node.
+    "B2901A:1": B2900_CHANNEL_1,
+    "B2902A:1": B2900_CHANNEL_1,
+    "B2902A:2": [
+        (Call("source_voltage", 1.8, 2e-3), [
+            ":SENSe2:CURRent:PROTection 0.002", SCPI_ERR,
+            ":SOURce2:VOLTage 1.8", SCPI_ERR,
+            ":SOURce2:FUNCtion:MODE VOLTage", SCPI_ERR,
+            ":SENSe2:CURRent:RANGe:AUTO ON", SCPI_ERR,
+            ":SENSe2:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+        ]),
+        (Call("source_current", 3e-9, 1.8), [
+            ":SENSe2:VOLTage:PROTection 1.8", SCPI_ERR,
+            ":SOURce2:CURRent 3e-09", SCPI_ERR,
+            ":SOURce2:FUNCtion:MODE CURRent", SCPI_ERR,
+            ":SENSe2:CURRent:RANGe:AUTO ON", SCPI_ERR,
+            ":SENSe2:VOLTage:RANGe:AUTO ON", SCPI_ERR,
+        ]),
+        (Call("set_voltage", -0.9), [":SOURce2:VOLTage -0.9", SCPI_ERR]),
+        (Call("set_current", 1.234567891e-9), [":SOURce2:CURRent 1.234567891e-09", SCPI_ERR]),
+        (Call("set_nplc", 5), [":SENSe2:CURRent:NPLCycles 5.0", SCPI_ERR, ":SENSe2:VOLTage:NPLCycles 5.0", SCPI_ERR]),
+        (Call("enable_output"), [":OUTPut2:STATe ON", SCPI_ERR]),
+        (Call("disable_output"), [":OUTPut2:STATe OFF", SCPI_ERR]),
+        (Call("measure_current"), [":MEASure:CURRent? (@2)"]),
+        (Call("measure_voltage"), [":MEASure:VOLTage? (@2)"]),
+    ],
+    # Keithley 2636B, TSP: assignments, readings through print(), one NPLC for both quantities.
+    "2636B:a": [
+        (Call("source_voltage", 1.8, 2e-3), [
+            "smua.source.limiti = 0.002", TSP_COUNT,
+            "smua.source.levelv = 1.8", TSP_COUNT,
+            "smua.source.func = smua.OUTPUT_DCVOLTS", TSP_COUNT,
+            "smua.measure.autorangei = smua.AUTORANGE_ON", TSP_COUNT,
+            "smua.measure.autorangev = smua.AUTORANGE_ON", TSP_COUNT,
+        ]),
+        (Call("source_current", 3e-9, 1.8), [
+            "smua.source.limitv = 1.8", TSP_COUNT,
+            "smua.source.leveli = 3e-09", TSP_COUNT,
+            "smua.source.func = smua.OUTPUT_DCAMPS", TSP_COUNT,
+            "smua.measure.autorangei = smua.AUTORANGE_ON", TSP_COUNT,
+            "smua.measure.autorangev = smua.AUTORANGE_ON", TSP_COUNT,
+        ]),
+        (Call("set_voltage", -0.9), ["smua.source.levelv = -0.9", TSP_COUNT]),
+        (Call("set_current", 1.234567891e-9), ["smua.source.leveli = 1.234567891e-09", TSP_COUNT]),
+        (Call("set_nplc", 5), ["smua.measure.nplc = 5.0", TSP_COUNT]),
+        (Call("enable_output"), ["smua.source.output = smua.OUTPUT_ON", TSP_COUNT]),
+        (Call("disable_output"), ["smua.source.output = smua.OUTPUT_OFF", TSP_COUNT]),
+        (Call("measure_current"), ["print(smua.measure.i())"]),
+        (Call("measure_voltage"), ["print(smua.measure.v())"]),
+    ],
+    "2636B:b": [
+        (Call("source_voltage", 1.8, 2e-3), [
+            "smub.source.limiti = 0.002", TSP_COUNT,
+            "smub.source.levelv = 1.8", TSP_COUNT,
+            "smub.source.func = smub.OUTPUT_DCVOLTS", TSP_COUNT,
+            "smub.measure.autorangei = smub.AUTORANGE_ON", TSP_COUNT,
+            "smub.measure.autorangev = smub.AUTORANGE_ON", TSP_COUNT,
+        ]),
+        (Call("source_current", 3e-9, 1.8), [
+            "smub.source.limitv = 1.8", TSP_COUNT,
+            "smub.source.leveli = 3e-09", TSP_COUNT,
+            "smub.source.func = smub.OUTPUT_DCAMPS", TSP_COUNT,
+            "smub.measure.autorangei = smub.AUTORANGE_ON", TSP_COUNT,
+            "smub.measure.autorangev = smub.AUTORANGE_ON", TSP_COUNT,
+        ]),
+        (Call("set_voltage", -0.9), ["smub.source.levelv = -0.9", TSP_COUNT]),
+        (Call("set_current", 1.234567891e-9), ["smub.source.leveli = 1.234567891e-09", TSP_COUNT]),
+        (Call("set_nplc", 5), ["smub.measure.nplc = 5.0", TSP_COUNT]),
+        (Call("enable_output"), ["smub.source.output = smub.OUTPUT_ON", TSP_COUNT]),
+        (Call("disable_output"), ["smub.source.output = smub.OUTPUT_OFF", TSP_COUNT]),
+        (Call("measure_current"), ["print(smub.measure.i())"]),
+        (Call("measure_voltage"), ["print(smub.measure.v())"]),
+    ],
+}
+
+
+@pytest.mark.parametrize(("channel", "call", "transcript"), _spec(CHANNEL_TRANSCRIPTS), indirect=["channel"])
+def test_channel_operation_sends_exactly(channel: Channel, call: Call, transcript: list[str]) -> None:
+    assert received(channel.bench, lambda: call(channel.driver)) == transcript
+
+
+def test_state_and_lookups_send_nothing(bench: Bench) -> None:
+    """``output_enabled`` is what the driver last wrote, and picking a channel is local: no traffic."""
+
+    def look() -> None:
+        for name in bench.emulator.CHANNELS:
+            channel = bench.instrument.channel(name)
+            assert not channel.output_enabled
+            assert channel.name == name
+
+    assert received(bench, look) == []
+
+
+CURRENT_LEVEL = {
+    "2450:1": ":SOURce:CURRent {}",
+    "B2901A:1": ":SOURce1:CURRent {}",
+    "B2902A:1": ":SOURce1:CURRent {}",
+    "B2902A:2": ":SOURce2:CURRent {}",
+    "2636B:a": "smua.source.leveli = {}",
+    "2636B:b": "smub.source.leveli = {}",
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param(3e-9, "3e-09", id="3 nA"),
+        pytest.param(np.float64(3e-9), "3e-09", id="3 nA as numpy"),
+        pytest.param(1.234567891e-9, "1.234567891e-09", id="10 digits"),
+        pytest.param(1e-12, "1e-12", id="1 pA"),
+        pytest.param(-2.5e-7, "-2.5e-07", id="negative"),
+        pytest.param(0.1 + 0.2, "0.30000000000000004", id="every bit"),
+    ],
+)
+def test_current_setpoints_go_out_in_full(channel: Channel, value: float, text: str) -> None:
+    """Setpoints go out in full: the shortest text that reads back to the same float.
+
+    Never fixed point (``%.6f`` would send 3 nA as 0); the instrument lands on exactly the value.
+    """
+    transcript = [CURRENT_LEVEL[channel.target].format(text), ERROR_CHECK[channel.model]]
+    assert received(channel.bench, lambda: channel.driver.set_current(value)) == transcript
+    assert channel.emulated.level["I"] == value
+
+
+# ------------------------------------------------------- wire transcripts: instruments
+
+INSTRUMENT_TRANSCRIPTS: Spec = {
+    "2450": [
+        (Call("all_outputs_off"), [":OUTPut:STATe OFF", SCPI_ERR]),
+        (Call("check_errors", "now"), [SCPI_ERR]),
+    ],
+    "B2901A": [
+        (Call("all_outputs_off"), [":OUTPut1:STATe OFF", SCPI_ERR]),
+        (Call("check_errors", "now"), [SCPI_ERR]),
+    ],
+    "B2902A": [
+        (Call("all_outputs_off"), [":OUTPut1:STATe OFF", SCPI_ERR, ":OUTPut2:STATe OFF", SCPI_ERR]),
+        (Call("check_errors", "now"), [SCPI_ERR]),
+    ],
+    "2636B": [
+        (Call("all_outputs_off"), [
+            "smua.source.output = smua.OUTPUT_OFF", TSP_COUNT,
+            "smub.source.output = smub.OUTPUT_OFF", TSP_COUNT,
+        ]),
+        (Call("check_errors", "now"), [TSP_COUNT]),
+    ],
+}
+
+
+@pytest.mark.parametrize(("bench", "call", "transcript"), _spec(INSTRUMENT_TRANSCRIPTS), indirect=["bench"])
+def test_instrument_operation_sends_exactly(bench: Bench, call: Call, transcript: list[str]) -> None:
+    assert received(bench, lambda: call(bench.instrument)) == transcript
+
+
+REFUSALS: Spec = {
+    # Beyond every model's current rating and NPLC range. The refused step ends the operation (the
+    # function is never switched), and its check empties the queue: SCPI reads the entry, then the
+    # empty queue; TSP reads the count, then the entry.
+    "2450:1": [
+        (Call("source_current", 5.0, 1.8),
+         [":SOURce:CURRent:VLIMit 1.8", SCPI_ERR, ":SOURce:CURRent 5.0", SCPI_ERR, SCPI_ERR]),
+        (Call("set_nplc", 1000), [":SENSe:CURRent:NPLCycles 1000.0", SCPI_ERR, SCPI_ERR]),
+    ],
+    "B2901A:1": [
+        (Call("source_current", 5.0, 1.8),
+         [":SENSe1:VOLTage:PROTection 1.8", SCPI_ERR, ":SOURce1:CURRent 5.0", SCPI_ERR, SCPI_ERR]),
+        (Call("set_nplc", 1000), [":SENSe1:CURRent:NPLCycles 1000.0", SCPI_ERR, SCPI_ERR]),
+    ],
+    "B2902A:1": [
+        (Call("source_current", 5.0, 1.8),
+         [":SENSe1:VOLTage:PROTection 1.8", SCPI_ERR, ":SOURce1:CURRent 5.0", SCPI_ERR, SCPI_ERR]),
+        (Call("set_nplc", 1000), [":SENSe1:CURRent:NPLCycles 1000.0", SCPI_ERR, SCPI_ERR]),
+    ],
+    "B2902A:2": [
+        (Call("source_current", 5.0, 1.8),
+         [":SENSe2:VOLTage:PROTection 1.8", SCPI_ERR, ":SOURce2:CURRent 5.0", SCPI_ERR, SCPI_ERR]),
+        (Call("set_nplc", 1000), [":SENSe2:CURRent:NPLCycles 1000.0", SCPI_ERR, SCPI_ERR]),
+    ],
+    "2636B:a": [
+        (Call("source_current", 5.0, 1.8),
+         ["smua.source.limitv = 1.8", TSP_COUNT, "smua.source.leveli = 5.0", TSP_COUNT, TSP_NEXT]),
+        (Call("set_nplc", 1000), ["smua.measure.nplc = 1000.0", TSP_COUNT, TSP_NEXT]),
+    ],
+    "2636B:b": [
+        (Call("source_current", 5.0, 1.8),
+         ["smub.source.limitv = 1.8", TSP_COUNT, "smub.source.leveli = 5.0", TSP_COUNT, TSP_NEXT]),
+        (Call("set_nplc", 1000), ["smub.measure.nplc = 1000.0", TSP_COUNT, TSP_NEXT]),
+    ],
+}
+
+
+@pytest.mark.parametrize(("channel", "call", "transcript"), _spec(REFUSALS), indirect=["channel"])
+def test_refused_setpoint_raises_with_instrument_text(channel: Channel, call: Call, transcript: list[str]) -> None:
+    refused_command = transcript[-3]  # the last line before its two error-queue lines
+
+    def refuse() -> None:
+        with pytest.raises(InstrumentError) as caught:
+            call(channel.driver)
+        message = str(caught.value)
+        assert message.startswith(f"{channel.bench.instrument.label} refused {refused_command!r}: -222,")
+        assert "Data out of range" in message
+
+    assert received(channel.bench, refuse) == transcript
+    assert not channel.bench.emulator.errors  # drained: the next step starts clean
+    channel.driver.source_current(1e-9, 1.8)
+
+
+def test_specification_covers_every_model_and_channel() -> None:
+    assert list(CHANNEL_TRANSCRIPTS) == list(REFUSALS) == list(CURRENT_LEVEL) == TARGETS
+    assert list(INSTRUMENT_TRANSCRIPTS) == list(OPENING) == list(MODELS)
+
+
+def test_specification_covers_every_role_method() -> None:
+    role_methods = {
+        name
+        for role in (VoltageSource, CurrentSource, Ammeter, Voltmeter, Switchable, SmuChannel)
+        for name, member in vars(role).items()
+        if not name.startswith("_") and callable(member)
+    }
+    for rows in CHANNEL_TRANSCRIPTS.values():
+        assert sorted(call.method for call, _ in rows) == sorted(role_methods)
 
 
 # ------------------------------------------------------- physics
@@ -202,26 +574,20 @@ def test_output_off_is_open(channel: Channel) -> None:
     assert abs(channel.driver.measure_voltage()) < 1e-5
 
 
-def test_configuration_sets_compliance_before_level_and_leaves_output(channel: Channel) -> None:
-    lines = _record(channel.bench.emulator)
-    channel.driver.source_voltage(1.8, 2e-3)
-    writes = [line for line in lines if "?" not in line and "print" not in line]
-    limit = next(i for i, line in enumerate(writes) if "0.002" in line)
-    level = next(i for i, line in enumerate(writes) if "1.8" in line)
-    assert limit < level
-    assert not any(":OUTP" in line.upper() or "source.output" in line for line in writes)
+@pytest.mark.parametrize(
+    ("call", "state"),
+    [
+        pytest.param(Call("source_voltage", 1.8, 2e-3), ("V", 1.8, 2e-3), id="source_voltage"),
+        pytest.param(Call("source_current", 3e-9, 1.8), ("I", 3e-9, 1.8), id="source_current"),
+    ],
+)
+def test_configuration_lands_and_leaves_the_output_off(channel: Channel, call: Call, state: tuple) -> None:
+    """What the transcripts send, the instrument understood: function, level and compliance; output untouched."""
+    call(channel.driver)
+    mode = state[0]
+    compliance = "I" if mode == "V" else "V"
+    assert (channel.emulated.mode, channel.emulated.level[mode], channel.emulated.limit[compliance]) == state
     assert not channel.emulated.output_on
-    assert (channel.emulated.mode, channel.emulated.level["V"], channel.emulated.limit["I"]) == ("V", 1.8, 2e-3)
-
-
-def test_refused_setpoint_raises_with_instrument_text(channel: Channel) -> None:
-    with pytest.raises(InstrumentError, match=r"refused .*5\.0.*-222,.*Data out of range") as caught:
-        channel.driver.source_current(5.0, 1.8)  # beyond every model's current rating
-    assert channel.bench.instrument.model in str(caught.value)
-    with pytest.raises(InstrumentError, match="-222"):
-        channel.driver.set_nplc(1000)
-    # the queue was drained: the next step is clean
-    channel.driver.source_current(1e-9, 1.8)
 
 
 def test_each_reading_spends_its_integration_time(channel: Channel) -> None:
@@ -246,7 +612,7 @@ def test_all_outputs_off(bench: Bench) -> None:
 
 
 def test_two_channels_from_two_threads_never_mix_answers(rm) -> None:
-    for bench in _serve(KeysightB2902AEmulator(), rm):
+    with serve(KeysightB2902AEmulator(), rm) as bench:
         readings: dict[str, list[float]] = {"1": [], "2": []}
         for name, volts in (("1", 1.0), ("2", 2.0)):
             bench.emulator.channel(name).attach(ResistorPad(1e6))
@@ -257,11 +623,15 @@ def test_two_channels_from_two_threads_never_mix_answers(rm) -> None:
             for _ in range(40):
                 readings[name].append(bench.instrument.channel(name).measure_current())
 
-        threads = [threading.Thread(target=measure, args=(name,)) for name in readings]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        def both() -> None:
+            threads = [threading.Thread(target=measure, args=(name,)) for name in readings]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        lines = received(bench, both)
+        assert sorted(lines) == [":MEASure:CURRent? (@1)"] * 40 + [":MEASure:CURRent? (@2)"] * 40
         assert np.allclose(readings["1"], 1e-6, rtol=1e-3)
         assert np.allclose(readings["2"], 2e-6, rtol=1e-3)
 
@@ -388,6 +758,25 @@ def test_server_serves_successive_connections_under_the_die_lock(rm) -> None:
         reader.join()
         assert answers == ["1"]
         session.close()
+
+
+def test_recording_keeps_lines_as_sent(rm) -> None:
+    """The transcript is the wire: unstripped lines, blank ones too; nested recordings each see theirs."""
+    emulator = Keithley2450Emulator()
+    with InstrumentServer(emulator) as server:
+        session = rm.open_resource(server.resource, read_termination="\n", write_termination="\n")
+        with server.recording() as outer:
+            session.write(":OUTP ON ")
+            session.write("")
+            assert session.query("*OPC?") == "1"  # the writes have arrived: none can reach ``inner``
+            with server.recording() as inner:
+                assert session.query("*OPC?") == "1"
+        session.write(":OUTP OFF")  # after the block: not recorded
+        assert session.query("*OPC?") == "1"
+        session.close()
+    assert outer == [":OUTP ON ", "", "*OPC?", "*OPC?"]
+    assert inner == ["*OPC?"]
+    assert not emulator.channel("1").output_on
 
 
 @pytest.mark.parametrize("value", [3e-9, 1.234567891e-9, 1.8, -0.9, 2e-3, 1e-12, 0.1 + 0.2])

@@ -6,6 +6,9 @@ simulated bench through pyvisa exactly as it reaches hardware. Each command
 line runs under ``lock`` (pass the die's lock): a reading then never sees the
 die half-way through a bridge operation. The die's ``pad.changed()`` callbacks
 run inside that lock, so a die lock they take again must be an ``RLock``.
+
+:meth:`InstrumentServer.recording` keeps a transcript of the lines received,
+as they came over the socket, so tests can pin a driver's exact commands.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -64,6 +68,8 @@ class InstrumentServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._transcripts: list[list[str]] = []
+        self._transcripts_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -106,6 +112,25 @@ class InstrumentServer:
     ) -> None:
         self.stop()
 
+    @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """Yield a list that collects every line received while the block runs, in arrival order.
+
+        Lines are kept as sent, without the ``\\n`` terminator and unstripped
+        (a stray blank line or trailing space shows). A line is recorded when
+        the server reads it: a write that no query follows may still be in
+        flight when the block ends, so end a recorded exchange with a query.
+        """
+        transcript: list[str] = []
+        with self._transcripts_lock:
+            self._transcripts.append(transcript)
+        try:
+            yield transcript
+        finally:
+            with self._transcripts_lock:
+                # by identity: two transcripts may hold equal lines
+                self._transcripts = [other for other in self._transcripts if other is not transcript]
+
     def serve_connection(self, connection: socket.socket) -> None:
         """Answer one client line by line until it disconnects.
 
@@ -125,12 +150,20 @@ class InstrumentServer:
                     return
                 *lines, pending = (pending + data).split(b"\n")
                 for raw in lines:
-                    self._answer(connection, raw.decode("ascii", errors="replace").strip())
+                    text = raw.decode("ascii", errors="replace")
+                    self._record(text)
+                    self._answer(connection, text.strip())
         except OSError:
             pass  # the client went away mid-line: just end this connection
         finally:
             with self._connections_lock:
                 self._connections.discard(connection)
+
+    def _record(self, text: str) -> None:
+        if self._transcripts:
+            with self._transcripts_lock:
+                for transcript in self._transcripts:
+                    transcript.append(text)
 
     def _answer(self, connection: socket.socket, line: str) -> None:
         if not line:
