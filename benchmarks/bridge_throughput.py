@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from labctl.drivers.bridge import Bridge
+from labctl.families.cmna.link import Bridge
 from labctl.families.cmna.sim.bridge_server import BridgeServer
 from labctl.sim.clock import VirtualClock
 from labctl.families.cmna.sim.die import PARTS, SimulatedDie

@@ -96,7 +96,7 @@ class DieResult:
 
 def run_die(task: Task, seed: int, dataset: Dataset, pretrained: PretrainedNetwork, work: Path) -> DieResult:
     work.mkdir(parents=True, exist_ok=True)
-    with SimulatedBench(task.part, seed) as sim:
+    with SimulatedBench(task.part, seed) as sim:  # purely virtual time (the default): readings repeat bit for bit
         bench_file = sim.write_bench_file(work / "bench.toml")
         started = time.perf_counter()
         run_characterisation(bench_file, work / "die.h5")

@@ -1,7 +1,7 @@
-"""Host client of the CMNA bridge, protocol v1 (contract sections 2 and 4).
+"""Host client of a bridge speaking protocol v1, for any device family (contract sections 2 and 4).
 
-One :class:`Bridge` owns one port (``/dev/ttyACM*``, ``COM*`` or
-``socket://HOST:PORT``, all opened with pyserial) and turns typed calls into
+One :class:`BridgeLink` owns one port (``/dev/ttyACM*``, ``COM*`` or
+``socket://HOST:PORT``, all opened with pyserial) and turns requests into
 request/response exchanges that survive a lossy link:
 
 - a timeout resends the request with the SAME seq: the bridge replays its
@@ -13,14 +13,15 @@ request/response exchanges that survive a lossy link:
   request resent with its same seq. The bridge keeps its replay state across
   reconnects, so a request that executed before the drop is answered from the
   replay. That is why the harmless first request of section 4 is sent only by
-  :meth:`Bridge.open`: on a reconnect it would overwrite the replay state and
+  :meth:`BridgeLink.open`: on a reconnect it would overwrite the replay state and
   the pending request would run twice. Within one session the pending request
   is the only packet the bridge can replay, so no stale answer can match it;
 - after ``max_attempts`` the call gives up with a one-line error.
 
-Requests and answers are split so that both fit the bridge's maximum payload
-(from IDENTIFY, the answer's status byte included). All calls are serialised
-by one lock, so threads (GUI, recorder) may share a bridge.
+All calls are serialised by one lock, so threads (GUI, recorder) may share a
+link. A family's client subclasses :class:`BridgeLink`, names its opcodes
+(:attr:`BridgeLink.ops`) and builds its typed operations on :meth:`BridgeLink.request`
+(CMNA's: :mod:`labctl.families.cmna.link`).
 """
 
 from __future__ import annotations
@@ -30,34 +31,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar, Mapping, Self
 
-import numpy as np
 import serial
 
-from labctl.families.cmna.chip import ChipDescription
 from labctl.drivers.bridge_protocol import (
-    CODES_PREFIX_BYTES,
     RESPONSE_BIT,
-    WEIGHTS_PREFIX_BYTES,
-    BatchResult,
     BridgeError,
     BridgeProtocolError,
     BridgeStatus,
     BridgeTimeoutError,
-    Measurement,
-    Opcode,
+    CommonOp,
+    OpNames,
     Status,
-    codes_request,
-    monitor_request,
-    parse_identify,
-    parse_measure,
-    parse_run_batch,
+    op_name,
     parse_status,
-    run_batch_request,
     split_status,
-    u16_request,
-    weights_request,
 )
 from labctl.drivers.framing import (
     DELIMITER,
@@ -68,7 +57,6 @@ from labctl.drivers.framing import (
     encode_packet,
     wire_bytes_needed,
 )
-from labctl.families.cmna.latch_codes import pack_rows, row_bytes, unpack_rows
 
 BAUD_RATE = 921_600
 """Ignored by USB CDC-ACM, set anyway (section 2: 921600 8N1)."""
@@ -77,6 +65,7 @@ POLL_S = 0.05
 RESYNC_S = 0.02
 """After the lone 0x00, time for answers still in flight to arrive before input is discarded."""
 STATUS_BYTES = 1
+"""The status byte every answer starts with; the maximum payload counts it (section 4)."""
 _LINK_ERRORS = (serial.SerialException, OSError)
 _BUSY = bytes([Status.BUSY])
 
@@ -85,13 +74,15 @@ _BUSY = bytes([Status.BUSY])
 class Transaction:
     """One request and its outcome, for the session recorder.
 
-    ``status`` is None when no answer came; ``response`` is the answer's payload
-    after the status byte; ``seq`` is the last seq used (BUSY retries take new ones).
+    ``op`` is a member of the link's opcode enum when it names the op (a plain
+    int otherwise); ``status`` is None when no answer came; ``response`` is the
+    answer's payload after the status byte; ``seq`` is the last seq used (BUSY
+    retries take new ones).
     """
 
     time_s: float
     seq: int
-    op: Opcode
+    op: int
     request: bytes
     status: Status | None
     response: bytes
@@ -99,8 +90,17 @@ class Transaction:
     attempts: int
 
 
-class Bridge:
-    """Typed, retrying client of one bridge (see the module docstring for the link rules)."""
+class BridgeLink:
+    """Retrying request/response client of one bridge (see the module docstring for the link rules).
+
+    A family sets :attr:`ops` (its opcode enum, which names ops in messages and
+    transcripts), :attr:`status_meanings` (its own texts for some statuses) and
+    :attr:`status_flags` (the type of STATUS flags).
+    """
+
+    ops: ClassVar[OpNames] = CommonOp
+    status_meanings: ClassVar[Mapping[Status, str]] = {}
+    status_flags: ClassVar[Callable[[int], int]] = int
 
     def __init__(self, port: str, *, timeout_s: float = 0.25, max_attempts: int = 8,
                  busy_backoff_s: float = 0.005,
@@ -112,7 +112,6 @@ class Bridge:
         self.max_attempts = max_attempts
         self.busy_backoff_s = busy_backoff_s
         self.transcript = transcript
-        self.chip: ChipDescription | None = None
         self._lock = threading.RLock()
         self._serial: serial.SerialBase | None = None
         self._opened = False
@@ -122,7 +121,7 @@ class Bridge:
 
     # -- opening and closing -------------------------------------------------
 
-    def open(self) -> "Bridge":
+    def open(self) -> Self:
         """Open the port, resynchronise and send the harmless first request (STATUS, section 4)."""
         with self._lock:
             if self._opened:
@@ -145,15 +144,19 @@ class Bridge:
     def is_open(self) -> bool:
         return self._opened
 
-    def __enter__(self) -> "Bridge":
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _connect(self) -> None:
+        # a real serial port is opened exclusive (a second program gets "could not exclusively lock
+        # port"); URL handlers (socket://, ...) have no such lock: labctl.bench_lock covers them
+        exclusive = {} if "://" in self.port else {"exclusive": True}
         try:
-            port = serial.serial_for_url(self.port, baudrate=BAUD_RATE, timeout=min(self.timeout_s, POLL_S))
+            port = serial.serial_for_url(self.port, baudrate=BAUD_RATE, timeout=min(self.timeout_s, POLL_S),
+                                         **exclusive)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise BridgeError(f"cannot open bridge port {self.port}: {_one_line(exc)}") from None
         try:
@@ -181,15 +184,24 @@ class Bridge:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
 
-    def _exchange(self, op: Opcode, payload: bytes, gate_s: float = 0.0) -> bytes:
+    def _op(self, op: int) -> int:
+        """``op`` as a member of :attr:`ops` when it has one (for transcripts and messages)."""
+        try:
+            return self.ops(op)
+        except ValueError:
+            return op
+
+    def request(self, op: int, payload: bytes, gate_s: float = 0.0) -> bytes:
         """Send one request until answered; return the payload after an OK status.
 
         ``gate_s`` is the bench time the request needs (section 4: the answer
         comes within 20 ms plus the gates); it extends each attempt's wait.
+        A status other than OK raises its :class:`BridgeStatusError`.
         """
+        op = self._op(op)
         with self._lock:
             if not self._opened:
-                raise BridgeError(f"bridge {self.port} is not open ({op.name})")
+                raise BridgeError(f"bridge {self.port} is not open ({op_name(op, self.ops)})")
             started = time.monotonic()
             seq = self._next_seq()
             frame = encode_packet(seq, op, payload)
@@ -211,11 +223,11 @@ class Bridge:
                 self.transcript(Transaction(started, seq, op, payload, _status_of(answer),
                                             answer[1:] if answer else b"", time.monotonic() - started, attempts))
             if answer is None:
-                raise BridgeTimeoutError(f"no valid answer from bridge {self.port} to {op.name} "
+                raise BridgeTimeoutError(f"no valid answer from bridge {self.port} to {op_name(op, self.ops)} "
                                          f"after {attempts} attempts ({problem})")
-            return split_status(op, answer)
+            return split_status(op, answer, self.ops, self.status_meanings)
 
-    def _attempt(self, frame: bytes, seq: int, op: Opcode, wait_s: float) -> tuple[bytes | None, str]:
+    def _attempt(self, frame: bytes, seq: int, op: int, wait_s: float) -> tuple[bytes | None, str]:
         """Send once and wait for the matching answer: (payload or None, what went wrong)."""
         if self._serial is None:
             try:
@@ -252,123 +264,11 @@ class Bridge:
             if data:
                 self._frames.extend(self._splitter.feed(data))
 
-    # -- typed operations (section 2, "Requests") -----------------------------------
-
-    def identify(self) -> ChipDescription:
-        """IDENTIFY; the answer is kept in :attr:`chip` and sizes every later request."""
-        self.chip = parse_identify(self._exchange(Opcode.IDENTIFY, b""))
-        return self.chip
-
-    def _chip(self) -> ChipDescription:
-        return self.chip if self.chip is not None else self.identify()
-
-    def reset(self) -> None:
-        """RESET: latches and DAC codes to 0, EXT_IN and MON disconnected, sticky flags cleared."""
-        self._exchange(Opcode.RESET, b"")
+    # -- common requests (section 4) -----------------------------------------------
 
     def status(self) -> BridgeStatus:
-        return parse_status(self._exchange(Opcode.STATUS, b""))
-
-    def write_weights(self, matrix: int, nibbles: np.ndarray, first_row: int = 0) -> None:
-        """WRITE_WEIGHTS latch codes (rows, cols) uint8 0..15 from ``first_row``, split to fit."""
-        with self._lock:
-            rows, cols = self._chip().matrix_shape(matrix)
-            codes = np.asarray(nibbles)
-            if codes.ndim != 2 or codes.shape[1] != cols:
-                raise ValueError(f"matrix {matrix} rows have {cols} columns, got codes of shape {codes.shape}")
-            _check_span("rows", first_row, codes.shape[0], rows, f"matrix {matrix}")
-            _check_range("latch codes", codes, 0xF)
-            per = self._per_request((self._chip().max_payload - WEIGHTS_PREFIX_BYTES) // row_bytes(cols),
-                                    f"a row of matrix {matrix}")
-            for start in range(0, codes.shape[0], per):
-                chunk = codes[start:start + per]
-                self._exchange(Opcode.WRITE_WEIGHTS,
-                               weights_request(matrix, first_row + start, len(chunk), pack_rows(chunk)))
-
-    def read_weights(self, matrix: int, first_row: int = 0, row_count: int | None = None) -> np.ndarray:
-        """READ_WEIGHTS: what the latches really hold, (rows, cols) uint8 nibbles, split to fit."""
-        with self._lock:
-            rows, cols = self._chip().matrix_shape(matrix)
-            count = rows - first_row if row_count is None else row_count
-            _check_span("rows", first_row, count, rows, f"matrix {matrix}")
-            per_row = row_bytes(cols)
-            per = self._per_request((self._chip().max_payload - STATUS_BYTES) // per_row,
-                                    f"a row of matrix {matrix}")
-            out = np.empty((count, cols), np.uint8)
-            for start in range(0, count, per):
-                n = min(per, count - start)
-                packed = self._exchange(Opcode.READ_WEIGHTS, weights_request(matrix, first_row + start, n))
-                if len(packed) != n * per_row:
-                    raise BridgeProtocolError(f"READ_WEIGHTS answer has {len(packed)} bytes for {n} rows, "
-                                              f"expected {n * per_row}")
-                out[start:start + n] = unpack_rows(packed, n, cols)
-            return out
-
-    def set_inputs(self, codes: np.ndarray | list[int], first_channel: int = 0) -> None:
-        """SET_INPUTS: bias generator (DAC) codes of layer-0 channels from ``first_channel``."""
-        with self._lock:
-            chip = self._chip()
-            values = np.asarray(codes).reshape(-1)
-            _check_span("input channels", first_channel, values.size, chip.n_inputs, "layer 0")
-            _check_range("DAC codes", values, chip.max_dac_code)
-            per = self._per_request((chip.max_payload - CODES_PREFIX_BYTES) // 2, "one DAC code")
-            for start in range(0, values.size, per):
-                self._exchange(Opcode.SET_INPUTS, codes_request(first_channel + start, values[start:start + per]))
-
-    def route_ext_in(self, channel: int | None) -> None:
-        """ROUTE_EXT_IN: connect the EXT_IN pad to one layer-0 channel; None disconnects."""
-        self._exchange(Opcode.ROUTE_EXT_IN, u16_request(channel))
-
-    def set_monitor(self, layer: int, neuron: int | None) -> None:
-        """SET_MONITOR: copy one neuron's output current to MON; None disconnects."""
-        self._exchange(Opcode.SET_MONITOR, monitor_request(layer, neuron))
-
-    def measure(self, gate_ms: int) -> Measurement:
-        """MEASURE one gate; rates are counts over the gate that really elapsed (section 4)."""
-        with self._lock:
-            n_out = self._chip().n_outputs
-            return parse_measure(self._exchange(Opcode.MEASURE, u16_request(gate_ms), gate_ms * 1e-3), n_out)
-
-    def run_batch(self, patterns: np.ndarray, gate_ms: int) -> BatchResult:
-        """RUN_BATCH DAC-code patterns (P, n0); counts (P, n_out), rates over the requested gate.
-
-        Split so that every request and every answer fits the maximum payload
-        (CMNA-L: 2 patterns per request, bound by the request's 392 bytes each).
-        """
-        with self._lock:
-            chip = self._chip()
-            n0, n_out = chip.n_inputs, chip.n_outputs
-            codes = np.asarray(patterns)
-            if codes.ndim != 2 or codes.shape[1] != n0:
-                raise ValueError(f"patterns must be (P, {n0}) DAC codes, got shape {codes.shape}")
-            _check_range("DAC codes", codes, chip.max_dac_code)
-            codes = codes.astype("<u2", copy=False)
-            per = self._per_request(min((chip.max_payload - CODES_PREFIX_BYTES) // (2 * n0),
-                                        (chip.max_payload - STATUS_BYTES) // (4 * n_out)), "one pattern")
-            counts = np.empty((codes.shape[0], n_out), np.uint32)
-            for start in range(0, codes.shape[0], per):
-                chunk = codes[start:start + per]
-                answer = self._exchange(Opcode.RUN_BATCH, run_batch_request(gate_ms, chunk),
-                                        len(chunk) * gate_ms * 1e-3)
-                counts[start:start + len(chunk)] = parse_run_batch(answer, len(chunk), n_out)
-            return BatchResult(counts, counts / (gate_ms * 1e-3))
-
-    def _per_request(self, items: int, what: str) -> int:
-        if items < 1:
-            raise BridgeProtocolError(f"{what} does not fit the bridge's maximum payload "
-                                      f"of {self._chip().max_payload} bytes")
-        return items
-
-
-def _check_span(what: str, first: int, count: int, size: int, where: str) -> None:
-    """Refuse before sending: a split request must not fail halfway (each part runs whole or not at all)."""
-    if first < 0 or count < 0 or first + count > size:
-        raise ValueError(f"{what} {first}..{first + count - 1} outside 0..{size - 1} of {where}")
-
-
-def _check_range(what: str, values: np.ndarray, top: int) -> None:
-    if values.size and (values.min() < 0 or values.max() > top):
-        raise ValueError(f"{what} must lie in 0..{top}")
+        """STATUS: flags (as :attr:`status_flags`), uptime and die temperature."""
+        return parse_status(self.request(CommonOp.STATUS, b""), self.status_flags)
 
 
 def _status_of(answer: bytes | None) -> Status | None:

@@ -1,10 +1,21 @@
-"""Bridge protocol v1: opcodes, status codes, payload layouts and errors (contract sections 2, 4).
+"""Bridge protocol v1, the part every device family shares: status codes, errors, common requests (contract sections 2, 4).
 
-Pure functions only: each request has a builder (host side) and a parser
-(bridge side), each answer a builder (bridge side) and a parser (host side).
-The client in :mod:`labctl.drivers.bridge` moves the bytes; the simulated
-bridge uses the same functions, so both ends share one definition of every
-layout. All integers are little-endian, ``f32`` is IEEE-754 binary32.
+A family speaking protocol v1 adds its own opcodes and payload layouts (CMNA's
+are in :mod:`labctl.families.cmna.protocol`); what is here holds for any of
+them:
+
+- the response bit (a response carries the request's op OR 0x80);
+- the status byte that starts every response, and one exception per status;
+- the requests the framing rules themselves rely on (:class:`CommonOp`):
+  IDENTIFY reports the maximum payload and tells the families apart, STATUS is
+  the harmless first request after opening a port (section 4). RESET is not
+  one of them: what it clears is the family's business;
+- the STATUS answer layout (u32 flags, u32 uptime in ms, f32 temperature); what
+  each flag bit means belongs to the family.
+
+Pure functions only. The client in :mod:`labctl.drivers.bridge` moves the bytes;
+the simulated bridge uses the same functions, so both ends share one definition
+of every layout. All integers are little-endian, ``f32`` is IEEE-754 binary32.
 """
 
 from __future__ import annotations
@@ -12,30 +23,24 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 
-from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import InstrumentError
 
 RESPONSE_BIT = 0x80
 """A response carries the request's op OR 0x80."""
-DISCONNECT = 0xFFFF
-"""ROUTE_EXT_IN channel / SET_MONITOR neuron meaning "disconnect"."""
-SERIAL_BYTES = 16
+
+OpNames = type[enum.IntEnum]
+"""A family's opcode enum: what :func:`op_name` looks an op up in."""
 
 
-class Opcode(enum.IntEnum):
+class CommonOp(enum.IntEnum):
+    """Requests every protocol v1 device answers, whatever its family (sections 2 and 4)."""
+
     IDENTIFY = 0x01
-    RESET = 0x02
     STATUS = 0x03
-    WRITE_WEIGHTS = 0x10
-    READ_WEIGHTS = 0x11
-    SET_INPUTS = 0x20
-    ROUTE_EXT_IN = 0x21
-    SET_MONITOR = 0x22
-    MEASURE = 0x30
-    RUN_BATCH = 0x31
 
 
 class Status(enum.IntEnum):
@@ -48,19 +53,16 @@ class Status(enum.IntEnum):
     BAD_VERSION = 0x06
 
 
-class StatusFlag(enum.IntFlag):
-    """STATUS flag bits; OVERSTRESS and GATE_OVERRUN are sticky until RESET."""
+def op_name(op: int, ops: OpNames = CommonOp) -> str:
+    """Name of an opcode for messages, from the family's opcode enum ``ops`` (``opcode 0x7f`` for unknown ones).
 
-    SUPPLY_OUT_OF_RANGE = 1 << 0
-    OVERSTRESS = 1 << 1
-    LATCHES_UNWRITTEN = 1 << 2
-    GATE_OVERRUN = 1 << 3
-
-
-def op_name(op: int) -> str:
-    """Name of an opcode for messages (``0x7f`` for unknown ones)."""
+    An enum member names itself whatever ``ops`` is; a response op (with
+    :data:`RESPONSE_BIT`) is named after its request.
+    """
+    if isinstance(op, enum.Enum):
+        return op.name
     try:
-        return Opcode(op & ~RESPONSE_BIT).name
+        return ops(op & ~RESPONSE_BIT).name
     except ValueError:
         return f"opcode 0x{op:02x}"
 
@@ -73,14 +75,20 @@ class BridgeError(InstrumentError):
 
 
 class BridgeStatusError(BridgeError):
-    """The bridge answered a status other than OK."""
+    """The bridge answered a status other than OK.
+
+    ``meaning`` is the class's generic text unless the family gives a more
+    precise one (e.g. the supply window of its die for HW_FAULT).
+    """
 
     status: Status
     meaning: str
 
-    def __init__(self, op: int) -> None:
+    def __init__(self, op: int, ops: OpNames = CommonOp, meaning: str | None = None) -> None:
         self.op = op
-        super().__init__(f"bridge answered {self.status.name} to {op_name(op)}: {self.meaning}")
+        if meaning is not None:
+            self.meaning = meaning
+        super().__init__(f"bridge answered {self.status.name} to {op_name(op, ops)}: {self.meaning}")
 
 
 class BadLengthError(BridgeStatusError):
@@ -105,7 +113,7 @@ class BusyError(BridgeStatusError):
 
 class HardwareFaultError(BridgeStatusError):
     status = Status.HW_FAULT
-    meaning = "die damaged or supply out of range (VDD must be 1.71..1.89 V, not in compliance)"
+    meaning = "die damaged or supply out of range"
 
 
 class BadVersionError(BridgeStatusError):
@@ -127,170 +135,57 @@ STATUS_ERRORS: dict[Status, type[BridgeStatusError]] = {
 }
 
 
-def split_status(op: int, payload: bytes) -> bytes:
-    """Check a response's status byte: return the rest if OK, else raise the matching error."""
+def split_status(op: int, payload: bytes, ops: OpNames = CommonOp,
+                 meanings: Mapping[Status, str] | None = None) -> bytes:
+    """Check a response's status byte: return the rest if OK, else raise the matching error.
+
+    ``ops`` names the op in messages, ``meanings`` are the family's own texts
+    for some statuses (the generic ones otherwise).
+    """
     if not payload:
-        raise BridgeProtocolError(f"bridge answered {op_name(op)} without a status byte")
+        raise BridgeProtocolError(f"bridge answered {op_name(op, ops)} without a status byte")
     code = payload[0]
     if code == Status.OK:
         return payload[1:]
     try:
         status = Status(code)
     except ValueError:
-        raise BridgeProtocolError(f"bridge answered {op_name(op)} with unknown status 0x{code:02x}") from None
-    raise STATUS_ERRORS[status](op)
+        raise BridgeProtocolError(f"bridge answered {op_name(op, ops)} with unknown status 0x{code:02x}") from None
+    raise STATUS_ERRORS[status](op, ops, (meanings or {}).get(status))
 
 
-# -- result types --------------------------------------------------------------
+# -- payload helpers and the STATUS layout -----------------------------------------
+
+
+def check_length(what: str, payload: bytes, size: int) -> None:
+    """Refuse an answer whose payload is not exactly ``size`` bytes; ``what`` names the op."""
+    if len(payload) != size:
+        raise BridgeProtocolError(f"{what} payload has {len(payload)} bytes, expected {size}")
+
+
+def f32_value(value: float) -> float:
+    """The shortest decimal that the f32 on the wire stands for (1e-10 A, not 1.0000000133e-10 A)."""
+    return float(str(np.float32(value)))
 
 
 @dataclass(frozen=True)
 class BridgeStatus:
-    flags: StatusFlag
+    """A STATUS answer; ``flags`` has the family's flag type (CMNA: ``StatusFlag``)."""
+
+    flags: int
     uptime_ms: int
     temperature_c: float
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """One MEASURE: rates are counts over the gate that really elapsed (contract section 4)."""
-
-    actual_gate_s: float
-    counts: np.ndarray
-    rates_hz: np.ndarray
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """RUN_BATCH counts (P, n_out); rates use the requested gate (the bridge reports none)."""
-
-    counts: np.ndarray
-    rates_hz: np.ndarray
-
-
-# -- payload layouts -------------------------------------------------------------
-
-_IDENTIFY_HEAD = struct.Struct(f"<BBB{SERIAL_BYTES}sB")
-_IDENTIFY_TAIL = struct.Struct("<BBffHH")
 _STATUS = struct.Struct("<IIf")
-_ROWS = struct.Struct("<BHH")
-"""matrix, first row, row count (WRITE_WEIGHTS prefix, READ_WEIGHTS request)."""
-_COUNT = struct.Struct("<HH")
-"""first channel + count (SET_INPUTS), gate + pattern count (RUN_BATCH)."""
-_U16 = struct.Struct("<H")
-_MONITOR = struct.Struct("<BH")
-_U32 = struct.Struct("<I")
-
-
-def _exact(op: Opcode, payload: bytes, size: int) -> None:
-    if len(payload) != size:
-        raise BridgeProtocolError(f"{op.name} payload has {len(payload)} bytes, expected {size}")
-
-
-def identify_answer(chip: ChipDescription) -> bytes:
-    sizes = chip.layer_sizes
-    return (_IDENTIFY_HEAD.pack(chip.protocol, *chip.firmware, chip.serial.encode("ascii"), len(sizes))
-            + struct.pack(f"<{len(sizes)}H", *sizes)
-            + _IDENTIFY_TAIL.pack(chip.magnitude_bits, chip.dac_bits, chip.dac_lsb_a, chip.c2f_gain_hz_per_a,
-                                  chip.max_gate_ms, chip.max_payload))
-
-
-def parse_identify(payload: bytes) -> ChipDescription:
-    if len(payload) < _IDENTIFY_HEAD.size:
-        raise BridgeProtocolError(f"IDENTIFY payload has only {len(payload)} bytes")
-    protocol, fw_major, fw_minor, serial, n_layers = _IDENTIFY_HEAD.unpack_from(payload)
-    _exact(Opcode.IDENTIFY, payload, _IDENTIFY_HEAD.size + 2 * n_layers + _IDENTIFY_TAIL.size)
-    sizes = struct.unpack_from(f"<{n_layers}H", payload, _IDENTIFY_HEAD.size)
-    mag_bits, dac_bits, lsb, gain, max_gate, max_payload = _IDENTIFY_TAIL.unpack_from(
-        payload, _IDENTIFY_HEAD.size + 2 * n_layers)
-    return ChipDescription(
-        serial=serial.rstrip(b"\0").decode("ascii", errors="replace"), protocol=protocol,
-        firmware=(fw_major, fw_minor), layer_sizes=tuple(sizes), magnitude_bits=mag_bits, dac_bits=dac_bits,
-        dac_lsb_a=_f32(lsb), c2f_gain_hz_per_a=_f32(gain), max_gate_ms=max_gate, max_payload=max_payload)
-
-
-def _f32(value: float) -> float:
-    """The shortest decimal that the f32 on the wire stands for (1e-10 A, not 1.0000000133e-10 A)."""
-    return float(str(np.float32(value)))
 
 
 def status_answer(flags: int, uptime_ms: int, temperature_c: float) -> bytes:
     return _STATUS.pack(flags, uptime_ms, temperature_c)
 
 
-def parse_status(payload: bytes) -> BridgeStatus:
-    _exact(Opcode.STATUS, payload, _STATUS.size)
+def parse_status(payload: bytes, flag_type: Callable[[int], int] = int) -> BridgeStatus:
+    """STATUS answer; ``flag_type`` turns the u32 flags into the family's flag type."""
+    check_length(CommonOp.STATUS.name, payload, _STATUS.size)
     flags, uptime_ms, temperature_c = _STATUS.unpack(payload)
-    return BridgeStatus(StatusFlag(flags), uptime_ms, _f32(temperature_c))
-
-
-def weights_request(matrix: int, first_row: int, row_count: int, packed: bytes = b"") -> bytes:
-    """WRITE_WEIGHTS payload (with ``packed`` rows) or READ_WEIGHTS payload (without)."""
-    return _ROWS.pack(matrix, first_row, row_count) + packed
-
-
-def parse_weights_request(payload: bytes) -> tuple[int, int, int, bytes]:
-    """(matrix, first row, row count, packed rows); the caller checks the length rule."""
-    matrix, first_row, row_count = _ROWS.unpack_from(payload)
-    return matrix, first_row, row_count, payload[_ROWS.size:]
-
-
-WEIGHTS_PREFIX_BYTES = _ROWS.size
-
-
-def codes_request(first: int, values: np.ndarray) -> bytes:
-    """``u16 first, u16 count, count x u16``: SET_INPUTS (first channel) layout."""
-    values = np.asarray(values)
-    return _COUNT.pack(first, values.size) + values.astype("<u2", copy=False).tobytes()
-
-
-def run_batch_request(gate_ms: int, patterns: np.ndarray) -> bytes:
-    """``u16 gate, u16 P, P x n0 x u16`` codes, pattern by pattern."""
-    patterns = np.asarray(patterns)
-    return _COUNT.pack(gate_ms, patterns.shape[0]) + patterns.astype("<u2", copy=False).tobytes()
-
-
-def parse_codes_request(payload: bytes) -> tuple[int, int, np.ndarray]:
-    """(first channel or gate, count, u16 codes) of SET_INPUTS or RUN_BATCH."""
-    first, count = _COUNT.unpack_from(payload)
-    return first, count, np.frombuffer(payload, "<u2", offset=_COUNT.size)
-
-
-CODES_PREFIX_BYTES = _COUNT.size
-
-
-def u16_request(value: int | None) -> bytes:
-    """ROUTE_EXT_IN channel or MEASURE gate; None encodes 0xFFFF (disconnect)."""
-    return _U16.pack(DISCONNECT if value is None else value)
-
-
-def parse_u16(payload: bytes) -> int:
-    return _U16.unpack(payload)[0]
-
-
-def monitor_request(layer: int, neuron: int | None) -> bytes:
-    return _MONITOR.pack(layer, DISCONNECT if neuron is None else neuron)
-
-
-def parse_monitor_request(payload: bytes) -> tuple[int, int | None]:
-    layer, neuron = _MONITOR.unpack(payload)
-    return layer, None if neuron == DISCONNECT else neuron
-
-
-def measure_answer(actual_gate_us: int, counts: np.ndarray) -> bytes:
-    return _U32.pack(actual_gate_us) + np.asarray(counts).astype("<u4", copy=False).tobytes()
-
-
-def parse_measure(payload: bytes, n_outputs: int) -> Measurement:
-    _exact(Opcode.MEASURE, payload, _U32.size + 4 * n_outputs)
-    actual_gate_s = _U32.unpack_from(payload)[0] * 1e-6
-    if actual_gate_s <= 0:
-        raise BridgeProtocolError("MEASURE reported a gate of 0 us")
-    counts = np.frombuffer(payload, "<u4", offset=_U32.size).astype(np.uint32)
-    return Measurement(actual_gate_s, counts, counts / actual_gate_s)
-
-
-def parse_run_batch(payload: bytes, patterns: int, n_outputs: int) -> np.ndarray:
-    """Counts (P, n_out) uint32, pattern by pattern."""
-    _exact(Opcode.RUN_BATCH, payload, 4 * patterns * n_outputs)
-    return np.frombuffer(payload, "<u4").astype(np.uint32).reshape(patterns, n_outputs)
+    return BridgeStatus(flag_type(flags), uptime_ms, f32_value(temperature_c))

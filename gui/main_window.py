@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labctl import families
 from labctl.errors import LabctlError
 from labctl.gui.bench_panel import BenchPanel
 from labctl.gui.characterisation_panel import CharacterisationPanel
@@ -43,7 +44,8 @@ from labctl.gui.training_panel import TrainingPanel
 from labctl.gui.worker import LiveReadings, RecipeWorker, StatusPoller
 from labctl.recipes import DEFAULT_RECIPE, LoadedRecipe, load_recipe, resolve_run_dir
 
-SIMULATED = ("Simulated CMNA-777", "Simulated CMNA-L")
+SIMULATED = tuple(f"Simulated {part}" for family in families.installed().values() if family.simulator
+                  for part in family.parts)
 BENCH_FILE = "Bench file"
 REFRESH_MS = 250
 TAB_OF_STEP = {"characterise": 1, "train": 2, "program": 3, "evaluate": 3}
@@ -72,6 +74,27 @@ class MainWindow(QMainWindow):
         self._tmp = Path(tempfile.mkdtemp(prefix="labctl-gui-"))
         self._closing = False
 
+        controls = self._build_controls(recipe)
+        self._build_panels()
+        status = self._build_status()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(controls)
+        layout.addWidget(self.steps)
+        layout.addWidget(self.tabs, 1)
+        layout.addLayout(status)
+        layout.addWidget(self.message)
+        self.setCentralWidget(central)
+        self.resize(1280, 820)
+
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._refresh)
+        self.timer.start(REFRESH_MS)
+
+    def _build_controls(self, recipe: Path | None) -> QGridLayout:
+        """The two rows a user acts on, in the order of use: which bench (a simulated die and its seed, or
+        a bench file) and Connect; which recipe, Train and program, Stop. Nothing can run before a bench
+        is connected, and Stop only while a run is going."""
         self.source = QComboBox()
         self.source.addItems([*SIMULATED, BENCH_FILE])
         self.seed = QSpinBox()
@@ -111,7 +134,11 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.stop_button)
         controls.addLayout(buttons, 1, 5)
         controls.setColumnStretch(3, 1)
+        return controls
 
+    def _build_panels(self) -> None:
+        """One tab per pipeline stage, in pipeline order, so that a run moves left to right through them
+        (:data:`TAB_OF_STEP` relies on this order)."""
         self.bench_panel = BenchPanel()
         self.characterisation = CharacterisationPanel()
         self.training = TrainingPanel()
@@ -123,6 +150,9 @@ class MainWindow(QMainWindow):
                              (self.evaluation, "Evaluation")):
             self.tabs.addTab(panel, title)
 
+    def _build_status(self) -> QHBoxLayout:
+        """Where a run reports itself: the recipe's steps, the current stage with its progress, and a line
+        for problems in words (never a traceback)."""
         self.steps = QLabel("")
         self.stage = QLabel("Connect to a bench or start a simulated die.")
         self.progress = QProgressBar()
@@ -132,20 +162,7 @@ class MainWindow(QMainWindow):
         status = QHBoxLayout()
         status.addWidget(self.stage, 2)
         status.addWidget(self.progress, 1)
-
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.addLayout(controls)
-        layout.addWidget(self.steps)
-        layout.addWidget(self.tabs, 1)
-        layout.addLayout(status)
-        layout.addWidget(self.message)
-        self.setCentralWidget(central)
-        self.resize(1280, 820)
-
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self._refresh)
-        self.timer.start(REFRESH_MS)
+        return status
 
     # -- connecting ------------------------------------------------------------------
 
@@ -161,11 +178,9 @@ class MainWindow(QMainWindow):
             self.start_simulated(choice.removeprefix("Simulated "), self.seed.value())
 
     def start_simulated(self, part: str, seed: int) -> None:
-        """Start an embedded simulated die (its own bridge and SMUs on loopback) and connect to it."""
-        from labctl.families.cmna.sim.bench import SimulatedBench
-
+        """Start an embedded simulated device of ``part`` (its own bridge and instruments on loopback), connect."""
         self._disconnect()
-        self.sim = SimulatedBench(part, seed).start()
+        self.sim = families.simulator_of(families.for_part(part)).start(part, seed, served=False).start()
         self.source.setCurrentText(f"Simulated {part}")
         self.seed.setValue(seed)
         self.connect_bench_file(self.sim.write_bench_file(self._tmp / "bench.toml"), keep_sim=True)
@@ -264,7 +279,7 @@ class MainWindow(QMainWindow):
         elif kind == "train":
             assert self._loaded is not None
             weights, report = outcome
-            self.training.finished(self._loaded.recipe.steps[index].weights_name, weights, report)
+            self.training.finished(self._loaded.steps[index].weights_name, weights, report)
         else:
             self.programming.show_outcome(outcome)
             if outcome.result.evaluation is not None:
@@ -272,7 +287,7 @@ class MainWindow(QMainWindow):
                 self.tabs.setCurrentWidget(self.evaluation)
 
     def _on_finished(self, result) -> None:
-        self._show_steps(len(result.recipe.recipe.steps))
+        self._show_steps(len(result.recipe.steps))
         accuracies = [f"{name} {o.result.evaluation.on_chip_accuracy:.1%}" for name, o in result.on_chip.items()
                       if o.result.evaluation is not None]
         self._end_run(f"Completed in {result.wall_s:.0f} s"
@@ -308,9 +323,9 @@ class MainWindow(QMainWindow):
         if self._loaded is None:
             return
         parts = []
-        for i, step in enumerate(self._loaded.recipe.steps):
+        for i, step in enumerate(self._loaded.steps):
             what = step.kind + (f" {step.weights_name}" if step.kind == "train" else
-                                f" {getattr(step, 'weights', '')}").rstrip()
+                                f" {step.weights or ''}").rstrip()
             parts.append(f"<b>{i + 1}. {what}</b>" if i == current else
                          (f"{i + 1}. {what} (done)" if i < current else f"{i + 1}. {what}"))
         self.steps.setText(f"{self._loaded.name}: " + " → ".join(parts))

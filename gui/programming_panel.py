@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from labctl.families.cmna.latch_codes import MAGNITUDE_MASK
 from labctl.gui.plots import plot_widget
 
 COLOURMAP = "CET-D1"
@@ -69,7 +70,7 @@ class ProgrammingPanel(QWidget):
         for m, (plot, codes) in enumerate(zip(self._plots, held)):
             plot.clear()
             rows, cols = codes.shape
-            image = pg.ImageItem(np.asarray(codes, float), levels=(-7, 7))
+            image = pg.ImageItem(np.asarray(codes, float), levels=(-MAGNITUDE_MASK, MAGNITUDE_MASK))
             image.setColorMap(pg.colormap.get(COLOURMAP))
             plot.addItem(image)
             cells = sorted(stuck_cells.get(m, ()))
@@ -105,7 +106,7 @@ class ProgrammingPanel(QWidget):
             plot.invertY(True)
             plot.setAspectLocked(False)
             plot.showGrid(x=False, y=False)
-            bar = pg.ColorBarItem(values=(-7, 7), colorMap=pg.colormap.get(COLOURMAP), interactive=False,
+            bar = pg.ColorBarItem(values=(-MAGNITUDE_MASK, MAGNITUDE_MASK), colorMap=pg.colormap.get(COLOURMAP), interactive=False,
                                   label="signed code", width=14)
             self.maps.addWidget(plot)
             self._plots.append(plot)

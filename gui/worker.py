@@ -29,7 +29,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from labctl.families.cmna.bench import Bench, Reading
 from labctl.drivers.bridge import Transaction
-from labctl.drivers.bridge_protocol import Opcode, Status, StatusFlag, parse_identify, parse_status
+from labctl.drivers.bridge_protocol import Status
+from labctl.families.cmna.protocol import Opcode, StatusFlag, parse_identify, parse_status
 from labctl.errors import LabctlError
 from labctl.families.cmna.live_view import live_characterisation
 from labctl.recipes import LoadedRecipe, Stopped, run_recipe
@@ -40,7 +41,6 @@ HISTORY_S = 300.0
 LIVE_FIT_INTERVAL_S = 0.5
 """At most this often the characterisation file is re-read for the live view."""
 POLL_INTERVAL_S = 1.0
-CHARACTERISATION_STAGES = ("EXT_IN sweep", "bias sweep", "chain configurations")
 QUANTITIES = (("supply", "voltage"), ("supply", "current"), ("source", "voltage"), ("monitor", "current"))
 
 
@@ -172,6 +172,8 @@ class RecipeWorker(QObject):
         self.poller = poller
         self.stop_event = threading.Event()
         self._last_live = 0.0
+        self.current_kind: str | None = None
+        """The kind of the recipe step running now (the listener sets it): live fits while characterising."""
 
     def stop(self) -> None:
         """Thread-safe: the run stops at its next progress report with every output off."""
@@ -199,7 +201,7 @@ class RecipeWorker(QObject):
     def _progress(self, stage: str, done: int, total: int) -> None:
         self.progress.emit(stage, done, total)
         now = time.monotonic()
-        if stage in CHARACTERISATION_STAGES and now - self._last_live >= LIVE_FIT_INTERVAL_S:
+        if self.current_kind == "characterise" and now - self._last_live >= LIVE_FIT_INTERVAL_S:
             self._last_live = now
             self.emit_live()
 
@@ -217,6 +219,7 @@ class _SignalListener:
         self.worker = worker
 
     def step_started(self, index: int, step) -> None:
+        self.worker.current_kind = step.kind
         self.worker.step_started.emit(index, step.kind)
 
     def epoch(self, name: str, epoch: int, n_epochs: int, loss: float, accuracy: float) -> None:

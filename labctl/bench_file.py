@@ -1,7 +1,8 @@
-"""Bench files: which bridge port and which instrument channel serves each role.
+"""Bench files: which device family, which bridge port and which instrument channel serves each role.
 
 A bench file is TOML (contract section 3)::
 
+    family = "cmna"              # optional: otherwise the device's IDENTIFY answer decides
     [bridge]
     port = "socket://127.0.0.1:7001"
     [instruments.smu_a]
@@ -11,8 +12,10 @@ A bench file is TOML (contract section 3)::
     source  = "smu_a:1"
     monitor = "smu_b:1"
 
-Any wiring is legal, one instrument may serve two roles. Every problem is
-reported as one line naming the file and the key, before anything is opened.
+Any wiring is legal, one instrument may serve two roles. The roles are the
+family's (:attr:`DeviceFamily.bench_roles`); without a ``family`` key they
+must be those of an installed family. Every problem is reported as one line
+naming the file and the key, before anything is opened.
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import ConfigError
 from labctl.toml_files import parse_toml, read_user_file
-
-ROLES = ("supply", "source", "monitor")
-"""Roles of contract section 3: supply -> VDD, source -> EXT_IN, monitor -> MON."""
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,16 +42,11 @@ class InstrumentSection(_Strict):
     timeout_s: float = Field(default=3.0, gt=0, le=60)
 
 
-class RolesSection(_Strict):
-    supply: str
-    source: str
-    monitor: str
-
-
 class BenchSchema(_Strict):
+    family: str | None = Field(default=None, min_length=1)
     bridge: BridgeSection
     instruments: dict[str, InstrumentSection] = Field(min_length=1)
-    roles: RolesSection
+    roles: dict[str, str] = Field(min_length=1)
     name: str = "bench"
 
 
@@ -68,6 +62,8 @@ class RoleBinding:
 @dataclass(frozen=True)
 class BenchConfig:
     path: Path | None
+    family: str | None
+    """The family the file names (None: IDENTIFY decides)."""
     name: str
     bridge_port: str
     bridge_timeout_s: float
@@ -91,12 +87,10 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
         msg = {"extra_forbidden": "is not a known key", "missing": "is missing"}.get(err["type"], err["msg"])
-        if key.startswith("roles.") and err["type"] == "extra_forbidden":
-            msg = f"is not a role (roles are {', '.join(ROLES)})"
         raise ConfigError(f"{where}: {key} {msg}") from None
+    _check_role_names(schema, where)
     roles: dict[str, RoleBinding] = {}
-    for role in ROLES:
-        spec = getattr(schema.roles, role)
+    for role, spec in schema.roles.items():
         instrument, sep, channel = spec.partition(":")
         if not sep or not instrument or not channel:
             raise ConfigError(f"{where}: roles.{role} = {spec!r} must be INSTRUMENT:CHANNEL, e.g. \"smu_a:1\"")
@@ -110,6 +104,7 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
             raise ConfigError(f"{where}: roles.{role}: channel {binding.instrument}:{binding.channel} serves two roles")
     return BenchConfig(
         path=source,
+        family=schema.family,
         name=schema.name,
         bridge_port=schema.bridge.port,
         bridge_timeout_s=schema.bridge.timeout_s,
@@ -117,3 +112,24 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
         roles=roles,
         text=text,
     )
+
+
+def _check_role_names(schema: BenchSchema, where: str) -> None:
+    """The roles must be those of the named family, or of some installed family when none is named."""
+    from labctl import families
+
+    if schema.family is not None:
+        try:
+            candidates = [families.named(schema.family)]
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: family: {exc}") from None
+    else:
+        candidates = list(families.installed().values())
+    given = list(schema.roles)
+    best = min(candidates, key=lambda f: len(set(f.bench_roles) ^ set(given)))
+    for role in given:
+        if role not in best.bench_roles:
+            raise ConfigError(f"{where}: roles.{role} is not a role (roles are {', '.join(best.bench_roles)})")
+    for role in best.bench_roles:
+        if role not in given:
+            raise ConfigError(f"{where}: roles.{role} is missing")

@@ -4,7 +4,8 @@ A recipe is what a lab engineer hands to ``labctl run`` or to the GUI's one
 button, so both run exactly the same thing::
 
     name = "Iris on CMNA-777"
-    part = "CMNA-777"            # checked against the die on the bench (IDENTIFY)
+    part = "CMNA-777"            # checked against the device on the bench (IDENTIFY); names the family
+    # family = "cmna"            # optional when part names it or only one family is installed
     run_dir = "runs/iris-{time}" # optional; --run-dir overrides
 
     [[steps]]
@@ -20,11 +21,21 @@ button, so both run exactly the same thing::
     kind = "evaluate"
     weights = "tailored"         # the name of an earlier train step
 
-Every problem is one line naming the file, the line and the key, before the
-bench is touched. :func:`run_recipe` runs the steps through
-:mod:`labctl.families.cmna.workflow` (the functions the CLI commands use); everything goes
-into one run folder, and a :class:`~labctl.session.SessionRecorder` passed in
-records every bridge transaction and SMU reading into ``session.h5``.
+The recipe layer is family-blind: a step's ``kind``, its ``name`` (train) and
+``weights`` (program, evaluate) are the recipe's; every other key is one of the
+family's step options (:attr:`DeviceFamily.step_options`), validated by the
+family's schema. Every problem is one line naming the file, the line and the
+key, before the bench is touched. :func:`run_recipe` runs the steps through
+the family's stage operations (the ones the CLI commands call); everything
+goes into one run folder, and a :class:`~labctl.session.SessionRecorder`
+passed in records every bridge transaction and SMU reading into ``session.h5``.
+
+Files: every step writes its own. The first characterise step writes
+``die.h5``, a second one ``die-2.h5`` and so on (:func:`characterisation_name`);
+a train step uses the characterisation of the nearest characterise step
+before it, and programming the one its weights were trained on. A run folder
+that already holds a run (its ``summary.json``) is refused unless the caller
+passes ``force`` (:mod:`labctl.files`: partial files and atomic writes).
 
 Stopping: when ``stop_event`` is set, the next progress report raises
 :class:`Stopped`; the bench's context manager then turns every output off
@@ -37,15 +48,26 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Protocol, Union
+from typing import Any, Callable, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labctl.families.cmna.bench import Bench
-from labctl.families.cmna.chip import ChipDescription
+from labctl import families, files
+from labctl.bench_file import load_bench_file
 from labctl.errors import ConfigError, LabctlError
+from labctl.families.seam import (
+    STAGES,
+    CharacterisationOutcome,
+    DeviceDescription,
+    DeviceFamily,
+    OnChipOutcome,
+    StepContext,
+    StepOptions,
+    TrainingOutcome,
+)
+from labctl.options import in_recipes
 from labctl.session import SessionRecorder
 from labctl.toml_files import parse_toml, read_user_file
 
@@ -53,10 +75,11 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 """The recipes shipped with labctl (``recipes/`` of the source tree)."""
 DEFAULT_RECIPE = RECIPES_DIR / "train_and_program.toml"
 """What the GUI's "Train and program" button runs unless told otherwise."""
-PART_RECIPES = {"CMNA-777": RECIPES_DIR / "iris_cmna777.toml", "CMNA-L": RECIPES_DIR / "mnist_cmnal.toml"}
 
 Progress = Callable[[str, int, int], None]
 _NAME = r"^[A-Za-z0-9_.-]+$"
+RECIPE_KEYS = {"train": ("name",), "program": ("weights",), "evaluate": ("weights",), "characterise": ()}
+"""Step keys that belong to the recipe, not to the family's options."""
 
 
 class Stopped(LabctlError):
@@ -70,94 +93,82 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CharacteriseStep(_Strict):
-    """Measure every neuron (``labctl characterise``); writes ``die.h5`` in the run folder."""
+class StepHead(BaseModel):
+    """The recipe's own keys of a step; the rest are the family's options."""
 
-    kind: Literal["characterise"]
-    method: Literal["network", "mon", "both"] = "both"
-    configs: int | None = Field(default=None, ge=1, le=200, description="chain configurations")
-    levels: int | None = Field(default=None, ge=2, le=50, description="drive levels per configuration")
-    gate_ms: int | None = Field(default=None, ge=1, le=65535, description="C2F gate per reading")
-    nplc: float | None = Field(default=None, gt=0, le=25, description="SMU integration time")
-    target_a_plus: float | None = Field(default=None, gt=0, lt=1, description="relative precision of a+ to stop at")
-    target_ratio: float | None = Field(default=None, gt=0, lt=1, description="relative precision of a-/a+")
-    time_budget_s: float | None = Field(default=None, gt=0, description="bench time after which to stop")
-    linear_range: Literal["off", "input", "all"] | None = Field(
-        default=None, description="whose compression onsets to measure (default: all on small dies, input on large)")
-
-
-class TrainStep(_Strict):
-    """Train weights for the characterised die (``labctl train``); writes ``weights_<name>.h5``."""
-
-    kind: Literal["train"]
-    dataset: str
-    name: str | None = Field(default=None, pattern=_NAME, description="default: tailored or naive")
-    naive: bool = False
-    method: Literal["auto", "finetune", "scratch"] = Field(
-        default="auto", description="finetune: from the part's pre-trained network; scratch: from random weights; "
-                                    "auto: scratch for small networks, finetune for large ones")
-    label_column: str | None = Field(default=None, description="CSV data: the class column (default: the last)")
-    hidden: list[Annotated[int, Field(ge=1)]] | None = None
-    epochs: int | None = Field(default=None, ge=1, le=10000)
-    seed: int = Field(default=0, ge=0)
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        from labctl.train.datasets import BUILTIN
-
-        if value not in BUILTIN and not value.lower().endswith(".csv"):
-            raise ValueError(f"unknown data set {value!r}: use one of {', '.join(BUILTIN)} or a .csv path")
-        return value
-
-    @property
-    def weights_name(self) -> str:
-        return self.name or ("naive" if self.naive else "tailored")
-
-
-class ProgramStep(_Strict):
-    """Write weights into the latches and verify them (``labctl program``)."""
-
-    kind: Literal["program"]
-    weights: str = Field(pattern=_NAME, description="name of an earlier train step")
-    keep_powered: bool = False
-    retrain: bool = Field(default=True, description="tailored weights: retrain around stuck bits, in-situ rounds")
-    in_situ_rounds: int = Field(default=1, ge=0, le=5)
-
-
-class EvaluateStep(ProgramStep):
-    """Program, verify and classify the test split on the die (``labctl evaluate``)."""
-
-    kind: Literal["evaluate"]  # type: ignore[assignment]
-    gate_ms: int = Field(default=20, ge=1, le=65535)
-
-
-Step = Annotated[Union[CharacteriseStep, TrainStep, ProgramStep, EvaluateStep], Field(discriminator="kind")]
-STEP_KINDS = ("characterise", "train", "program", "evaluate")
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["characterise", "train", "program", "evaluate"]
+    name: str | None = Field(default=None, pattern=_NAME, description="train: the weights' name (default: "
+                                                                          "tailored, or naive for naive weights)")
+    weights: str | None = Field(default=None, pattern=_NAME, description="program/evaluate: an earlier train step")
 
 
 class Recipe(_Strict):
     name: str = Field(min_length=1)
-    part: str | None = Field(default=None, description="expected part (CMNA-777, CMNA-L); none: any die")
+    family: str | None = Field(default=None, description="device family (default: the part's, or the only one)")
+    part: str | None = Field(default=None, description="expected part (e.g. CMNA-777); none: any device")
     run_dir: str | None = Field(default=None, description="run folder; {time} becomes the start time")
     description: str = ""
-    steps: list[Step] = Field(min_length=1)
+    steps: list[StepHead] = Field(min_length=1)
 
-    def train_steps(self) -> dict[str, TrainStep]:
-        return {s.weights_name: s for s in self.steps if isinstance(s, TrainStep)}
+
+@dataclass(frozen=True)
+class RecipeStep:
+    """One validated step: the recipe's keys and the family's typed options."""
+
+    kind: str
+    options: StepOptions
+    name: str | None = None
+    weights: str | None = None
+
+    @property
+    def weights_name(self) -> str:
+        """The name of the weights a train step writes (``weights_<name>.h5``)."""
+        return self.name or ("naive" if getattr(self.options, "naive", False) else "tailored")
+
+    def params(self) -> dict[str, Any]:
+        """What the session record keeps of the step (the keys a recipe may set)."""
+        own = {"kind": self.kind} | ({"name": self.name} if self.name else {}) | (
+            {"weights": self.weights} if self.weights else {})
+        fields = type(self.options).model_fields
+        return own | {k: v for k, v in self.options.model_dump(exclude_none=True).items() if in_recipes(fields[k])}
 
 
 @dataclass(frozen=True)
 class LoadedRecipe:
-    """A validated recipe with its text (stored in the session record) and where it came from."""
+    """A validated recipe with its text (stored in the session record) and where it came from.
+
+    ``steps`` are bound to a family as soon as one is known (the recipe's
+    ``family`` or ``part``, or the only installed family); otherwise when the
+    bench's family is (:meth:`bound_to`), still before anything is powered.
+    """
 
     recipe: Recipe
     text: str
     source: Path | None = None
+    family: DeviceFamily | None = None
+    steps: tuple[RecipeStep, ...] = ()
 
     @property
     def name(self) -> str:
         return self.recipe.name
+
+    @property
+    def where(self) -> str:
+        return f"recipe {self.source}" if self.source else "recipe"
+
+    def bound_to(self, family: DeviceFamily) -> "LoadedRecipe":
+        """This recipe with its steps validated by ``family``'s options (the bench's family)."""
+        if self.family is not None:
+            if self.family.name != family.name:
+                raise ConfigError(f"{self.where} is for {self.family.name} devices, but the bench holds a "
+                                  f"{family.name} device")
+            return self
+        return LoadedRecipe(self.recipe, self.text, self.source, family, _bind(self.recipe, family, self.text,
+                                                                                 self.where))
+
+    def train_steps(self) -> dict[str, RecipeStep]:
+        return {s.weights_name: s for s in self.steps if s.kind == "train"}
 
 
 def load_recipe(path: str | Path) -> LoadedRecipe:
@@ -166,26 +177,59 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
 
 
 def parse_recipe(text: str, source: Path | None = None) -> LoadedRecipe:
+    loaded = LoadedRecipe(_validate_head(text, source), text, source)
+    family = _family_of(loaded)
+    return loaded.bound_to(family) if family is not None else loaded
+
+
+def _validate_head(text: str, source: Path | None) -> Recipe:
     where = f"recipe {source}" if source else "recipe"
     raw = parse_toml(text, where)
     try:
-        recipe = Recipe.model_validate(raw)
+        return Recipe.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = _key_path(err["loc"])
-        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc += ("kind",)
+        loc = tuple(err["loc"])
         raise ConfigError(f"{where}{_at_line(text, loc)}: {_dotted(loc)}: {_message(err)}") from None
-    _check_references(recipe, text, where)
-    return LoadedRecipe(recipe, text, source)
 
 
-def _key_path(loc: tuple) -> tuple:
-    """pydantic's location without the union tag it inserts after a step index."""
-    parts = list(loc)
-    if len(parts) >= 3 and parts[0] == "steps" and parts[2] in STEP_KINDS:
-        del parts[2]
-    return tuple(parts)
+def _family_of(loaded: LoadedRecipe) -> DeviceFamily | None:
+    recipe = loaded.recipe
+    try:
+        if recipe.family is not None:
+            return families.named(recipe.family)
+        if recipe.part is not None:
+            return families.for_part(recipe.part)
+    except ConfigError as exc:
+        key = "family" if recipe.family is not None else "part"
+        raise ConfigError(f"{loaded.where}{_at_line(loaded.text, (key,))}: {key}: {exc}") from None
+    installed = families.installed()
+    return next(iter(installed.values())) if len(installed) == 1 else None
+
+
+def _bind(recipe: Recipe, family: DeviceFamily, text: str, where: str) -> tuple[RecipeStep, ...]:
+    steps = []
+    for i, head in enumerate(recipe.steps):
+        own = {k: getattr(head, k) for k in RECIPE_KEYS[head.kind] if getattr(head, k) is not None}
+        stray = [k for k in ("name", "weights") if k not in RECIPE_KEYS[head.kind] and getattr(head, k) is not None]
+        if stray:
+            loc = ("steps", i, stray[0])
+            raise ConfigError(f"{where}{_at_line(text, loc)}: {_dotted(loc)}: is not a known key")
+        model = family.step_options[head.kind]
+        values = dict(head.model_extra or {})
+        hidden = [k for k in values if k in model.model_fields and not in_recipes(model.model_fields[k])]
+        try:
+            if hidden:
+                raise ValidationError.from_exception_data(model.__name__, [
+                    {"type": "extra_forbidden", "loc": (hidden[0],), "input": values[hidden[0]]}])
+            options = model.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ("steps", i, *err["loc"][:1]) if err["loc"] else ("steps", i)
+            raise ConfigError(f"{where}{_at_line(text, loc)}: {_dotted(loc)}: {_message(err)}") from None
+        steps.append(RecipeStep(head.kind, options, **own))
+    _check_references(steps, text, where)
+    return tuple(steps)
 
 
 def _dotted(loc: tuple) -> str:
@@ -197,8 +241,8 @@ def _dotted(loc: tuple) -> str:
 
 def _message(err: dict) -> str:
     kind = err["type"]
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return f"must be one of {', '.join(STEP_KINDS)}"
+    if kind == "literal_error" and tuple(err["loc"][-1:]) == ("kind",):
+        return f"must be one of {', '.join(STAGES)}"
     if kind == "extra_forbidden":
         return "is not a known key"
     if kind == "missing":
@@ -232,18 +276,18 @@ def _at_line(text: str, loc: tuple) -> str:
     return f", line {table + 1}" if table is not None else ""
 
 
-def _check_references(recipe: Recipe, text: str, where: str) -> None:
+def _check_references(steps: list[RecipeStep], text: str, where: str) -> None:
     """Train needs a characterisation before it; program/evaluate name an earlier train step."""
     characterised = False
     trained: set[str] = set()
-    for i, step in enumerate(recipe.steps):
-        if isinstance(step, CharacteriseStep):
+    for i, step in enumerate(steps):
+        if step.kind == "characterise":
             characterised = True
-        elif isinstance(step, TrainStep):
+        elif step.kind == "train":
             if not characterised:
                 loc = ("steps", i, "kind")
                 raise ConfigError(f"{where}{_at_line(text, loc)}: steps[{i}]: a train step needs a "
-                                  "characterise step before it (weights are trained for the measured die)")
+                                  "characterise step before it (weights are trained for the measured device)")
             if step.weights_name in trained:
                 loc = ("steps", i, "name")
                 raise ConfigError(f"{where}{_at_line(text, loc)}: steps[{i}].name: two train steps are "
@@ -257,11 +301,12 @@ def _check_references(recipe: Recipe, text: str, where: str) -> None:
 
 
 def part_recipe(part: str, dataset: str | None = None) -> LoadedRecipe:
-    """The shipped recipe for a part (Iris on CMNA-777, MNIST on CMNA-L), optionally on another data set."""
+    """The shipped recipe for a part (e.g. Iris on CMNA-777), optionally on another data set."""
+    family = families.for_part(part)
     try:
-        loaded = load_recipe(PART_RECIPES[part])
+        loaded = load_recipe(family.shipped_recipes[part])
     except KeyError:
-        raise ConfigError(f"no shipped recipe for part {part!r} (have: {', '.join(PART_RECIPES)})") from None
+        raise ConfigError(f"no shipped recipe for part {part!r} (have: {', '.join(family.shipped_recipes)})") from None
     if dataset is None:
         return loaded
     # rewrite the text, so that the recorded recipe (session.h5) is the one that ran
@@ -284,25 +329,34 @@ def resolve_run_dir(loaded: LoadedRecipe, run_dir: str | Path | None = None) -> 
 
 
 @dataclass
-class OnChipOutcome:
-    """What a program or evaluate step produced, with the weights it wrote."""
+class ProgrammedWeights:
+    """What a program or evaluate step produced, with the weights it wrote (what the GUI panels show)."""
 
     weights_name: str
-    weights: Any
-    """The :class:`labctl.families.cmna.weights.WeightSet` that was programmed."""
-    result: Any
-    """The :class:`labctl.families.cmna.workflow.OnChipResult` (program report, evaluation or None)."""
-    class_names: list[str] = field(default_factory=list)
+    outcome: OnChipOutcome
+
+    @property
+    def result(self) -> Any:
+        """The family's own result (CMNA: :class:`labctl.families.cmna.workflow.OnChipResult`)."""
+        return self.outcome.result
+
+    @property
+    def weights(self) -> Any:
+        return getattr(self.outcome.result, "weights", None)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(getattr(self.outcome.result, "class_names", []))
 
 
 class RunListener(Protocol):
     """What a GUI (or any observer) hears while a recipe runs; called from the worker thread."""
 
-    def step_started(self, index: int, step: Step) -> None: ...
+    def step_started(self, index: int, step: RecipeStep) -> None: ...
 
     def epoch(self, name: str, epoch: int, n_epochs: int, loss: float, accuracy: float) -> None: ...
 
-    def step_finished(self, index: int, step: Step, outcome: Any) -> None: ...
+    def step_finished(self, index: int, step: RecipeStep, outcome: Any) -> None: ...
 
 
 @dataclass
@@ -311,12 +365,11 @@ class RunResult:
 
     run_dir: Path
     recipe: LoadedRecipe
-    chip: ChipDescription | None = None
-    characterisation: Any = None
-    """The :class:`labctl.families.cmna.characterisation.analysis.AnalysisResult` of the characterise step."""
-    trained: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    """Weights name -> (WeightSet, TrainReport)."""
-    on_chip: dict[str, OnChipOutcome] = field(default_factory=dict)
+    description: DeviceDescription | None = None
+    characterisation: CharacterisationOutcome | None = None
+    trained: dict[str, TrainingOutcome] = field(default_factory=dict)
+    """Weights name -> what training produced."""
+    on_chip: dict[str, ProgrammedWeights] = field(default_factory=dict)
     """Weights name -> the last program/evaluate step that wrote them."""
     outcome: str = "not started"
     wall_s: float = 0.0
@@ -324,110 +377,134 @@ class RunResult:
     """The files this run wrote into ``run_dir`` (what the session record copies)."""
 
     def summary(self) -> dict:
+        d = self.description
         out: dict[str, Any] = {
             "recipe": self.recipe.name, "outcome": self.outcome, "wall_seconds": self.wall_s,
-            "die_serial": self.chip.serial if self.chip else None, "part": self.chip.part if self.chip else None,
+            "family": d.family if d else None, "die_serial": d.serial if d else None, "part": d.part if d else None,
         }
         if self.characterisation is not None:
-            out["characterisation"] = self.characterisation.summary
-        out["weights"] = {
-            name: {"dataset": w.dataset, "naive": w.naive, "software_accuracy": w.software_accuracy}
-            for name, (w, _) in self.trained.items()
-        }
-        for name, o in self.on_chip.items():
+            out["characterisation"] = dict(self.characterisation.summary)
+        out["weights"] = {name: {"dataset": t.dataset, "naive": bool(t.record.get("naive", False)),
+                                 "software_accuracy": t.software_accuracy} for name, t in self.trained.items()}
+        for name, programmed in self.on_chip.items():
             entry = out["weights"].setdefault(name, {})
-            entry["stuck_bits"] = len(o.result.program.stuck)
-            if o.result.evaluation is not None:
-                entry["on_chip_accuracy"] = o.result.evaluation.on_chip_accuracy
-                entry["n_test_samples"] = o.result.evaluation.n_samples
+            o = programmed.outcome
+            entry |= {k: v for k, v in o.json_extra.items() if k == "stuck_bits"}
+            if o.on_chip_accuracy is not None:
+                entry["on_chip_accuracy"] = o.on_chip_accuracy
+                entry["n_test_samples"] = o.n_samples
         return out
+
+
+def characterisation_name(n: int) -> str:
+    """The file of a run's ``n``-th characterise step (from 1): ``die.h5``, then ``die-2.h5``, ``die-3.h5``..."""
+    return "die.h5" if n == 1 else f"die-{n}.h5"
+
+
+@dataclass
+class _Run:
+    """One recipe run in progress: the bench, the family, the context every step gets."""
+
+    loaded: LoadedRecipe
+    family: DeviceFamily
+    run_dir: Path
+    bench_file: Path
+    result: RunResult
+    context: StepContext
+    listener: RunListener | None
+    characterisations: list[Path] = field(default_factory=list)
+    """The characterise steps' files so far, in order."""
+    trained_on: dict[str, Path] = field(default_factory=dict)
+    """Weights name -> the characterisation its train step used."""
+
+    @property
+    def die_file(self) -> Path:
+        """The characterisation of the nearest characterise step so far."""
+        return self.characterisations[-1] if self.characterisations else self.run_dir / characterisation_name(1)
+
+    def step(self, index: int, step: RecipeStep) -> Any:
+        """Run one step; return what the listener hears as its outcome."""
+        run = {"characterise": self._characterise, "train": self._train}.get(step.kind, self._program)
+        return run(step)
+
+    def _characterise(self, step: RecipeStep) -> Any:
+        out = self.run_dir / characterisation_name(len(self.characterisations) + 1)
+        self.characterisations.append(out)
+        try:
+            outcome = self.family.characterise(out, step.options, self.context)
+        except BaseException:
+            partial = files.partial_path(out)  # what was measured is kept (and recorded) when the run stops
+            self.result.files += [partial] if partial.exists() else []
+            raise
+        self.result.files.append(out)
+        self.result.characterisation = outcome
+        return outcome.result
+
+    def _train(self, step: RecipeStep) -> Any:
+        name, listener, report = step.weights_name, self.listener, self.context.progress
+
+        def on_epoch(epoch: int, n_epochs: int, loss: float, accuracy: float) -> None:
+            if report:
+                report(f"training {name}", epoch, n_epochs)
+            if listener:
+                listener.epoch(name, epoch, n_epochs, loss, accuracy)
+
+        out = self.run_dir / f"weights_{name}.h5"
+        context = replace(self.context, progress=None, on_epoch=on_epoch)
+        self.trained_on[name] = self.die_file
+        outcome = self.family.train(self.die_file, out, step.options, context)
+        _write_json(self.run_dir / f"training_{name}.json", dict(outcome.record))
+        self.result.files += [out, self.run_dir / f"training_{name}.json"]
+        self.result.trained[name] = outcome
+        return outcome.weights, outcome.report
+
+    def _program(self, step: RecipeStep) -> ProgrammedWeights:
+        assert step.weights is not None
+        context = replace(self.context, calibration=self.trained_on.get(step.weights, self.die_file))
+        outcome = self.family.program(self.run_dir / f"weights_{step.weights}.h5", step.options, context,
+                                      evaluate=step.kind == "evaluate")
+        programmed = ProgrammedWeights(step.weights, outcome)
+        self.result.on_chip[step.weights] = programmed
+        self.result.files += self.family.write_records(self.run_dir, step.weights, outcome)
+        self.result.files += list(outcome.files)
+        return programmed
 
 
 def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path, *,
                progress: Progress | None = None, stop_event: threading.Event | None = None,
-               recorder: SessionRecorder | None = None, listener: RunListener | None = None) -> RunResult:
+               recorder: SessionRecorder | None = None, listener: RunListener | None = None,
+               force: bool = False) -> RunResult:
     """Run every step of a recipe on the bench of ``bench_file``; files go into ``run_dir``.
 
-    With a ``recorder`` the session (bench identity, every transaction and
+    With a ``recorder`` the session (device identity, every transaction and
     reading, the characterisation, the weights, the results) is written to
     ``run_dir/session.h5`` at the end, also when the run stops or fails.
     Raises :class:`Stopped` when ``stop_event`` is set during the run.
+    A ``run_dir`` that holds an earlier run (``summary.json``) is refused
+    unless ``force`` (which also lets the steps replace its files).
     """
-    from labctl.families.cmna.workflow import program_and_evaluate, run_characterisation, run_training, write_on_chip_record
-
-    recipe = loaded.recipe
-    run_dir = Path(run_dir)
+    run_dir, bench_file = Path(run_dir), Path(bench_file)
+    if (run_dir / "summary.json").exists() and not force:
+        raise ConfigError(f"run folder {run_dir} already holds a run (its summary.json); choose another run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    bench_file = Path(bench_file)
-    (run_dir / "recipe.toml").write_text(loaded.text)
+    files.atomic_write_text(run_dir / "recipe.toml", loaded.text)
     result = RunResult(run_dir, loaded)
-    bench_options = recorder.bench_options() if recorder else {}
     started = time.monotonic()
 
-    def checkpoint() -> None:
-        if stop_event is not None and stop_event.is_set():
-            raise Stopped("stopped by the user: every output is off, the data measured so far are kept")
-
     def report(stage: str, done: int, total: int) -> None:
-        checkpoint()
+        _checkpoint(stop_event)
         if progress:
             progress(stage, done, total)
 
     try:
-        chip, instruments, bench_text = identify_bench(bench_file, bench_options)
-        result.chip = chip
-        if recorder:
-            recorder.set_identity(chip, instruments, bench_text)
-        if not (run_dir / "bench.toml").exists():
-            (run_dir / "bench.toml").write_text(bench_text)
-        if recipe.part and chip.part != recipe.part:
-            raise ConfigError(f"recipe {loaded.name!r} is for {recipe.part}, but the bench holds {chip.part} "
-                              f"{chip.serial}: choose a recipe for that part")
-        die_file = run_dir / "die.h5"
-        for index, step in enumerate(recipe.steps):
-            checkpoint()
+        run = _start(loaded, bench_file, run_dir, result, recorder, listener, report, force)
+        for index, step in enumerate(run.loaded.steps):
+            _checkpoint(stop_event)
             if listener:
                 listener.step_started(index, step)
             if recorder:
-                recorder.begin_step(index, step.kind, step.model_dump(exclude_none=True))
-            outcome: Any
-            if isinstance(step, CharacteriseStep):
-                result.files.append(die_file)  # kept (and recorded) even if the run stops halfway
-                outcome = run_characterisation(
-                    bench_file, die_file, method=step.method, n_configs=step.configs,
-                    setting_overrides=_setting_overrides(step), targets=_targets(step),
-                    progress=report, bench_options=bench_options)
-                result.characterisation = outcome
-            elif isinstance(step, TrainStep):
-                name = step.weights_name
-
-                def on_epoch(epoch: int, n_epochs: int, loss: float, accuracy: float, name: str = name) -> None:
-                    report(f"training {name}", epoch, n_epochs)
-                    if listener:
-                        listener.epoch(name, epoch, n_epochs, loss, accuracy)
-
-                weights, train_report = run_training(
-                    die_file, step.dataset, run_dir / f"weights_{name}.h5", naive=step.naive, method=step.method,
-                    hidden=tuple(step.hidden) if step.hidden else None, epochs=step.epochs, seed=step.seed,
-                    label_column=step.label_column, progress=on_epoch)
-                _write_json(run_dir / f"training_{name}.json", _train_json(train_report))
-                result.files += [run_dir / f"weights_{name}.h5", run_dir / f"training_{name}.json"]
-                result.trained[name] = (weights, train_report)
-                outcome = (weights, train_report)
-            else:
-                weights, _ = result.trained[step.weights]
-                evaluate = isinstance(step, EvaluateStep)
-                retrain = step.retrain and not weights.naive
-                on_chip = program_and_evaluate(
-                    bench_file, run_dir / f"weights_{step.weights}.h5", evaluate=evaluate,
-                    calibration=die_file if retrain else None, in_situ_rounds=step.in_situ_rounds,
-                    keep_powered=step.keep_powered,
-                    gate_ms=step.gate_ms if evaluate else 20, progress=report, bench_options=bench_options)
-                outcome = OnChipOutcome(step.weights, on_chip.weights, on_chip, on_chip.class_names)
-                result.on_chip[step.weights] = outcome
-                result.files += write_on_chip_record(run_dir, step.weights, on_chip)
-                if on_chip.programmed_file is not None:
-                    result.files.append(on_chip.programmed_file)
+                recorder.begin_step(index, step.kind, step.params())
+            outcome = run.step(index, step)
             if recorder:
                 recorder.end_step(index, "done")
             if listener:
@@ -441,54 +518,55 @@ def run_recipe(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path
         raise
     finally:
         result.wall_s = time.monotonic() - started
-        if recorder:
-            recorder.end_open_step(result.outcome)
-        _write_json(run_dir / "summary.json", result.summary())
-        if recorder:
-            recorder.write(run_dir / "session.h5", recipe_text=loaded.text, recipe_name=loaded.name,
-                           outcome=result.outcome, files=result.files)
+        _finish(result, recorder)
     return result
+
+
+def _checkpoint(stop_event: threading.Event | None) -> None:
+    if stop_event is not None and stop_event.is_set():
+        raise Stopped("stopped by the user: every output is off, the data measured so far are kept")
+
+
+def _start(loaded: LoadedRecipe, bench_file: Path, run_dir: Path, result: RunResult,
+           recorder: SessionRecorder | None, listener: RunListener | None, report: Progress,
+           force: bool = False) -> _Run:
+    """Find the bench's family, bind the recipe to it, identify the device (nothing is powered)."""
+    config = load_bench_file(bench_file)
+    family = families.for_bench(config)
+    loaded = loaded.bound_to(family)
+    context = StepContext(bench_file, report, bench_options=recorder.bench_options() if recorder else {},
+                          force=force)
+    description, identities = family.describe(bench_file, context)
+    result.description = description
+    if recorder:
+        recorder.set_identity(description, identities, config.text)
+    if not (run_dir / "bench.toml").exists():
+        files.atomic_write_text(run_dir / "bench.toml", config.text)
+    part = loaded.recipe.part
+    if part and description.part != part:
+        raise ConfigError(f"recipe {loaded.name!r} is for {part}, but the bench holds {description.part} "
+                          f"{description.serial}: choose a recipe for that part")
+    return _Run(loaded, family, run_dir, bench_file, result, context, listener)
+
+
+def _finish(result: RunResult, recorder: SessionRecorder | None) -> None:
+    """summary.json, and the session record when one is kept: also after a stop or a failure."""
+    if recorder:
+        recorder.end_open_step(result.outcome)
+    _write_json(result.run_dir / "summary.json", result.summary())
+    if recorder:
+        recorder.write(result.run_dir / "session.h5", recipe_text=result.recipe.text, recipe_name=result.recipe.name,
+                       outcome=result.outcome, files=result.files)
 
 
 def run_recorded(loaded: LoadedRecipe, bench_file: str | Path, run_dir: str | Path, *,
                  progress: Progress | None = None, stop_event: threading.Event | None = None,
                  listener: RunListener | None = None,
-                 recorder: SessionRecorder | None = None) -> RunResult:
+                 recorder: SessionRecorder | None = None, force: bool = False) -> RunResult:
     """:func:`run_recipe` with a session record (``run_dir/session.h5``): what ``labctl run`` and the demo call."""
     return run_recipe(loaded, bench_file, run_dir, progress=progress, stop_event=stop_event,
-                      recorder=recorder or SessionRecorder(), listener=listener)
-
-
-def identify_bench(bench_file: Path, bench_options: dict | None = None) -> tuple[ChipDescription, dict[str, str], str]:
-    """Open the bench without powering anything: (die from IDENTIFY, instrument IDNs, bench file text)."""
-    bench = Bench.from_file(bench_file, **(bench_options or {}))
-    bench.open()
-    try:
-        return bench.chip, bench.instrument_identities(), bench.config.text
-    finally:
-        bench.disconnect()
-
-
-def _setting_overrides(step: CharacteriseStep) -> dict:
-    from labctl.families.cmna.characterisation.characterise import linear_range_overrides
-
-    return {k: v for k, v in {"levels": step.levels, "gate_ms": step.gate_ms, "nplc": step.nplc}.items()
-            if v is not None} | linear_range_overrides(step.linear_range)
-
-
-def _targets(step: CharacteriseStep):
-    from labctl.families.cmna.characterisation.characterise import Targets
-
-    if step.target_a_plus is None and step.target_ratio is None and step.time_budget_s is None:
-        return None
-    return Targets(a_plus=step.target_a_plus, ratio=step.target_ratio, time_budget_s=step.time_budget_s)
-
-
-def _train_json(report) -> dict:
-    keys = ("dataset", "die_serial", "naive", "seed", "epochs", "best_epoch", "losses", "train_accuracies",
-            "software_accuracy", "ideal_accuracy", "train_accuracy", "seconds")
-    return {k: getattr(report, k) for k in keys}
+                      recorder=recorder or SessionRecorder(), listener=listener, force=force)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float))
+    files.atomic_write_text(path, json.dumps(data, indent=2, default=float))

@@ -46,9 +46,10 @@ import numpy as np
 
 from labctl import __version__
 from labctl.families.cmna.bench import Reading
-from labctl.families.cmna.chip import ChipDescription
+from labctl.families.seam import DeviceDescription
 from labctl.drivers.bridge import Transaction
 from labctl.errors import DataFileError
+from labctl.files import atomic_output, partial_path
 
 FORMAT = "labctl.session/1"
 NO_ANSWER = -1
@@ -78,7 +79,7 @@ class SessionRecorder:
         self._transactions: list[Transaction] = []
         self._readings: list[Reading] = []
         self._steps: list[dict[str, Any]] = []
-        self._identity: tuple[ChipDescription, dict[str, str], str] | None = None
+        self._identity: tuple[DeviceDescription, dict[str, str], str] | None = None
         self._monotonic_to_epoch_s = time.time() - time.monotonic()
         self._on_transaction = on_transaction
         self._on_reading = on_reading
@@ -104,8 +105,8 @@ class SessionRecorder:
         if self._on_reading:
             self._on_reading(reading)
 
-    def set_identity(self, chip: ChipDescription, instruments: dict[str, str], bench_text: str) -> None:
-        self._identity = (chip, dict(instruments), bench_text)
+    def set_identity(self, description: DeviceDescription, instruments: dict[str, str], bench_text: str) -> None:
+        self._identity = (description, dict(instruments), bench_text)
 
     def begin_step(self, index: int, kind: str, params: dict[str, Any]) -> None:
         with self._lock:
@@ -136,11 +137,13 @@ class SessionRecorder:
     def write(self, path: str | Path, *, recipe_text: str, recipe_name: str, outcome: str,
               files: list[Path]) -> Path:
         """Write ``session.h5`` with copies of the run's ``files``: ``die.h5``, ``weights_<name>.h5``,
-        and the training, programming and evaluation JSON (other files are not copied)."""
+        and the training, programming and evaluation JSON (other files are not copied). A run stopped during
+        its characterisation has ``die.partial.h5`` instead of ``die.h5``: that is copied. The file is written
+        under a temporary name and moved over ``path`` when complete."""
         p = Path(path)
         with self._lock:
             transactions, readings, steps = list(self._transactions), list(self._readings), list(self._steps)
-        with h5py.File(p, "w") as f:
+        with atomic_output(p) as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update({"kind": "session", "format": FORMAT, "labctl_version": __version__,
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_name": recipe_name,
                             "outcome": outcome})
@@ -156,8 +159,9 @@ class SessionRecorder:
             for file in files:
                 if not file.exists():
                     continue
-                if file.name == "die.h5":
-                    _copy_file(file, f, "characterisation")
+                if file.name in ("die.h5", partial_path("die.h5").name):
+                    if "characterisation" not in f:
+                        _copy_file(file, f, "characterisation")
                 elif file.name.startswith("weights_") and file.suffix == ".h5":
                     _copy_file(file, weights, file.stem.removeprefix("weights_"))
                 elif file.suffix == ".json":
@@ -168,9 +172,10 @@ class SessionRecorder:
         bench = f.create_group("bench")
         if self._identity is None:
             return
-        chip, instruments, bench_text = self._identity
-        for key, value in chip.as_attrs().items():
+        description, instruments, bench_text = self._identity
+        for key, value in description.attrs.items():
             bench.attrs[key] = value
+        bench.attrs["family"] = description.family
         bench.attrs["instruments"] = json.dumps(instruments, sort_keys=True)
         bench.create_dataset("bench_file", data=bench_text)
 
@@ -207,7 +212,10 @@ class RecordedSession:
     recipe_text: str
     recipe_name: str
     outcome: str
-    chip: ChipDescription
+    family: str
+    """The device family that ran the session (sessions recorded before the seam: CMNA's)."""
+    device_attrs: dict[str, Any]
+    """The device as it described itself (the family's attributes: CMNA's IDENTIFY answer)."""
     instruments: dict[str, str]
     bench_text: str
     transactions: np.ndarray
@@ -253,7 +261,8 @@ def load_session(path: str | Path) -> RecordedSession:
         return RecordedSession(
             path=p, recipe_text=_text(f["recipe"]), recipe_name=str(f.attrs.get("recipe_name", "")),
             outcome=str(f.attrs.get("outcome", "")),
-            chip=ChipDescription.from_attrs(dict(f["bench"].attrs)),
+            family=str(f["bench"].attrs.get("family", "cmna")),
+            device_attrs={k: v for k, v in f["bench"].attrs.items() if k not in ("family", "instruments")},
             instruments=json.loads(f["bench"].attrs.get("instruments", "{}")),
             bench_text=_text(f["bench/bench_file"]),
             transactions=tx["table"][()], request_bytes=tx["request_bytes"][()].tobytes(),
@@ -272,7 +281,7 @@ def extract(path: str | Path, group: str, out: str | Path) -> Path:
         if group not in f:
             raise DataFileError(f"{p}: has no /{group}")
         src = f[group]
-        with h5py.File(out, "w") as dst:
+        with atomic_output(out) as tmp, h5py.File(tmp, "w") as dst:
             dst.attrs.update(dict(src.attrs))
             for name in src:
                 f.copy(src[name], dst, name)

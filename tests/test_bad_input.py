@@ -147,7 +147,7 @@ def test_csv_data_set_with_a_named_label_column(capsys, tmp_path, die3) -> None:
 
 
 @pytest.mark.parametrize("hidden, match", [("9", r"hidden layer 1 asks for 9 neurons, CMNA-777 has 1 to 7"),
-                                           ("7,7", r"hidden|layers"), ("0", r"hidden layer 1 asks for 0")])
+                                           ("7,7", r"hidden|layers"), ("0", r"--hidden \(item 1\): Input should be greater than or equal to 1")])
 def test_impossible_network_for_the_geometry(capsys, tmp_path, die3, hidden, match) -> None:
     fails(capsys, "train", "--calibration", die3.calibration, "--dataset", "iris", "--out", tmp_path / "w.h5",
           "--hidden", hidden, match=match)

@@ -9,8 +9,11 @@ check the sequence the instruments really saw, not what the Bench believes:
 - VDD ramps up in steps of at most 0.1 V before MON and EXT_IN are driven,
   and ramps down to 0 V after they are off;
 - refused setpoints never reach an instrument;
-- an exception, Ctrl-C or SIGTERM inside ``with Bench(...)`` leaves every
-  output off; ``keep_powered`` keeps only VDD, and only after a normal exit;
+- an exception, Ctrl-C, SIGTERM or SIGHUP inside ``with Bench(...)`` leaves
+  every output off, whatever disposition the process inherited (these tests
+  pass when pytest itself starts with SIGINT ignored, as a background job
+  does: ``tests/test_signals.py`` runs them so); the dispositions come back
+  afterwards; ``keep_powered`` keeps only VDD, and only after a normal exit;
 - no sequence of public calls (hypothesis) damages the die.
 """
 
@@ -28,7 +31,8 @@ from hypothesis import strategies as st
 
 from labctl.families.cmna import ratings
 from labctl.families.cmna.bench import Bench
-from labctl.drivers.bridge_protocol import HardwareFaultError, StatusFlag
+from labctl.drivers.bridge_protocol import HardwareFaultError
+from labctl.families.cmna.protocol import StatusFlag
 from labctl.errors import SafetyError
 from labctl.families.cmna.latch_codes import signed_to_nibbles
 from labctl.families.cmna.sim.bench import SimulatedBench
@@ -235,12 +239,20 @@ def _sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _sighup() -> None:
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @pytest.mark.parametrize("keep_powered", [False, True], ids=["plain", "keep_powered"])
 @pytest.mark.parametrize("interrupt, expected", [(_raise_boom, Boom), (_ctrl_c, KeyboardInterrupt),
-                                                 (_sigterm, KeyboardInterrupt)], ids=["exception", "sigint", "sigterm"])
+                                                 (_sigterm, KeyboardInterrupt), (_sighup, KeyboardInterrupt)],
+                         ids=["exception", "sigint", "sigterm", "sighup"])
 def test_exception_or_interrupt_mid_measurement_turns_everything_off(sim, recorder, keep_powered, interrupt,
                                                                       expected) -> None:
-    handler_before = signal.getsignal(signal.SIGTERM)
+    handlers_before = [signal.getsignal(s) for s in HANDLED]
     with pytest.raises(expected):
         with Bench.from_file(sim.bench_path, keep_powered=keep_powered) as bench:
             assert measure_something(bench) > 100e-9
@@ -249,7 +261,25 @@ def test_exception_or_interrupt_mid_measurement_turns_everything_off(sim, record
             bench.read_mon()  # never reached
     assert all_off(sim)
     assert recorder.check_safe_sequence()["VDD"] == 1  # and VDD was ramped down, not dropped
-    assert signal.getsignal(signal.SIGTERM) is handler_before
+    assert [signal.getsignal(s) for s in HANDLED] == handlers_before
+    assert_healthy(sim)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["sigint", "sighup"])
+def test_an_inherited_ignored_signal_still_turns_everything_off(sim, recorder, signum) -> None:
+    """A background job inherits SIGINT ignored, nohup SIGHUP: inside the Bench both still stop safely."""
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Bench.from_file(sim.bench_path) as bench:
+                assert measure_something(bench) > 100e-9
+                os.kill(os.getpid(), signum)
+                bench.read_mon()  # never reached
+        assert signal.getsignal(signum) is signal.SIG_IGN  # and ignored again afterwards
+    finally:
+        signal.signal(signum, previous)
+    assert all_off(sim)
+    assert recorder.check_safe_sequence()["VDD"] == 1
     assert_healthy(sim)
 
 

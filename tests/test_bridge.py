@@ -14,17 +14,17 @@ import time
 import numpy as np
 import pytest
 
-from labctl.drivers.bridge import Bridge, Transaction
+from labctl.drivers.bridge import Transaction
 from labctl.drivers.bridge_protocol import (
     BadArgumentError,
     BridgeError,
     BridgeTimeoutError,
     BusyError,
     HardwareFaultError,
-    Opcode,
     Status,
-    StatusFlag,
 )
+from labctl.families.cmna.link import Bridge
+from labctl.families.cmna.protocol import Opcode, StatusFlag
 from labctl.drivers.framing import FrameSplitter, Packet, crc16, decode_packet, encode_packet
 from labctl.families.cmna.latch_codes import pack_rows, signed_to_nibbles
 from labctl.families.cmna.sim.bridge_server import BridgeServer, Fault, FaultPlan

@@ -29,7 +29,7 @@ from labctl.families.cmna import ratings
 from labctl.families.cmna.bench import Bench
 from labctl.families.cmna.characterisation.characterise import characterise
 from labctl.families.cmna.characterisation.probing import Prober
-from labctl.drivers.bridge_protocol import StatusFlag
+from labctl.families.cmna.protocol import StatusFlag
 from labctl.families.cmna.storage import read_raw
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.sim.truth import DieTruth

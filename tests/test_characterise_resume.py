@@ -1,4 +1,8 @@
-"""Resume: an interrupted characterisation continues without losing or repeating anything."""
+"""Resume: an interrupted characterisation continues without losing or repeating anything.
+
+An interrupted run leaves ``die.partial.h5`` (never ``die.h5``); ``--resume``
+continues it and makes ``die.h5`` when the run is complete.
+"""
 
 import json
 from collections import Counter
@@ -28,15 +32,18 @@ def test_resume_loses_and_repeats_nothing(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             with Bench.from_file(bench_file) as bench:
                 characterise(bench, out, progress=_stop_after(5))
-        # every output is off and the file holds what was measured, without fits
+        # every output is off and the partial file holds what was measured, without fits; no die.h5 yet
         assert not any(sim.channel_of(pad).output_on for pad in ("VDD", "EXT_IN", "MON"))
-        before = read_raw(out)
-        with h5py.File(out) as f:
+        partial = tmp_path / "die.partial.h5"
+        assert not out.exists()
+        before = read_raw(partial)
+        with h5py.File(partial) as f:
             assert "calibration" not in f
         done_before = [json.loads(j) for j in before["done"]["job"]]
         assert sum(j[0].startswith("chain") for j in done_before) == 5
         with Bench.from_file(bench_file) as bench:
             result = characterise(bench, out, resume=True)
+    assert not partial.exists()  # it became die.h5
     after = read_raw(out)
     # nothing measured before the interruption is lost
     assert len(after["mon"]) > len(before["mon"])

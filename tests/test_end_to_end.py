@@ -28,8 +28,9 @@ import h5py
 import numpy as np
 import pytest
 
+from labctl.files import partial_path
 from labctl.families.cmna.characterisation.characterise import default_config_count, plan_jobs
-from labctl.drivers.bridge_protocol import StatusFlag
+from labctl.families.cmna.protocol import StatusFlag
 from labctl.families.cmna.storage import file_sha256
 from labctl.families.cmna.latch_codes import signed_to_nibbles
 from labctl.families.cmna.sim.bench import SimulatedBench
@@ -102,9 +103,10 @@ def trained(served, characterised) -> dict[str, Path]:
 
 def test_identify_reports_the_bridge_and_instruments_and_powers_nothing(served) -> None:
     result = ok(labctl("identify", "--bench", served.bench, cwd=served.folder))
-    assert f"die {SERIAL} (CMNA-777), layers 7-7-7" in result.stdout
+    assert f"device  cmna CMNA-777, serial {SERIAL}, layers 7-7-7, 15 weight levels" in result.stdout
     assert "MODEL 2450" in result.stdout and "B2902A" in result.stdout
-    assert "SUPPLY_OUT_OF_RANGE" in result.stdout  # nothing was powered up
+    # nothing was powered up: STATUS says so in words
+    assert "VDD is not within 1.71 to 1.89 V at the pad (unpowered) [SUPPLY_OUT_OF_RANGE]" in result.stdout
 
 
 def test_characterisation_file_has_the_issue_4_layout(served, characterised) -> None:
@@ -152,15 +154,22 @@ def test_weights_files_have_the_issue_4_layout(trained, characterised) -> None:
                 codes = f[f"weights/matrix_{m}/codes"]
                 assert codes.dtype == np.int8 and codes.shape == (7, 7)
                 assert codes[()].min() >= -7 and codes[()].max() <= 7
-            used = np.abs(f["weights/matrix_0/codes"][()]).sum(axis=0) > 0
-            assert 1 <= used.sum() <= 7  # 4-7-3 Iris mapped onto the die
             enc = f["encoding"]
             assert enc["input_offset"].shape == enc["input_scale"].shape == enc["input_channels"].shape == (4,)
             assert enc["constant_codes"].shape == (7,) and enc["class_outputs"].shape == (3,)
             assert np.all((enc["constant_codes"][()] >= 0) & (enc["constant_codes"][()] <= 4095))
+            # 4-7-3 Iris mapped onto the die: weights leave only the 4 feature channels and the channels held at
+            # a constant code, and reach only the 3 class outputs, each of which some hidden neuron drives
+            inputs, outputs = set(enc["input_channels"][()].tolist()), enc["class_outputs"][()]
+            assert len(inputs) == 4 and len(set(outputs.tolist())) == 3
+            fed = inputs | set(np.flatnonzero(enc["constant_codes"][()]).tolist())
+            m0, m1 = (f[f"weights/matrix_{m}/codes"][()] for m in range(2))
+            assert set(np.flatnonzero(np.abs(m0).sum(axis=1)).tolist()) <= fed, (m0, fed)
+            assert set(np.flatnonzero(np.abs(m1).sum(axis=0)).tolist()) == set(outputs.tolist()), (m1, outputs)
             assert f.attrs["die_serial"] == SERIAL and f.attrs["dataset"] == "iris"
             assert f.attrs["calibration_sha256"] == file_sha256(characterised)
-            assert 0.9 <= f.attrs["software_accuracy"] <= 1.0
+            # 27 of 30: one sample below the lowest measured (seeds 1-5: 28-30 of 30 tailored, 29 naive)
+            assert f.attrs["software_accuracy"] >= 0.9
             assert bool(f.attrs["naive"]) == (kind == "naive")
 
 
@@ -176,11 +185,17 @@ def evaluate(served, weights: Path, *options: str | Path) -> dict:
     return json.loads(result.stdout)
 
 
-def test_tailored_weights_on_chip_match_the_software(served, characterised, trained) -> None:
-    """Programmed as a lab programs tailored weights: with the characterisation (stuck-bit retraining and one
-    in-situ round on the training split), and the run folder gets the confusion matrix and per-class accuracy."""
-    run = served.folder / "run"
-    report = evaluate(served, trained["tailored"], "--calibration", characterised, "--out-dir", run)
+@pytest.fixture(scope="module")
+def programmed(served, characterised, trained) -> dict:
+    """The tailored weights programmed as a lab programs them: with the characterisation (stuck-bit retraining
+    and one in-situ round on the training split), evaluated with a run folder (``evaluate --json`` report)."""
+    return evaluate(served, trained["tailored"], "--calibration", characterised, "--out-dir", served.folder / "run")
+
+
+def test_tailored_weights_on_chip_match_the_software(served, trained, programmed) -> None:
+    """Programmed with the characterisation, and the run folder gets the confusion matrix and per-class
+    accuracy."""
+    run, report = served.folder / "run", programmed
     assert report["n_samples"] == 30
     assert report["software_accuracy"] >= 0.9
     assert abs(report["on_chip_accuracy"] - report["software_accuracy"]) <= 1 / 30 + 1e-9, report
@@ -195,12 +210,16 @@ def test_tailored_weights_on_chip_match_the_software(served, characterised, trai
     assert rows[0] == "true \\ predicted,setosa,versicolor,virginica" and len(rows) == 4
 
 
-def test_naive_weights_evaluate_on_chip(served, trained) -> None:
-    tailored = evaluate(served, trained["tailored"])["on_chip_accuracy"]
-    report = evaluate(served, trained["naive"])
-    assert report["n_samples"] == 30 and 0.0 <= report["on_chip_accuracy"] <= 1.0
-    print(f"die {SERIAL}: tailored on chip {tailored:.1%}, naive on chip {report['on_chip_accuracy']:.1%}, "
-          f"naive in software {report['software_accuracy']:.1%}")
+def test_tailored_weights_do_at_least_as_well_as_naive_ones_on_chip(served, trained, programmed) -> None:
+    """Both on the same die; the tailored weights as a lab programs them (``programmed``), whose on-chip accuracy
+    ``test_tailored_weights_on_chip_match_the_software`` holds to the software's."""
+    naive = evaluate(served, trained["naive"])
+    assert naive["n_samples"] == 30
+    # tailoring never loses against naive weights; seed 3 is the die where naive weights do best: measured
+    # 29-30 of 30 tailored (12 runs) against 28-29 naive (18 runs); on seeds 1, 2, 4, 5 tailored wins by 5-8
+    assert programmed["on_chip_accuracy"] >= naive["on_chip_accuracy"], (
+        f"die {SERIAL}: tailored on chip {programmed['on_chip_accuracy']:.1%}, naive on chip "
+        f"{naive['on_chip_accuracy']:.1%} (naive in software {naive['software_accuracy']:.1%})")
 
 
 # -- steps that need to see the instruments: an in-process bench of the same die ----------------
@@ -225,13 +244,14 @@ def _mon_rows(path: Path) -> int:
 
 def test_ctrl_c_halfway_keeps_the_readings_and_turns_everything_off(local) -> None:
     out = local.bench_path.parent / "interrupted.h5"
+    partial = partial_path(out)  # what a characterisation writes until it is complete
     proc = subprocess.Popen([LABCTL, "--no-progress", "characterise", "--bench", str(local.bench_path),
                              "--out", str(out)], cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60
     seen = 0
     while seen < 1000 and proc.poll() is None and time.monotonic() < deadline:
-        seen = _mon_rows(out)
+        seen = _mon_rows(partial)
         time.sleep(0.01)
     assert proc.poll() is None, "characterisation finished before it could be interrupted"
     assert seen >= 1000  # about half of the ~2000 MON readings of a CMNA-777 run
@@ -240,7 +260,8 @@ def test_ctrl_c_halfway_keeps_the_readings_and_turns_everything_off(local) -> No
     assert proc.returncode == 130, f"{stdout}\n{stderr}"
     assert "interrupted" in stderr
     assert all(not local.channel_of(pad).output_on for pad in PADS)
-    with h5py.File(out, "r") as f:  # a valid file, not in SWMR any more, with every reading taken
+    assert not out.exists()  # an interrupted run never becomes --out
+    with h5py.File(partial, "r") as f:  # a valid file, not in SWMR any more, with every reading taken
         mon = f["raw/mon"][()]
         assert len(mon) >= seen and "calibration" not in f
         assert np.all(np.isfinite(mon["current_a"])) and np.all(np.diff(mon["time_s"]) >= 0)
@@ -249,7 +270,6 @@ def test_ctrl_c_halfway_keeps_the_readings_and_turns_everything_off(local) -> No
     chip = local.die.chip
     planned = len(plan_jobs(chip, "both", default_config_count(chip.layer_sizes), seed=0, layer_knees=True))
     assert {"dark", "reference"} <= kinds and 1 <= done < planned  # halfway: some runs finished, not all
-    print(f"interrupted after {len(mon)} MON readings and {done} of {planned} runs")
 
 
 def test_program_keep_powered_leaves_vdd_on_and_the_weights_in_the_latches(local, trained) -> None:

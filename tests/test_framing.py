@@ -19,8 +19,12 @@ from labctl.drivers.bridge_protocol import (
     BridgeProtocolError,
     BusyError,
     HardwareFaultError,
-    Opcode,
     Status,
+    split_status,
+    status_answer,
+)
+from labctl.families.cmna.protocol import (
+    Opcode,
     StatusFlag,
     identify_answer,
     measure_answer,
@@ -29,8 +33,6 @@ from labctl.drivers.bridge_protocol import (
     parse_measure,
     parse_monitor_request,
     parse_status,
-    split_status,
-    status_answer,
     weights_request,
 )
 from labctl.drivers.framing import (

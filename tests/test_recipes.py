@@ -12,11 +12,10 @@ import pytest
 
 from labctl.errors import ConfigError
 from labctl.families.cmna.storage import load_weights, read_raw
+from labctl.families.cmna.family import FAMILY
+from labctl.families.cmna.options import CharacteriseOptions, EvaluateOptions
 from labctl.recipes import (
     DEFAULT_RECIPE,
-    PART_RECIPES,
-    CharacteriseStep,
-    EvaluateStep,
     Stopped,
     load_recipe,
     parse_recipe,
@@ -54,25 +53,25 @@ gate_ms = 20
 
 
 def test_shipped_recipes_load_and_say_what_they_run():
-    iris = load_recipe(PART_RECIPES["CMNA-777"]).recipe
-    assert iris.part == "CMNA-777"
+    iris = load_recipe(FAMILY.shipped_recipes["CMNA-777"])
+    assert iris.recipe.part == "CMNA-777" and iris.family is FAMILY
     assert [s.kind for s in iris.steps] == ["characterise", "train", "train", "evaluate", "evaluate"]
-    assert {n: s.naive for n, s in iris.train_steps().items()} == {"tailored": False, "naive": True}
-    assert all(s.dataset == "iris" for s in iris.train_steps().values())
+    assert {n: s.options.naive for n, s in iris.train_steps().items()} == {"tailored": False, "naive": True}
+    assert all(s.options.dataset == "iris" for s in iris.train_steps().values())
 
-    mnist = load_recipe(PART_RECIPES["CMNA-L"]).recipe
-    assert mnist.part == "CMNA-L"
-    assert all(s.dataset == "mnist" and s.hidden == [100, 50] for s in mnist.train_steps().values())
-    characterise = mnist.steps[0]
-    assert isinstance(characterise, CharacteriseStep) and characterise.target_a_plus == 0.03
+    mnist = load_recipe(FAMILY.shipped_recipes["CMNA-L"])
+    assert mnist.recipe.part == "CMNA-L"
+    assert all(s.options.dataset == "mnist" and s.options.hidden == [100, 50]
+               for s in mnist.train_steps().values())
+    characterise = mnist.steps[0].options
+    assert isinstance(characterise, CharacteriseOptions) and characterise.target_a_plus == 0.03
 
-    default = load_recipe(DEFAULT_RECIPE).recipe
-    last = default.steps[-1]
-    assert isinstance(last, EvaluateStep) and last.weights == "tailored" and last.keep_powered
+    last = load_recipe(DEFAULT_RECIPE).steps[-1]
+    assert isinstance(last.options, EvaluateOptions) and last.weights == "tailored" and last.options.keep_powered
 
     wine = part_recipe("CMNA-777", "wine")
-    assert all(s.dataset == "wine" for s in wine.recipe.train_steps().values())
-    assert wine.source == PART_RECIPES["CMNA-777"]
+    assert all(s.options.dataset == "wine" for s in wine.train_steps().values())
+    assert wine.source == FAMILY.shipped_recipes["CMNA-777"]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -151,7 +150,7 @@ def test_recipe_runs_every_step_on_a_simulated_die(sim, tmp_path):
     # characterisation: raw readings and fits in die.h5, measured on this die
     raw = read_raw(run / "die.h5")
     assert len(raw["mon"]) > 100 and len(raw["c2f"]) > 10
-    a_plus = result.characterisation.params.layers[0].a_plus
+    a_plus = result.characterisation.result.params.layers[0].a_plus
     assert a_plus.mean() == pytest.approx(1.0, abs=1e-9)  # normalised per layer (seed 004, 3.3)
     with h5py.File(run / "die.h5") as f:
         assert f["die"].attrs["serial"] == "CMNA-777-000002"

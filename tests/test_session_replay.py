@@ -14,11 +14,13 @@ import h5py
 import numpy as np
 import pytest
 
-from labctl.drivers.bridge import Bridge
-from labctl.drivers.bridge_protocol import Opcode, Status, parse_identify
+from labctl.drivers.bridge_protocol import Status
+from labctl.families.cmna.link import Bridge
+from labctl.families.cmna.protocol import Opcode, parse_identify
 from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
 from labctl.recipes import parse_recipe, run_recipe
-from labctl.replay import compare_readings, replay_session, _step_windows
+from labctl.families.cmna.replay import _step_windows, chip_of, compare_readings
+from labctl.replay import replay_session
 from labctl.session import SessionRecorder, load_session
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.sim.truth import DieTruth
@@ -64,7 +66,7 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
     run, recorder, result, _ = recorded
     session = load_session(run)
     assert session.outcome == "completed" and session.recipe_text == RECIPE
-    assert session.chip.serial == "CMNA-777-00000%d" % SEED
+    assert chip_of(session).serial == "CMNA-777-00000%d" % SEED and session.family == "cmna"
     assert set(session.instruments) == {"smu_a", "smu_b"} and "2450" in session.instruments["smu_a"]
     assert "[roles]" in session.bench_text
     tx = session.transactions
@@ -72,7 +74,7 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
     assert np.all(np.diff(tx["time_s"]) >= -0.01)  # in order, on the readings' clock
     assert session.readings["time_s"].min() >= tx["time_s"].min()
     first_identify = int(np.flatnonzero(tx["op"] == Opcode.IDENTIFY)[0])
-    assert parse_identify(session.response(first_identify)) == session.chip
+    assert parse_identify(session.response(first_identify)) == chip_of(session)
     batches = np.flatnonzero((tx["op"] == Opcode.RUN_BATCH) & (tx["status"] == Status.OK))
     # one in-situ round classifies the 120 training samples, then the evaluation the 30 test samples
     assert sum(int.from_bytes(session.request(i)[2:4], "little") for i in batches) == 120 + 30

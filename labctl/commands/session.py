@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.commands import BENCH_HELP, add_command
+from labctl.commands.simulation import simulated_parts
 from labctl.errors import ConfigError
 from labctl.progress import progress_bars
 
@@ -36,8 +37,8 @@ def register(sub) -> None:
                                 "curves, latch map, confusion matrix.",
                     "examples:\n  labctl gui --bench bench.toml\n  labctl gui --simulate CMNA-777 --seed 3")
     s.add_argument("--bench", type=Path, default=None, help=BENCH_HELP)
-    s.add_argument("--simulate", choices=("CMNA-777", "CMNA-L"), default=None,
-                   help="start an embedded simulated die of this part instead of a bench file")
+    s.add_argument("--simulate", choices=simulated_parts(), default=None,
+                   help="start an embedded simulated device of this part instead of a bench file")
     s.add_argument("--seed", type=int, default=1, help="which simulated die (default 1)")
     s.add_argument("--recipe", type=Path, default=None,
                    help="recipe of the Train and program button (default recipes/train_and_program.toml)")
@@ -52,15 +53,10 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"[bold]{loaded.name}[/]: run folder {run_dir}")
     with progress_bars(not args.no_progress) as progress:
         result = run_recorded(loaded, args.bench, run_dir, progress=progress)
-    table = Table(title=f"{result.chip.part} {result.chip.serial}: {loaded.name}")
-    for column in ("weights", "data set", "software", "on chip", "stuck bits"):
-        table.add_column(column, justify="left" if column in ("weights", "data set") else "right")
-    for name, (weights, _) in result.trained.items():
-        on_chip = result.on_chip.get(name)
-        evaluation = on_chip.result.evaluation if on_chip else None
-        table.add_row(name, weights.dataset, f"{weights.software_accuracy:.1%}",
-                      f"{evaluation.on_chip_accuracy:.1%} of {evaluation.n_samples}" if evaluation else "-",
-                      str(len(on_chip.result.program.stuck)) if on_chip else "-")
+    from labctl.run_table import accuracy_table
+
+    d = result.description
+    table = accuracy_table(result, f"{d.part} {d.serial}: {loaded.name}" if d else loaded.name)
     out.print(table)
     out.print(f"run folder {run_dir} ({result.wall_s:.0f} s); session recorded in {run_dir / 'session.h5'}")
     return 0

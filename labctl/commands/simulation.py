@@ -1,4 +1,9 @@
-"""demo and sim serve: the commands that start a simulated bench (and so may import labctl.sim)."""
+"""demo and sim serve: the commands that start a simulated bench (and so import a family's simulator).
+
+They are family-blind: ``--part`` names a part, the family that makes it
+supplies its simulator module (:attr:`DeviceFamily.simulator`), imported here
+and nowhere in the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +11,44 @@ import argparse
 import time
 from pathlib import Path
 
+from labctl import families
 from labctl.commands import FORMATTER, add_command
+from labctl.families import simulator_of
+
+
+def simulated_parts() -> tuple[str, ...]:
+    return tuple(part for f in families.installed().values() if f.simulator for part in f.parts)
 
 
 def register(sub) -> None:
-    s = add_command(sub, "demo", "Start a simulated die, characterise, train tailored and naive weights, "
-                                 "program, evaluate on chip, and print the accuracies.",
+    parts = simulated_parts()
+    s = add_command(sub, "demo", "Start a simulated device, run its part's shipped recipe (characterise, train "
+                                 "tailored and naive weights, program, evaluate on chip) and print the accuracies.",
                     "examples:\n  labctl demo\n  labctl demo --part CMNA-L --seed 3")
-    s.add_argument("--part", choices=("CMNA-777", "CMNA-L"), default="CMNA-777")
-    s.add_argument("--seed", type=int, default=1, help="which simulated die (default 1)")
-    s.add_argument("--dataset", default=None, help="default: iris on CMNA-777, mnist on CMNA-L")
+    s.add_argument("--part", choices=parts, default=parts[0] if parts else None)
+    s.add_argument("--seed", type=int, default=1, help="which simulated device (default 1)")
+    s.add_argument("--dataset", default=None, help="default: the shipped recipe's (iris on CMNA-777, mnist on CMNA-L)")
     s.add_argument("--out-dir", type=Path, default=None, help="run folder (default runs/demo-<time>)")
     s.set_defaults(handler=demo)
 
-    sim = add_command(sub, "sim", "The simulated bench: a die, its bridge and SMUs on loopback sockets.",
+    sim = add_command(sub, "sim", "The simulated bench: a device, its bridge and instruments on loopback sockets.",
                       "example:\n  labctl sim serve --part CMNA-777 --seed 3 --bench-out bench.toml")
     simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     s = simsub.add_parser("serve", help="serve a simulated bench until interrupted", formatter_class=FORMATTER,
-                          description="Serve a simulated bench (bridge + SMUs over loopback TCP) until Ctrl-C.",
+                          description="Serve a simulated bench (bridge + instruments over loopback TCP) until Ctrl-C.",
                           epilog="example:\n  labctl sim serve --part CMNA-777 --seed 3 --bench-out bench.toml")
-    s.add_argument("--part", choices=("CMNA-777", "CMNA-L"), default="CMNA-777")
+    s.add_argument("--part", choices=parts, default=parts[0] if parts else None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--bench-out", type=Path, default=Path("bench.toml"), help="where to write the bench file")
-    s.add_argument("--truth-out", type=Path, default=None,
-                   help="also write the die's hidden truth (for tests and benchmarks only)")
-    s.add_argument("--wiring", default="default", choices=("default", "2636b", "b2901a"),
-                   help="instrument set: default (2450 + B2902A), 2636b (2636B + 2450), b2901a (three B2901A)")
     s.add_argument("--realtime", action="store_true", help="wait out gates and integration times (default: virtual clock)")
-    s.add_argument("--from", dest="from_file", type=Path, default=None, metavar="DIE_H5",
-                   help="serve the digital twin of a characterised die (its die.h5) instead of a drawn one; "
-                        "it answers with the recorded serial, so weights trained for that die are accepted")
+    s.add_argument("--truth-out", type=Path, default=None,
+                   help="also write the device's hidden truth (for tests and benchmarks only)")
+    s.add_argument("--from", dest="from_file", type=Path, default=None, metavar="CHARACTERISATION_H5",
+                   help="serve the digital twin of a characterised device (its die.h5) instead of a drawn one; "
+                        "it answers with the recorded serial, so weights trained for that device are accepted")
+    for family in families.installed().values():
+        if family.simulator:
+            simulator_of(family).add_arguments(s)
     s.set_defaults(handler=serve)
 
 
@@ -48,20 +61,19 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from labctl.families.cmna.sim.bench import SimulatedBench
-    from labctl.families.cmna.sim.twin import twin_bench
-
     if args.from_file is not None:
-        sim = twin_bench(args.from_file, realtime=args.realtime, wiring=args.wiring)
-        what = f"twin of die {sim.die.chip.serial} ({args.from_file})"
+        family = families.of_file(args.from_file, "characterisation file")
+        module = simulator_of(family)
+        sim = module.start_twin(args.from_file, realtime=args.realtime, **module.serve_options(args))
     else:
-        sim = SimulatedBench(args.part, args.seed, realtime=args.realtime, wiring=args.wiring)
-        what = f"simulated {args.part} seed {args.seed}"
+        family = families.for_part(args.part)
+        module = simulator_of(family)
+        sim = module.start(args.part, args.seed, realtime=args.realtime, **module.serve_options(args))
     with sim:
         sim.write_bench_file(args.bench_out)
         if args.truth_out:
-            sim.die.truth.save(args.truth_out)
-        print(f"serving {what}: bench file {args.bench_out.resolve()}", flush=True)
+            sim.save_truth(args.truth_out)
+        print(f"serving {sim.label}: bench file {args.bench_out.resolve()}", flush=True)
         try:
             while True:
                 time.sleep(3600)

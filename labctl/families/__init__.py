@@ -14,9 +14,20 @@ import importlib
 import os
 from functools import lru_cache
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol
 
 from labctl.errors import ConfigError
 from labctl.families.seam import DeviceFamily
+
+
+class BenchReference(Protocol):
+    """What the resolution needs of a bench file (:class:`labctl.bench_file.BenchConfig`)."""
+
+    path: Path | None
+    family: str | None
+    bridge_port: str
+    bridge_timeout_s: float
 
 ENTRY_POINT_GROUP = "labctl.families"
 ENV_VARIABLE = "LABCTL_FAMILIES"
@@ -89,3 +100,47 @@ def for_file_attrs(attrs, where: str) -> DeviceFamily:
         if family.owns_file(attrs):
             return family
     raise ConfigError(f"{where} was written for no installed device family")
+
+
+def simulator_of(family: DeviceFamily):
+    """The family's simulator module, imported only now: by the commands that start a simulated bench."""
+    if not family.simulator:
+        raise ConfigError(f"device family {family.name} has no simulator")
+    return importlib.import_module(family.simulator)
+
+
+def for_bench(config: BenchReference) -> DeviceFamily:
+    """The family that serves a bench: the bench file's ``family``, else the one that recognises IDENTIFY.
+
+    Asking IDENTIFY opens the bridge port for one harmless exchange and
+    powers nothing (bridge protocol v1 is common to every family's bridge).
+    """
+    from labctl.drivers.bridge import BridgeLink
+    from labctl.drivers.bridge_protocol import CommonOp
+    from labctl.errors import LabctlError
+
+    if config.family is not None:
+        return named(config.family)
+    where = f"bench file {config.path}" if config.path else "bench file"
+    try:
+        with BridgeLink(config.bridge_port, timeout_s=config.bridge_timeout_s) as link:
+            payload = link.request(CommonOp.IDENTIFY, b"")
+    except LabctlError as exc:
+        raise type(exc)(f"{where}: bridge.port: {exc}") from None
+    return for_identity(payload, where)
+
+
+def of_file(path, what: str) -> DeviceFamily:
+    """The family an HDF5 file (characterisation, weights, design) was written for."""
+    import h5py
+
+    from labctl.errors import DataFileError
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            attrs = dict(f.attrs)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such file ({what})") from None
+    except OSError as exc:
+        raise DataFileError(f"{path}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
+    return for_file_attrs(attrs, f"{what} {path}")

@@ -58,6 +58,8 @@ class DeviceDescription:
     input_unit: str
     details: tuple[tuple[str, str], ...] = ()
     """Further facts to show (firmware, protocol, ...), as label and text."""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    """The family's own flat attributes of the device, as HDF5 files and the session record store them."""
 
     def lines(self) -> list[str]:
         """Human-readable lines for ``labctl identify``."""
@@ -77,6 +79,12 @@ class StepContext:
     announce: Announce | None = None
     bench_options: dict[str, Any] = field(default_factory=dict)
     """Passed to the family's bench (e.g. the session recorder's transcript and reading hooks)."""
+    calibration: Path | None = None
+    """The characterisation this run made (recipes), which programming may use (CMNA: stuck-bit retraining)."""
+    on_epoch: Callable[[int, int, float, float], None] | None = None
+    """``on_epoch(epoch, epochs, loss, accuracy)`` during training (curves in the GUI)."""
+    force: bool = False
+    """Replace an existing output file (``--force``); without it a complete file is never touched."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,15 @@ class DeviceFamily(Protocol):
     step_options: Mapping[str, type[StepOptions]]
     """Options model per stage (``characterise``, ``train``, ``program``, ``evaluate``)."""
     simulator: str | None
-    """``module:attr`` of the family's simulated bench factory (imported lazily), or None."""
+    """Module of the family's simulator (``PARTS``, ``add_arguments``, ``start``, ``start_twin``), imported
+    only by the commands that start a simulated bench; None: the family has none."""
+    commands: str | None
+    """``module:function`` that adds the family's own subcommands to the CLI (None: none)."""
+    reporter: str | None
+    """``module:function(path, out_dir)`` that writes a characterisation report (None: no report)."""
+    replayer: str | None
+    """``module:function(session, loaded_recipe, work_dir, progress)`` -> :class:`labctl.replay.ReplayReport`:
+    a recorded session replayed against the device's twin (None: sessions cannot be replayed)."""
     shipped_recipes: Mapping[str, Path]
     """Part -> the recipe ``labctl demo`` runs for it."""
 
@@ -154,3 +170,6 @@ class DeviceFamily(Protocol):
 
     def program(self, weights: Path, options: StepOptions, context: StepContext, *,
                 evaluate: bool) -> OnChipOutcome: ...
+
+    def write_records(self, run_dir: Path, weights_name: str, outcome: OnChipOutcome) -> list[Path]:
+        """The evaluation record files of one program/evaluate step in a run folder."""

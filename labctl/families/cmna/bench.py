@@ -4,26 +4,26 @@ The Bench owns safe operation (contract sections 3 and 4), so no caller has to
 remember it: compliance is set before an output turns on; VDD ramps up before
 EXT_IN and MON are driven and down after they are off; setpoints outside the
 recommended ratings (:mod:`labctl.families.cmna.ratings`) are refused; every output goes off
-on exit, on an exception and on Ctrl-C/SIGTERM. A normal exit may keep VDD on
-(``keep_powered``) so programmed latches survive; EXT_IN and MON still go off.
+on exit, on an exception and on SIGINT/SIGTERM/SIGHUP (:mod:`labctl.shutdown`). A normal exit
+may keep VDD on (``keep_powered``) so programmed latches survive; EXT_IN and MON still go off.
+An open Bench holds the bench's lock (:mod:`labctl.bench_lock`): a second client is refused.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
+import contextlib
 import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Callable
 
 import numpy as np
 
+from labctl import bench_lock, shutdown
 from labctl.families.cmna import ratings
 from labctl.bench_file import BenchConfig, load_bench_file
 from labctl.families.cmna.chip import ChipDescription
-from labctl.drivers.bridge import Bridge
-from labctl.drivers.bridge_protocol import StatusFlag
+from labctl.families.cmna.link import Bridge
+from labctl.families.cmna.protocol import StatusFlag
 from labctl.drivers.instruments import open_instrument
 from labctl.errors import ConfigError, InstrumentError, LabctlError, SafetyError
 
@@ -66,7 +66,14 @@ class Bench:
         self._ext_in_a = 0.0
         self._vdd_v = 0.0
         """The supply level this session last set (a ramp down starts there)."""
-        self._old_handlers: dict[int, object] = {}
+        self._lock: bench_lock.BenchLock | None = None
+        self._signals = contextlib.ExitStack()
+        self.shutdown_report: shutdown.ShutdownReport | None = None
+        """What the last power-down left, in words (also :func:`labctl.shutdown.record`-ed for the command line)."""
+        self.left_on: list[str] = []
+        """Outputs the last power-down could not turn off ("EXT_IN", "MON", "VDD"): empty when all went off."""
+        self.kept_on: list[str] = []
+        """Outputs the last power-down kept on as asked: ["VDD"] after a normal exit with ``keep_powered``."""
 
     @classmethod
     def from_file(cls, path, **kwargs) -> "Bench":
@@ -75,7 +82,14 @@ class Bench:
     # -- opening and closing -------------------------------------------------
 
     def open(self) -> "Bench":
-        """Connect to the bridge and every instrument; bind roles to channels. Powers nothing."""
+        """Take the bench's lock, connect to the bridge and every instrument; bind roles to channels. Powers nothing.
+
+        The lock (bridge port and every instrument resource, :mod:`labctl.bench_lock`) comes
+        first: when another client holds the bench, :class:`~labctl.bench_lock.BenchInUseError`
+        names it and nothing here has been opened or touched. Held until :meth:`disconnect`.
+        """
+        if self._lock is None:
+            self._lock = bench_lock.lock_bench(self.config)
         try:
             self.bridge = Bridge(self.config.bridge_port, timeout_s=self.config.bridge_timeout_s,
                                  transcript=self._transcript)
@@ -118,13 +132,22 @@ class Bench:
 
     def close(self, *, emergency: bool = False) -> None:
         """Turn outputs off (VDD stays on after a normal exit with keep_powered) and disconnect."""
+        keep = self.keep_powered and not emergency
         try:
-            self.power_down(keep_supply=self.keep_powered and not emergency)
+            try:
+                self.power_down(keep_supply=keep)
+            except KeyboardInterrupt as interrupt:
+                if keep:  # a signal during a keep-powered exit: an interrupt turns every output off
+                    try:
+                        self.power_down()
+                    except LabctlError as problem:  # the interrupt stays what ended the run
+                        interrupt.add_note(f"at power-down: {problem}")
+                raise
         finally:
             self.disconnect()
 
     def disconnect(self) -> None:
-        """Close the bridge and instruments without touching any output (e.g. after ``identify``)."""
+        """Close the bridge and instruments without touching any output (e.g. after ``identify``); release the lock."""
         for inst in self._instruments.values():
             try:
                 inst.close()  # type: ignore[attr-defined]
@@ -133,39 +156,36 @@ class Bench:
         self._instruments.clear()
         self._channels.clear()
         if self.bridge is not None:
-            self.bridge.close()
-            self.bridge = None
+            try:
+                self.bridge.close()
+            finally:
+                self.bridge = None
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.release()
 
     def __enter__(self) -> "Bench":
-        self._install_signal_handlers()
+        # SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside the block, whatever their inherited
+        # disposition (a background job inherits SIGINT ignored), so __exit__ turns every output off
+        self._signals.enter_context(shutdown.signals_handled())
         if self.bridge is None:
             try:
                 self.open()
             except BaseException:
-                self._restore_signal_handlers()
+                self._signals.close()
                 raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self.close(emergency=exc_type is not None)
+        except LabctlError as problem:
+            if exc is None:
+                raise
+            # the error that ended the block stays the one reported; what is still on is in the report
+            exc.add_note(f"at power-down: {problem}")
         finally:
-            self._restore_signal_handlers()
-
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM behaves like Ctrl-C, so the context manager's exit turns outputs off."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        self._old_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_interrupt)
-
-    def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        self._old_handlers.clear()
+            self._signals.close()
 
     # -- power sequencing ----------------------------------------------------
 
@@ -176,14 +196,25 @@ class Bench:
             raise LabctlError("bench is not open") from None
 
     def power_up(self) -> None:
-        """Ramp VDD to 1.80 V, then hold MON at 0.9 V and connect EXT_IN at 0 A (section 3)."""
+        """Prove the wiring, ramp VDD to 1.80 V, prove EXT_IN and MON, then hold MON at 0.9 V and
+        connect EXT_IN at 0 A (sections 3 and 4; the proof: :mod:`labctl.families.cmna.wiring`).
+
+        A bench file whose roles do not reach their pads is refused with a one-line SafetyError
+        naming them, before VDD is raised (supply) or with VDD ramped down again (source, monitor).
+        """
         if self.powered:
             return
         supply, monitor, source = (self._channel(r) for r in ("supply", "monitor", "source"))
+        proof = self._wiring_proof()
+        # a supply kept on by an earlier session (keep_powered) is taken over at its level, not
+        # set to 0 V in one step: VDD never jumps, and the latches keep their content
+        taken_over = self._supply_in_range()
+        if taken_over:
+            self._prove_kept_supply(proof)
         try:
-            # a supply kept on by an earlier session (keep_powered) is taken over at its level, not
-            # set to 0 V in one step: VDD never jumps, and the latches keep their content
-            start_v = ratings.VDD_V if self._supply_in_range() else 0.0
+            if not taken_over:
+                proof.prove_supply_unpowered()  # leaves the supply on at 0 V, 2 mA compliance
+            start_v = ratings.VDD_V if taken_over else 0.0
             supply.source_voltage(start_v, ratings.VDD_CURRENT_LIMIT_A)
             self._vdd_v = start_v
             supply.enable_output()
@@ -195,6 +226,7 @@ class Bench:
             low, high = ratings.VDD_IN_RANGE_V
             if not low <= vdd_v <= high:
                 raise SafetyError(f"VDD reads {vdd_v:g} V after ramp-up, outside {low}-{high} V: check the supply wiring")
+            proof.prove_source_and_monitor()  # leaves both on (0 A; 0.9 V), EXT_IN unrouted
             monitor.source_voltage(ratings.MON_V, ratings.MON_CURRENT_LIMIT_A)
             monitor.enable_output()
             source.source_current(0.0, min(ratings.EXT_IN_COMPLIANCE_V, ratings.VDD_V))
@@ -204,31 +236,95 @@ class Bench:
             self.power_down()
             raise
 
-    def power_down(self, *, keep_supply: bool = False) -> None:
-        """EXT_IN off, MON off, then VDD ramped down and off (unless keep_supply). Never raises halfway."""
+    def _wiring_proof(self):
+        """The proof of this bench file's roles (contract section 4, proving the wiring before power)."""
+        from labctl.families.cmna.wiring import WiringProof
+
+        labels = {role: f"{b.instrument}:{b.channel}" for role, b in self.config.roles.items()}
+        return WiringProof(self._channels, labels, self.bridge, self.read, self.nplc)
+
+    def _prove_kept_supply(self, proof) -> None:
+        """A die powered by an earlier session: the supply role must read VDD (reads only).
+
+        Refused, the Bench lets go of its channels: the one holding VDD is not the one the bench
+        file names, so no output may be touched, not even to turn it off (the die stays powered).
+        """
+        try:
+            proof.prove_supply_powered()
+        except SafetyError:
+            self._channels.clear()
+            raise
+
+    def power_down(self, *, keep_supply: bool = False) -> shutdown.ShutdownReport | None:
+        """EXT_IN to 0 A and off, EXT_IN unrouted, MON off, then VDD ramped down and off (unless keep_supply).
+
+        Never stops halfway: signals that arrive meanwhile are deferred until it is done
+        (:func:`labctl.shutdown.deferred_signals`), and a step that fails (an instrument that
+        vanished) is recorded while the rest is still tried. The order of section 3 holds even
+        then: EXT_IN's level and output come first, and VDD goes down only once EXT_IN is known
+        to be off (a current into EXT_IN while VDD falls lifts the pad above VDD: damage, section
+        4); otherwise VDD stays up and is reported. MON is tried whatever happened to EXT_IN.
+        What is left on is in :attr:`left_on`, :attr:`kept_on` and :attr:`shutdown_report` (also
+        recorded for the command line); if a step failed this raises InstrumentError at the end.
+        """
         if not self._channels:
-            return
-        errors: list[str] = []
-        steps: list[tuple[str, Callable[[], None]]] = [
-            ("EXT_IN level", lambda: self._channel("source").set_current(0.0)),
-            ("EXT_IN output", lambda: self._channel("source").disable_output()),
-            ("EXT_IN routing", lambda: self._bridge_route(None)),
-            ("MON output", lambda: self._channel("monitor").disable_output()),
-        ]
-        if not keep_supply:
-            steps.append(("VDD ramp-down", self._ramp_supply_down))
-            steps.append(("VDD output", lambda: self._channel("supply").disable_output()))
-        for what, step in steps:
+            return None
+        with shutdown.deferred_signals():
+            report = self._power_down_steps(keep_supply)
+        if report.problems:
+            still = f" (still on: {', '.join(self.left_on)})" if self.left_on else ""
+            raise InstrumentError("could not turn everything off" + still + ": " + "; ".join(report.problems))
+        return report
+
+    def _power_down_steps(self, keep_supply: bool) -> shutdown.ShutdownReport:
+        problems: list[str] = []
+        left: dict[str, str] = {}
+        kept: dict[str, str] = {}
+
+        def step(what: str, action: Callable[[], None]) -> bool:
             try:
-                step()
+                action()
+                return True
             except Exception as exc:  # keep turning the rest off
-                errors.append(f"{what}: {exc}")
-        self._ext_in_a = 0.0
-        self.ext_in_channel = None
-        if not keep_supply:
-            self.powered = False
-        if errors:
-            raise InstrumentError("could not turn everything off: " + "; ".join(errors))
+                problems.append(f"{what}: {exc}")
+                return False
+
+        level_zero = step("EXT_IN level", lambda: self._channel("source").set_current(0.0))
+        ext_off = step("EXT_IN output", lambda: self._channel("source").disable_output())
+        if level_zero or ext_off:
+            self._ext_in_a = 0.0
+        if ext_off:  # a source that may still push current stays routed: unrouted, the pad would float up
+            if step("EXT_IN routing", lambda: self._bridge_route(None)):
+                self.ext_in_channel = None
+        else:
+            left["EXT_IN"] = "output on at 0 A" if level_zero else "its source may still drive current"
+        if not step("MON output", lambda: self._channel("monitor").disable_output()):
+            left["MON"] = "output still holds the pad"
+        if keep_supply:
+            if self.powered or self._channel("supply").output_enabled:
+                kept["VDD"] = f"at {self._vdd_v:.2f} V, kept powered so the latches keep their weights"
+            elif self._supply_in_range():
+                kept["VDD"] = "in range, as an earlier session left it"
+        elif "EXT_IN" in left:  # section 4: a current into EXT_IN while VDD falls lifts the pad above VDD
+            problems.append("VDD ramp-down: not started while EXT_IN may drive current (its pad would rise above VDD)")
+            left["VDD"] = (f"kept up at {self._vdd_v:.2f} V because EXT_IN could not be turned off; "
+                           "turn EXT_IN off first, then ramp VDD down")
+        else:  # (a MON left holding 0.9 V stays inside its 0 to 1.8 V absolute maximum at any VDD)
+            ramped = step("VDD ramp-down", self._ramp_supply_down)
+            vdd_off = step("VDD output", lambda: self._channel("supply").disable_output())
+            if ramped or vdd_off:
+                self.powered = False
+            if not vdd_off:
+                left["VDD"] = f"output could not be turned off (last set to {self._vdd_v:.2f} V)"
+        self.left_on, self.kept_on = list(left), list(kept)
+        report = shutdown.ShutdownReport(
+            bench=f"{self.config.name} ({self.config.bridge_port})",
+            left_on=tuple(f"{name} ({why})" for name, why in left.items()),
+            kept_on=tuple(f"VDD {why}" if name == "VDD" else f"{name} ({why})" for name, why in kept.items()),
+            problems=tuple(problems))
+        self.shutdown_report = report
+        shutdown.record(report)
+        return report
 
     def _ramp_supply_down(self) -> None:
         """Ramp from the level this session set, or from 1.80 V when an earlier session left VDD on."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+FAMILY_NAME = "cmna"
+"""The family's name in bench files, HDF5 files (attribute ``family``) and ``labctl families``."""
+
 KNOWN_PARTS: dict[tuple[int, ...], str] = {
     (7, 7, 7): "CMNA-777",
     (196, 100, 50, 10): "CMNA-L",

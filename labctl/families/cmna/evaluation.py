@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from labctl.drivers.bridge import Bridge
+from labctl.families.cmna.link import Bridge
+from labctl.families.cmna.ratings import DEFAULT_GATE_MS
 from labctl.families.cmna.weights import WeightSet
 
-DEFAULT_GATE_MS = 20
 BATCH_PATTERNS = 64
 """Patterns per progress step (the bridge client splits further to fit its payload)."""
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 SIGN_BIT = 0x8
+"""Bit 3 of a latch nibble: the sign (1 = negative)."""
 MAGNITUDE_MASK = 0x7
+"""Bits 2..0: the magnitude; also the largest magnitude a latch holds (signed codes -7..7)."""
 
 
 def signed_to_nibbles(weights: np.ndarray) -> np.ndarray:

@@ -7,9 +7,14 @@ straight-line fit, vectorised over all lines at once:
 
 - EXT_IN sweep lines give layer-0 gains directly (A per A of EXT_IN);
 - in a chain configuration (seed 004, Fig. 6) a neuron's slope over its
-  source's slope is its gain times the unit weight 7/12 (contract section 1),
-  so dividing by 7/12 gives a live gain estimate for every deeper neuron,
-  averaged over the configurations measured so far;
+  column's predicted input is its gain: the input is the family model's column
+  sum (:func:`~labctl.families.cmna.training.die_model.nominal_column_input_a`)
+  of its sources' slopes through the codes the latches held, every source of
+  a fan-in chain included. Each recorded configuration's plan is rebuilt as
+  characterisation rebuilds it (:mod:`labctl.families.cmna.characterisation.plans`),
+  so the live gain of every deeper neuron is the final analysis' absolute
+  gain (``a_plus * scale``), estimated from the readings so far (geometric
+  mean over the configurations, as the analysis takes it);
 - the residuals of all line fits, relative to the line's largest reading,
   show the readings' noise and any compression.
 """
@@ -22,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.families.cmna.characterisation.configurations import UNIT_CODE, chain_config
+from labctl.families.cmna.characterisation.plans import dark_held, held_codes, planned_codes
 from labctl.families.cmna.chip import ChipDescription
-from labctl.families.cmna.die_parameters import NOMINAL_W_LSB
 from labctl.families.cmna.storage import read_raw
+from labctl.families.cmna.training.die_model import nominal_column_input_a
 
-UNIT_WEIGHT = UNIT_CODE * NOMINAL_W_LSB
 MIN_POINTS = 3
 
 
@@ -71,20 +75,46 @@ def live_characterisation(path: str | Path, chip: ChipDescription) -> LiveCharac
     for (config, layer, neuron), s in slopes.items():
         if kinds.get(config) == "ext_sweep" and layer == 0:
             samples[0][neuron].append(s)
-    for r in configs:
-        config = int(r["config"])
-        if kinds[config] != "chain":
-            continue
-        params = json.loads(r["params"])
-        plan = chain_config(chip, tuple(params["shifts"]), forced=tuple(tuple(f) for f in params.get("forced", [])))
-        for m, sources in enumerate(plan.sources):
-            for j, src in enumerate(sources):
-                node, source = slopes.get((config, m + 1, j)), slopes.get((config, m, int(src)))
-                if node is not None and source and src >= 0:
-                    samples[m + 1][j].append(node / source / UNIT_WEIGHT)
-    gains = [np.array([np.mean(v) if v else np.nan for v in layer]) for layer in samples]
+    _chain_samples(chip, raw, kinds, slopes, {tuple(int(v) for v in key) for key in lines}, samples)
+    gains = [np.array([_geometric_mean(v) for v in layer]) for layer in samples]
     return LiveCharacterisation(len(raw["done"]), len(mon), len(raw["c2f"]), gains,
                                 100.0 * residual[fitted], y[fitted], mon["layer"][fitted].astype(int))
+
+
+def _chain_samples(chip: ChipDescription, raw: dict[str, np.ndarray], kinds: dict[int, str],
+                   slopes: dict[tuple[int, int, int], float], seen: set[tuple[int, int, int]],
+                   samples: list[list[list[float]]]) -> None:
+    """Add every deeper neuron's gain in each chain configuration: its MON slope over the model's
+    column input from its sources' MON slopes, through the codes the latches held.
+
+    Rows that were not read carry no signal (undriven input channels); a column waits until every
+    source that is being read has its line, and a column holding a negative code on a read row (a
+    stuck sign bit mixes a- into it) is left out, as in the analysis.
+    """
+    dark = dark_held(chip, raw)
+    for row, flat in zip(raw["configs"], raw["config_codes"]):
+        config = int(row["config"])
+        if kinds[config] != "chain":
+            continue
+        plan = planned_codes(chip, kinds[config], json.loads(row["params"]), dark)
+        for m, (planned, held) in enumerate(zip(plan, held_codes(chip, flat))):
+            source = np.array([slopes.get((config, m, i), np.nan) for i in range(held.shape[0])])
+            fitted = np.isfinite(source)
+            pending = np.array([(config, m, i) in seen for i in range(held.shape[0])]) & ~fitted
+            column = nominal_column_input_a(np.where(fitted[:, None], held, 0), np.where(fitted, source, 0.0))
+            usable = np.any(planned > 0, axis=0) & (column > 0)
+            usable &= ~np.any(fitted[:, None] & (held < 0), axis=0) & ~np.any(pending[:, None] & (held > 0), axis=0)
+            for j in np.flatnonzero(usable):
+                node = slopes.get((config, m + 1, int(j)))
+                if node is not None:
+                    samples[m + 1][j].append(node / column[j])
+
+
+def _geometric_mean(values: list[float]) -> float:
+    """Geometric mean of the positive values (NaN: none)."""
+    good = np.asarray(values, np.float64)
+    good = good[good > 0]
+    return float(np.exp(np.mean(np.log(good)))) if len(good) else float("nan")
 
 
 def _line_fits(x: np.ndarray, y: np.ndarray, index: np.ndarray, n: int):

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from labctl.families.cmna.chip import ChipDescription
-from labctl.drivers.bridge import Bridge
+from labctl.families.cmna.link import Bridge
 from labctl.errors import DataFileError
 from labctl.families.cmna.latch_codes import nibbles_to_signed, signed_to_nibbles
 from labctl.families.cmna.weights import WeightSet

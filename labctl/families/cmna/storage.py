@@ -5,6 +5,10 @@ SI units in a ``units`` attribute. Raw readings are appended as they are
 measured and flushed at once, into extendable datasets that exist from the
 start, so the file can be read while it is written (SWMR) and an interrupted
 run loses nothing. Fits are written after the raw phase, outside SWMR.
+
+A characterisation run writes ``die.partial.h5`` and only its last step makes
+``die.h5`` (:mod:`labctl.files`: partial files, atomic writes, ``--force``);
+weights are written to a temporary name and moved into place.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
-from labctl import __version__
-from labctl.families.cmna.chip import ChipDescription
+from labctl import __version__, files
+from labctl.families.cmna.chip import FAMILY_NAME, ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters, LayerGains
 from labctl.errors import DataFileError
 from labctl.families.cmna.weights import InputEncoding, WeightSet
@@ -53,7 +57,33 @@ def _open(path: str | Path, mode: str = "r", **kwargs) -> h5py.File:
     try:
         return h5py.File(p, mode, **kwargs)
     except OSError as exc:
+        if mode == "r" and files.left_open_for_write(exc):
+            return _open_left_for_write(p, **kwargs)
         raise DataFileError(f"{p}: not a readable HDF5 file ({exc})") from None
+
+
+def _open_left_for_write(p: Path, **kwargs) -> h5py.File:
+    """Read a file whose superblock says it is open for write: a partial file whose writer was killed
+    gets its stale flag cleared (labctl's own file, nobody writing it); otherwise it is read as SWMR."""
+    try:
+        if files.is_partial(p) and not files.being_written(p):
+            files.clear_stale_write_flag(p)
+            return h5py.File(p, "r", **kwargs)
+        return h5py.File(p, "r", swmr=True, **{k: v for k, v in kwargs.items() if k != "swmr"})
+    except OSError as exc:
+        raise DataFileError(f"{p}: left open for write and not readable ({exc})") from None
+
+
+def describe(path: str | Path) -> str | None:
+    """What an existing labctl file holds, for a message ("a complete characterisation", "weights", ...)."""
+    try:
+        with _open(path) as f:
+            kind = str(f.attrs.get("kind", ""))
+            if kind == "characterisation":
+                return "a complete characterisation" if "calibration" in f else "a characterisation without fits"
+            return {"weights": "weights", "session": "a session record"}.get(kind, f"a {kind} file" if kind else None)
+    except DataFileError:
+        return None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -97,6 +127,7 @@ class CharacterisationFile:
         f = _open(p, "w", libver="latest")
         _write_chip(f.create_group("die"), chip)
         f.attrs["labctl_version"] = __version__
+        f.attrs["family"] = FAMILY_NAME
         f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         f.attrs["kind"] = "characterisation"
         f.attrs["parameters"] = json.dumps(parameters, sort_keys=True)
@@ -118,16 +149,30 @@ class CharacterisationFile:
         return cls(f, p)
 
     @classmethod
-    def resume(cls, path: str | Path, chip: ChipDescription) -> "CharacterisationFile":
-        """Reopen an interrupted run to append more (refuses a file of another die)."""
+    def resume(cls, path: str | Path, chip: ChipDescription,
+               lock: files.WriterLock | None = None) -> "CharacterisationFile":
+        """Reopen an interrupted run to append more (refuses a file of another die).
+
+        A partial file (``die.partial.h5``) whose writer was killed still says
+        "open for write"; that stale flag is cleared first (``lock``: the caller
+        holds the file's :class:`labctl.files.WriterLock`, so nobody else writes it). The
+        tables are made consistent again: a configuration row whose latch codes
+        the kill cut off is dropped (its readings stay; the run is not done).
+        """
         p = Path(path)
-        recorded = read_chip(p)
+        recorded = read_chip(p)  # an SWMR read: fine with the stale flag
         if recorded.serial != chip.serial:
             raise DataFileError(f"{p} was measured on die {recorded.serial!r}; the bench holds die {chip.serial!r}")
+        if files.is_partial(p):
+            files.clear_stale_write_flag(p, lock)
         f = _open(p, "r+", libver="latest")
         for name in ("calibration", "methods", "flags"):
             if name in f:  # fits of an earlier, partial analysis: redone at the end
                 del f[name]
+        configs, codes = f["raw/configs"], f["raw/config_codes"]
+        n = min(configs.shape[0], codes.shape[0])
+        configs.resize((n,))
+        codes.resize((n,) + codes.shape[1:])
         f.swmr_mode = True
         return cls(f, p)
 
@@ -169,7 +214,14 @@ class CharacterisationFile:
 
 
 def read_raw(path: str | Path, swmr: bool = False) -> dict[str, np.ndarray]:
-    """All raw tables; ``swmr=True`` reads a file that another process is still writing."""
+    """All raw tables; ``swmr=True`` reads a file that another process is still writing.
+
+    While a run has not finished, its readings are in the partial file
+    (``die.partial.h5`` for ``die.h5``): when ``path`` does not exist yet, that is read.
+    """
+    partial = files.partial_path(path)
+    if not Path(path).exists() and partial.exists():
+        path = partial
     with _open(path, "r", swmr=swmr) as f:
         if "raw" not in f:
             raise DataFileError(f"{path}: has no /raw group (not a characterisation file)")
@@ -260,9 +312,11 @@ def load_die_parameters(path: str | Path, group: str = "calibration") -> DiePara
 
 
 def save_weights(path: str | Path, weights: WeightSet) -> None:
-    with _open(path, "w") as f:
+    """Write the weights file (under a temporary name, moved over ``path`` once complete)."""
+    with files.atomic_output(path) as tmp, _open(tmp, "w") as f:
         f.attrs["kind"] = "weights"
         f.attrs["labctl_version"] = __version__
+        f.attrs["family"] = FAMILY_NAME
         f.attrs["die_serial"] = weights.die_serial
         f.attrs["layer_sizes"] = list(weights.layer_sizes)
         f.attrs["calibration_sha256"] = weights.calibration_sha256

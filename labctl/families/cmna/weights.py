@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labctl.families.cmna.latch_codes import MAGNITUDE_MASK
+
 
 @dataclass
 class InputEncoding:
@@ -57,5 +59,5 @@ class WeightSet:
             expected = (self.layer_sizes[m], self.layer_sizes[m + 1])
             if c.shape != expected:
                 raise ValueError(f"matrix {m} has shape {c.shape}, die geometry needs {expected}")
-            if c.size and (c.min() < -7 or c.max() > 7):
-                raise ValueError(f"matrix {m} holds codes outside -7..7")
+            if c.size and (c.min() < -MAGNITUDE_MASK or c.max() > MAGNITUDE_MASK):
+                raise ValueError(f"matrix {m} holds codes outside -{MAGNITUDE_MASK}..{MAGNITUDE_MASK}")

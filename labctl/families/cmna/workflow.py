@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Collection
 
 from labctl.families.cmna.bench import Bench
-from labctl.families.cmna.characterisation.characterise import Targets, characterise
+from labctl.drivers.bridge_protocol import BridgeStatus
+from labctl.families.cmna.chip import ChipDescription
+from labctl.families.cmna.options import TRAINING_METHODS
+from labctl.families.cmna.ratings import DEFAULT_GATE_MS
+from labctl import files
+from labctl.families.cmna.characterisation.characterise import Targets, characterise, check_output
 from labctl.families.cmna.characterisation.check import CheckResult, check_characterisation
 from labctl.families.cmna.characterisation.probing import ProbeSettings
 from labctl.errors import ConfigError, DataFileError
 from labctl.families.cmna.evaluation import EvaluationResult, evaluate_on_chip
-from labctl.families.cmna.storage import file_sha256, load_die_parameters, load_weights, save_weights
+from labctl.families.cmna.storage import describe, file_sha256, load_die_parameters, load_weights, save_weights
 from labctl.families.cmna.programming import ProgramReport, check_weights_for_die, program_weights
 from labctl.families.cmna.weights import WeightSet
 
@@ -32,13 +37,20 @@ Progress = Callable[[str, int, int], None]
 def run_characterisation(bench_file: Path, out: Path, *, method: str = "both", n_configs: int | None = None,
                          settings: ProbeSettings | None = None, setting_overrides: dict | None = None,
                          targets: Targets | None = None,
-                         resume: bool = False, progress: Progress | None = None,
+                         resume: bool = False, force: bool = False, given: Collection[str] | None = None,
+                         progress: Progress | None = None,
                          announce: Callable[[str], None] | None = None, bench_options: dict | None = None):
-    """``bench_options`` go to :class:`Bench` (e.g. ``transcript``/``on_reading`` for a session record)."""
+    """``bench_options`` go to :class:`Bench` (e.g. ``transcript``/``on_reading`` for a session record).
+
+    An existing ``out`` is refused before the bench is opened unless ``force``
+    (:func:`~labctl.families.cmna.characterisation.characterise.check_output`);
+    ``given`` names the options the user set (a resume says which stored ones it keeps).
+    """
+    check_output(out, resume=resume, force=force)
     with Bench.from_file(bench_file, **(bench_options or {})) as bench:
         return characterise(bench, out, method=method, settings=settings, setting_overrides=setting_overrides,
-                            n_configs=n_configs, targets=targets,
-                            resume=resume, progress=progress, announce=announce)
+                            n_configs=n_configs, targets=targets, resume=resume, force=force, given=given,
+                            progress=progress, announce=announce)
 
 
 def run_check(bench_file: Path, calibration: Path) -> CheckResult:
@@ -46,16 +58,11 @@ def run_check(bench_file: Path, calibration: Path) -> CheckResult:
         return check_characterisation(bench, calibration)
 
 
-TRAINING_METHODS = ("auto", "finetune", "scratch")
-"""finetune: adapt the network pre-trained once on the part's population (cached) in seconds;
-scratch: train for this die from random weights (the paper's way); auto (default): scratch for small
-networks, where it takes seconds and is the more accurate (docs/results-training.md), finetune for large ones."""
-
-
 def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool = False,
                  method: str = "auto", hidden: tuple[int, ...] | None = None, epochs: int | None = None,
                  seed: int = 0, label_column: str | None = None, cache_dir: Path | None = None,
-                 progress: Callable | None = None, announce: Callable[[str], None] | None = None):
+                 progress: Callable | None = None, announce: Callable[[str], None] | None = None,
+                 force: bool = False):
     """Train weights for the characterised die in ``calibration`` and save them to ``out``.
 
     With ``method="finetune"`` the naive weights are the pre-training's
@@ -64,6 +71,7 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
     this die; with ``"scratch"`` both are trained from random weights.
     ``progress(epoch, epochs, loss, accuracy)`` follows the epochs; ``announce``
     gets a sentence before a pre-training that is not in the cache yet.
+    An existing ``out`` is refused at once unless ``force``.
     """
     from labctl.train.datasets import load_dataset
     from labctl.families.cmna.training.network_map import map_network
@@ -71,6 +79,7 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
 
     if method not in TRAINING_METHODS:
         raise ConfigError(f"unknown training method {method!r}: use one of {', '.join(TRAINING_METHODS)}")
+    files.refuse_existing(out, force=force, what=describe(out))
     params = load_die_parameters(calibration)
     dataset = load_dataset(dataset_name, seed=seed, label_column=label_column)
     sizes = map_network(params.chip, dataset.n_features, dataset.n_classes, hidden).layer_sizes_used  # refused now
@@ -116,7 +125,7 @@ class OnChipResult:
 def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool = False,
                          dataset_name: str | None = None,
                          calibration: Path | None = None, in_situ_rounds: int = 1,
-                         programmed_out: Path | None = None, keep_powered: bool = False, gate_ms: int = 20,
+                         programmed_out: Path | None = None, keep_powered: bool = False, gate_ms: int | None = None,
                          progress: Progress | None = None, bench_options: dict | None = None) -> OnChipResult:
     """Power up, program and verify (latches are volatile), then optionally classify the test split.
 
@@ -158,7 +167,8 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
         evaluation = None
         if evaluate or dataset_name is not None:
             evaluation = evaluate_on_chip(bench.bridge, weights, dataset.X_test, dataset.y_test,
-                                          n_classes=len(dataset.class_names), gate_ms=gate_ms, progress=progress)
+                                          n_classes=len(dataset.class_names), gate_ms=gate_ms or DEFAULT_GATE_MS,
+                                          progress=progress)
         return OnChipResult(report, evaluation, retraining, weights, programmed_file,
                             list(dataset.class_names) if dataset is not None else [])
 
@@ -196,8 +206,28 @@ def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult)
         record |= evaluation.as_json() | {"class_names": names}
         rows = [",".join(["true \\ predicted", *names])]
         rows += [",".join([name, *map(str, row)]) for name, row in zip(names, evaluation.confusion)]
-        written.append(Path(run_dir) / f"confusion_{weights_name}.csv")
-        written[-1].write_text("\n".join(rows) + "\n")
-    written.append(Path(run_dir) / f"{'programming' if evaluation is None else 'evaluation'}_{weights_name}.json")
-    written[-1].write_text(json.dumps(record, indent=2, default=float))
+        written.append(files.atomic_write_text(Path(run_dir) / f"confusion_{weights_name}.csv", "\n".join(rows) + "\n"))
+    written.append(files.atomic_write_text(
+        Path(run_dir) / f"{'programming' if evaluation is None else 'evaluation'}_{weights_name}.json",
+        json.dumps(record, indent=2, default=float)))
     return written
+
+
+@dataclass(frozen=True)
+class BenchIdentity:
+    """What an unpowered bench reports: the die (IDENTIFY), its STATUS, the instruments' IDNs."""
+
+    chip: ChipDescription
+    status: BridgeStatus
+    instruments: dict[str, str]
+    bench_text: str
+
+
+def identify_bench(bench_file: Path, bench_options: dict | None = None) -> BenchIdentity:
+    """Open the bench without powering anything and say what is there."""
+    bench = Bench.from_file(bench_file, **(bench_options or {}))
+    bench.open()
+    try:
+        return BenchIdentity(bench.chip, bench.bridge.status(), bench.instrument_identities(), bench.config.text)
+    finally:
+        bench.disconnect()

@@ -56,8 +56,8 @@ from labctl.families.cmna.characterisation.probe_fit import ProbeColumn, probe_c
 from labctl.families.cmna.characterisation.probing import driven_channels
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
+from labctl.families.cmna.options import CHARACTERISATION_METHODS as METHODS
 
-METHODS = ("network", "mon", "both")
 POOR_FIT_RELATIVE_STD = 0.03
 """A gain known worse than 3 % (1 sigma) is flagged as a poor fit."""
 DISAGREEMENT_SIGMAS = 3.0
@@ -466,75 +466,21 @@ def _combine(a: Estimate, b: Estimate) -> Estimate:
 
 
 def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "both") -> AnalysisResult:
+    """Per-neuron gains of the die from its recorded readings, by ``method`` ("mon", "network" or "both"
+    combined), with the flags of doubtful neurons and a summary of the precision reached."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
     configs = _configs(chip, raw)
-    nominal = DieParameters.nominal(chip)
-    methods: dict[str, DieParameters] = {}
-    flags: dict[str, np.ndarray] = {}
     mon = analyse_mon(chip, raw, configs) if method in ("mon", "both") else None
     net = analyse_network(chip, raw, configs) if method in ("network", "both") else None
-
-    bias_gain = mon.bias_gain.value if mon else nominal.bias_gain
-    bias_offset = mon.bias_offset_a.value if mon else nominal.bias_offset_a
-    c2f_gain = mon.c2f_gain.value if mon else nominal.c2f_gain_hz_per_a
-    dark = _dark_rates(chip, raw)
-    c2f_dark = np.where(np.isfinite(dark.value), dark.value, nominal.c2f_dark_hz)
-
-    def layers_from(abs_est: list[Estimate], ratio: list[Estimate] | None) -> list[LayerGains]:
-        out = []
-        for l, est in enumerate(abs_est):
-            norm, scale = normalise_mean_one(est)
-            if ratio is not None and l < chip.n_layers - 1:
-                r = ratio[l]
-                a_minus = norm.value * r.value
-                a_minus_std = np.abs(a_minus) * np.hypot(norm.std / norm.value, r.std / r.value)
-            else:
-                a_minus = np.full_like(norm.value, np.nan)
-                a_minus_std = np.full_like(norm.value, np.nan)
-            out.append(LayerGains(norm.value, norm.std, a_minus, a_minus_std, scale))
-        return out
-
-    def params_for(layers: list[LayerGains], source: str) -> DieParameters:
-        return DieParameters(chip, layers, bias_gain, bias_offset, c2f_gain, c2f_dark,
-                             synapse_spread=mon.synapse_spread if mon else float("nan"),
-                             notes={"method": source})
-
-    if mon:
-        methods["mon"] = params_for(layers_from(mon.layer_abs, mon.ratio), "mon")
-    if net:
-        # the network sees products: take the bias gain out of layer 0 and the C2F gain out of the
-        # last layer where the direct method measured them; otherwise they stay folded in
-        net = list(net)
-        if mon:
-            net[0] = _divide(net[0], mon.bias_gain)
-            net[-1] = _divide(net[-1], mon.c2f_gain)
-        ratio = mon.ratio if mon else None
-        methods["network"] = params_for(layers_from(net, ratio), "network")
-
+    die_wide = _DieWide.measured(chip, raw, mon)
+    methods = _method_parameters(chip, die_wide, mon, net)
     if method == "both":
-        combined_layers = []
-        disagree, poor = [], []
-        for l in range(chip.n_layers):
-            a, b = methods["mon"].layers[l], methods["network"].layers[l]
-            ea, eb = Estimate(a.a_plus, a.a_plus_std), Estimate(b.a_plus, b.a_plus_std)
-            comb, _ = normalise_mean_one(_combine(ea, eb))
-            # the absolute scale comes from the direct method (the network cannot see it)
-            ratio = np.where(np.isfinite(a.a_plus), a.a_minus / a.a_plus, np.nan)
-            a_minus = comb.value * ratio
-            a_minus_std = np.abs(a_minus) * np.hypot(comb.std / comb.value, _rel(a.a_minus_std, a.a_minus))
-            combined_layers.append(LayerGains(comb.value, comb.std, a_minus, a_minus_std, a.scale))
-            diff = np.abs(a.a_plus - b.a_plus)
-            disagree.append(diff > DISAGREEMENT_SIGMAS * np.hypot(a.a_plus_std, b.a_plus_std))
-            poor.append(~(comb.std / comb.value <= POOR_FIT_RELATIVE_STD))
-        final = params_for(combined_layers, "both")
-        flags = {f"layer_{l}/methods_disagree": disagree[l] for l in range(chip.n_layers)}
-        flags |= {f"layer_{l}/poor_fit": poor[l] for l in range(chip.n_layers)}
+        final, flags = _combined(chip, die_wide, methods["mon"], methods["network"])
     else:
         final = methods[method]
         flags = {f"layer_{l}/poor_fit": ~(lay.a_plus_std / lay.a_plus <= POOR_FIT_RELATIVE_STD)
                  for l, lay in enumerate(final.layers)}
-
     final, unmeasured = fill_unmeasured(final)
     flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
     final = with_linear_range(final, mon)
@@ -550,6 +496,99 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
         "linear_range": linear_range_summary(final),
     }
     return AnalysisResult(final, methods, flags, summary)
+
+
+@dataclass(frozen=True)
+class _DieWide:
+    """What every method's parameters share beside the neuron gains: the bias generators, the C2F
+    converters and the synapse spread. Only the direct method measures the bias and C2F gains and the
+    synapse spread (the network method sees the gains folded into its path products), so without it they
+    stay nominal (the spread unknown); the dark rates come from their own recorded configuration, so every
+    method has them where it was recorded."""
+
+    chip: ChipDescription
+    bias_gain: np.ndarray
+    bias_offset_a: np.ndarray
+    c2f_gain_hz_per_a: np.ndarray
+    c2f_dark_hz: np.ndarray
+    synapse_spread: float
+
+    @classmethod
+    def measured(cls, chip: ChipDescription, raw: dict[str, np.ndarray], mon: MonResult | None) -> _DieWide:
+        nominal = DieParameters.nominal(chip)
+        dark = _dark_rates(chip, raw)
+        return cls(chip,
+                   mon.bias_gain.value if mon else nominal.bias_gain,
+                   mon.bias_offset_a.value if mon else nominal.bias_offset_a,
+                   mon.c2f_gain.value if mon else nominal.c2f_gain_hz_per_a,
+                   np.where(np.isfinite(dark.value), dark.value, nominal.c2f_dark_hz),
+                   mon.synapse_spread if mon else float("nan"))
+
+    def parameters(self, layers: list[LayerGains], source: str) -> DieParameters:
+        """A die's parameters from one method's layer gains (``source`` is recorded in the notes)."""
+        return DieParameters(self.chip, layers, self.bias_gain, self.bias_offset_a, self.c2f_gain_hz_per_a,
+                             self.c2f_dark_hz, synapse_spread=self.synapse_spread, notes={"method": source})
+
+
+def _normalised_layers(chip: ChipDescription, abs_est: list[Estimate],
+                       ratio: list[Estimate] | None) -> list[LayerGains]:
+    """Layer gains normalised to mean a+ = 1, the factor kept as the layer's scale: each method knows the
+    gains of a layer only up to one factor. a- follows from the measured a-/a+ ratio where there is one
+    (never on the output layer, which drives no signed synapses), else it is unknown (NaN)."""
+    out = []
+    for l, est in enumerate(abs_est):
+        norm, scale = normalise_mean_one(est)
+        if ratio is not None and l < chip.n_layers - 1:
+            r = ratio[l]
+            a_minus = norm.value * r.value
+            a_minus_std = np.abs(a_minus) * np.hypot(norm.std / norm.value, r.std / r.value)
+        else:
+            a_minus = np.full_like(norm.value, np.nan)
+            a_minus_std = np.full_like(norm.value, np.nan)
+        out.append(LayerGains(norm.value, norm.std, a_minus, a_minus_std, scale))
+    return out
+
+
+def _method_parameters(chip: ChipDescription, die_wide: _DieWide, mon: MonResult | None,
+                       net: list[Estimate] | None) -> dict[str, DieParameters]:
+    """Each method's own parameters, so that they can be compared and kept in the file. The network
+    method's a-/a+ is the direct method's (the C2F paths see only positive weights)."""
+    methods: dict[str, DieParameters] = {}
+    if mon:
+        methods["mon"] = die_wide.parameters(_normalised_layers(chip, mon.layer_abs, mon.ratio), "mon")
+    if net:
+        # the network sees products: take the bias gain out of layer 0 and the C2F gain out of the
+        # last layer where the direct method measured them; otherwise they stay folded in
+        net = list(net)
+        if mon:
+            net[0] = _divide(net[0], mon.bias_gain)
+            net[-1] = _divide(net[-1], mon.c2f_gain)
+        ratio = mon.ratio if mon else None
+        methods["network"] = die_wide.parameters(_normalised_layers(chip, net, ratio), "network")
+    return methods
+
+
+def _combined(chip: ChipDescription, die_wide: _DieWide, mon: DieParameters,
+              network: DieParameters) -> tuple[DieParameters, dict[str, np.ndarray]]:
+    """Both methods' a+ combined by inverse variance, and the flags: neurons whose methods disagree beyond
+    their errors, and neurons whose combined gain is still a poor fit. The absolute scale and a-/a+ come
+    from the direct method (the network sees neither)."""
+    combined_layers = []
+    disagree, poor = [], []
+    for l in range(chip.n_layers):
+        a, b = mon.layers[l], network.layers[l]
+        ea, eb = Estimate(a.a_plus, a.a_plus_std), Estimate(b.a_plus, b.a_plus_std)
+        comb, _ = normalise_mean_one(_combine(ea, eb))
+        ratio = np.where(np.isfinite(a.a_plus), a.a_minus / a.a_plus, np.nan)
+        a_minus = comb.value * ratio
+        a_minus_std = np.abs(a_minus) * np.hypot(comb.std / comb.value, _rel(a.a_minus_std, a.a_minus))
+        combined_layers.append(LayerGains(comb.value, comb.std, a_minus, a_minus_std, a.scale))
+        diff = np.abs(a.a_plus - b.a_plus)
+        disagree.append(diff > DISAGREEMENT_SIGMAS * np.hypot(a.a_plus_std, b.a_plus_std))
+        poor.append(~(comb.std / comb.value <= POOR_FIT_RELATIVE_STD))
+    flags = {f"layer_{l}/methods_disagree": disagree[l] for l in range(chip.n_layers)}
+    flags |= {f"layer_{l}/poor_fit": poor[l] for l in range(chip.n_layers)}
+    return die_wide.parameters(combined_layers, "both"), flags
 
 
 DRIFT_FLAG_PER_MIN = 5e-4

@@ -7,6 +7,9 @@ negative-weight probes). Once the linear-range runs have found where the somas
 compress, every later operating point is kept below the lowest onset. Raw readings are appended as they
 are taken and every finished job is marked done, so an interrupted run keeps
 every reading and ``--resume`` continues without repeating a finished job.
+The run writes ``die.partial.h5`` next to ``die.h5``, which appears only
+when the run is complete, with its fits (:mod:`labctl.files`); a resume
+continues the partial file, also after the process was killed.
 With precision targets the run stops as soon as the fits meet them (or the
 configuration or time budget is spent) and reports what it achieved per layer.
 Fits are written after the file leaves SWMR and can be redone from the file
@@ -16,9 +19,10 @@ alone (:func:`refit`).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -31,7 +35,8 @@ from labctl.families.cmna.characterisation import plans
 from labctl.families.cmna.characterisation.probing import ProbeSettings, Progress, Prober, chain_nodes
 from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
-from labctl.families.cmna.storage import CharacterisationFile, read_chip, read_raw, write_calibration
+from labctl import files
+from labctl.families.cmna.storage import CharacterisationFile, describe, read_chip, read_raw, write_calibration
 from labctl.families.cmna.ratings import soma_input_limit_a
 
 MAX_CONFIGURATIONS = 40
@@ -165,77 +170,189 @@ def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings, seed: int 
     return (s.levels * nodes + pilot) * reading + (s.levels * gate if s.read_c2f else 0.0)
 
 
+def check_output(out_path: str | Path, *, resume: bool = False, force: bool = False) -> Path:
+    """The partial file a run for ``out_path`` writes; refuses at once (one line) what would lose data.
+
+    A complete ``out_path`` is replaced only with ``force`` (the new run
+    writes ``die.partial.h5`` meanwhile, so the complete file stays usable
+    until the new one is); an interrupted run's partial file is continued with
+    ``resume`` or started again with ``force``; ``resume`` without a partial
+    file has nothing to continue.
+    """
+    out = Path(out_path)
+    partial = files.partial_path(out)
+    if resume:
+        if not partial.exists():
+            if out.exists():
+                what = describe(out)
+                if what == "a characterisation without fits":
+                    raise ConfigError(f"{out} has no fits (an interrupted run of an earlier labctl?): rename it "
+                                      f"to {partial.name} and --resume again")
+                raise ConfigError(f"{out} exists ({what or 'not a characterisation'}) and there is no {partial.name}: "
+                                  "nothing to resume")
+            raise DataFileError(f"{partial}: no such file: no interrupted characterisation to resume for --out {out}")
+        files.refuse_existing(out, force=force, what=describe(out),
+                              instead=f"move it away (--resume finishes {partial.name} and puts it there)")
+    else:
+        files.refuse_existing(out, force=force, what=describe(out))
+        if partial.exists() and not force:
+            raise ConfigError(f"{partial} holds an interrupted characterisation: --resume continues it, "
+                              "--force starts again")
+    return partial
+
+
 def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
                  settings: ProbeSettings | None = None, setting_overrides: dict | None = None,
                  n_configs: int | None = None,
-                 targets: Targets | None = None, seed: int = 0, resume: bool = False,
+                 targets: Targets | None = None, seed: int = 0, resume: bool = False, force: bool = False,
+                 given: Collection[str] | None = None,
                  progress: Progress | None = None,
                  announce: Callable[[str], None] | None = None) -> AnalysisResult:
-    """Measure every neuron of the die on ``bench`` into ``out_path`` (or continue it with ``resume``)."""
+    """Measure every neuron of the die on ``bench`` into ``out_path`` (or continue it with ``resume``).
+
+    The readings go to ``die.partial.h5`` next to ``out_path`` (``die.h5``),
+    which becomes ``out_path`` with its fits only when the run is complete
+    (:func:`check_output` says what is refused). ``given`` names the options
+    the user set (``--levels``, ...): a resume keeps the stored ones and says
+    so in one line when they differ (None: the arguments that differ from
+    their defaults count as given).
+    """
     chip = bench.chip
     say = announce or (lambda message: None)
-    targets = targets or Targets()
-    if resume:
-        store = CharacterisationFile.resume(out_path, chip)
-        params = store.parameters
-        method, seed = params["method"], params["seed"]
-        settings = ProbeSettings(**params["settings"])
-        n_pairs = params["n_pairs"]
-        targets = Targets(**params["targets"])
-        done_keys = _done_keys(store.read_raw())
-    else:
-        if method not in METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-        settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
-        if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
-            settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
-        budget_pairs = 1
-        while len(_plan(chip, method, budget_pairs + 1, seed, settings)) <= targets.max_configurations:
-            budget_pairs += 1
-        n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
-            (n_configs or default_config_count(chip.layer_sizes))
-        parameters = {"method": method, "n_pairs": n_pairs, "seed": seed, "settings": asdict(settings),
-                      "targets": asdict(targets)}
-        store = CharacterisationFile.create(out_path, chip, bench.config.text, parameters)
-        done_keys = set()
-    jobs = _plan(chip, method, n_pairs, seed, settings)
+    partial = check_output(out_path, resume=resume, force=force)
+    with files.WriterLock(partial) as lock:
+        if resume:
+            store = CharacterisationFile.resume(partial, chip, lock)
+        else:
+            parameters, settings = _run_parameters(chip, method, settings, setting_overrides, n_configs,
+                                                   targets or Targets(), seed)
+            store = CharacterisationFile.create(partial, chip, bench.config.text, parameters)
+        try:
+            if resume:
+                requested = _run_parameters(chip, method, settings, setting_overrides, n_configs,
+                                            targets or Targets(), seed)[0]
+                kept = _resume_differences(store.parameters, requested,
+                                           _given(given, method, setting_overrides, n_configs, targets))
+                if kept:
+                    say(f"--resume keeps the options {partial.name} was started with: {', '.join(kept)}")
+                settings = ProbeSettings(**store.parameters["settings"])
+            method, seed, n_pairs = (store.parameters[k] for k in ("method", "seed", "n_pairs"))
+            targets = Targets(**store.parameters["targets"]) if resume else targets or Targets()
+            _measure(bench, store, _plan(chip, method, n_pairs, seed, settings), method, settings, targets, seed,
+                     progress, say)
+        finally:
+            store.close()
+        return _complete(partial, Path(out_path), method)
+
+
+def _run_parameters(chip: ChipDescription, method: str, settings: ProbeSettings | None,
+                    setting_overrides: dict | None, n_configs: int | None, targets: Targets,
+                    seed: int) -> tuple[dict, ProbeSettings]:
+    """What a new run stores as its ``parameters`` attribute, and its probe settings."""
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
+    if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
+        settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
+    budget_pairs = 1
+    while len(_plan(chip, method, budget_pairs + 1, seed, settings)) <= targets.max_configurations:
+        budget_pairs += 1
+    n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
+        (n_configs or default_config_count(chip.layer_sizes))
+    return ({"method": method, "n_pairs": n_pairs, "seed": seed, "settings": asdict(settings),
+             "targets": asdict(targets)}, settings)
+
+
+_OVERRIDE_OPTIONS = {"levels": "levels", "gate_ms": "gate_ms", "nplc": "nplc", "knee_points": "linear_range",
+                     "layer_knees": "linear_range"}
+"""Probe settings the command line and recipes override -> the option that sets them."""
+
+
+def _given(given: Collection[str] | None, method: str, setting_overrides: dict | None, n_configs: int | None,
+           targets: Targets | None) -> set[str]:
+    """The options a caller set: ``given`` when known, else the arguments that differ from their defaults."""
+    if given is not None:
+        return set(given)
+    out = {_OVERRIDE_OPTIONS[k] for k in setting_overrides or {} if k in _OVERRIDE_OPTIONS}
+    out |= {"method"} if method != "both" else set()
+    out |= {"configs"} if n_configs is not None else set()
+    if targets is not None:
+        out |= {name for name, value in (("target_a_plus", targets.a_plus), ("target_ratio", targets.ratio),
+                                         ("time_budget_s", targets.time_budget_s)) if value is not None}
+        out |= {"max_configs"} if targets.max_configurations != MAX_CONFIGURATIONS else set()
+    return out
+
+
+def _option_values(parameters: dict) -> dict[str, object]:
+    """A run's ``parameters`` as the options that set them (``linear_range``: off, input or all)."""
+    s, t = parameters.get("settings", {}), parameters.get("targets", {})
+    return {"method": parameters.get("method"), "configs": parameters.get("n_pairs"), "levels": s.get("levels"),
+            "gate_ms": s.get("gate_ms"), "nplc": s.get("nplc"),
+            "linear_range": "off" if not s.get("knee_points") else "all" if s.get("layer_knees") else "input",
+            "target_a_plus": t.get("a_plus"), "target_ratio": t.get("ratio"), "time_budget_s": t.get("time_budget_s"),
+            "max_configs": t.get("max_configurations")}
+
+
+def _resume_differences(stored: dict, requested: dict, given: set[str]) -> list[str]:
+    """``"levels 6 (not 8)"`` for every given option whose value differs from the stored run's."""
+    have = _option_values(stored)
+    want = _option_values(json.loads(json.dumps(requested)))
+    return [f"{name} {have[name]} (not {want[name]})" for name in have if name in given and have[name] != want[name]]
+
+
+def _measure(bench: Bench, store: CharacterisationFile, jobs: list[Job], method: str, settings: ProbeSettings,
+             targets: Targets, seed: int, progress: Progress | None, say: Callable[[str], None]) -> None:
+    """Run every job not done yet on the powered bench, recording as it goes; stop early on the targets."""
+    chip = bench.chip
+    done_keys = _done_keys(store.read_raw())
     todo = [j for j in jobs if json.dumps(j.key) not in done_keys]
     estimate = sum(estimate_job_s(j, chip, settings, seed) for j in todo)
     say(f"{len(todo)} of {len(jobs)} runs to do; estimated bench time {estimate:.0f} s"
         + (" (at most: stops early once the targets are met)" if targets.adaptive else ""))
+    if not todo:  # e.g. killed while the fits were written: nothing to measure, nothing to power
+        return
     spent = 0.0
-    try:
-        bench.set_nplc(settings.nplc)
-        bench.power_up()
-        bench.bridge.reset()
-        prober = Prober(bench, store, settings, progress)
-        next_id = _next_config_id(store.read_raw())
-        chains_total = sum(j.configures for j in jobs)
-        chains_done = sum(1 for j in jobs if j.configures and json.dumps(j.key) in done_keys)
-        top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
-        dark_held = plans.dark_held(chip, store.read_raw())
-        target = settings.target_soma_input_a
-        _keep_below_onsets(prober, store.read_raw(), target)
-        for job in todo:
-            if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
-                    and _targets_met(chip, store, method, targets, spent):
-                say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
-                break
-            _run_job(prober, job, next_id, top_codes, dark_held, seed)
-            store.mark_done(next_id, job.key)
-            if job.kind == "dark":
-                dark_held = plans.dark_held(chip, store.read_raw())
-            elif job.kind == "linear_range":
-                _keep_below_onsets(prober, store.read_raw(), target)
-            next_id += 1
-            spent += estimate_job_s(job, chip, settings, seed)
-            if job.configures:
-                chains_done += 1
-                if progress:
-                    progress("chain configurations", chains_done, chains_total)
-    finally:
-        store.close()
-    return refit(out_path, method)
+    bench.set_nplc(settings.nplc)
+    bench.power_up()
+    bench.bridge.reset()
+    prober = Prober(bench, store, settings, progress)
+    next_id = _next_config_id(store.read_raw())
+    chains_total = sum(j.configures for j in jobs)
+    chains_done = sum(1 for j in jobs if j.configures and json.dumps(j.key) in done_keys)
+    top_codes: dict[tuple[int, ...], int] = _recorded_top_codes(store.read_raw())
+    dark_held = plans.dark_held(chip, store.read_raw())
+    target = settings.target_soma_input_a
+    _keep_below_onsets(prober, store.read_raw(), target)
+    for job in todo:
+        if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
+                and _targets_met(chip, store, method, targets, spent):
+            say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
+            break
+        _run_job(prober, job, next_id, top_codes, dark_held, seed)
+        store.mark_done(next_id, job.key)
+        if job.kind == "dark":
+            dark_held = plans.dark_held(chip, store.read_raw())
+        elif job.kind == "linear_range":
+            _keep_below_onsets(prober, store.read_raw(), target)
+        next_id += 1
+        spent += estimate_job_s(job, chip, settings, seed)
+        if job.configures:
+            chains_done += 1
+            if progress:
+                progress("chain configurations", chains_done, chains_total)
+
+
+def _complete(partial: Path, out: Path, method: str) -> AnalysisResult:
+    """Fit a copy of the finished partial file and move it over ``out`` in one step; drop the partial.
+
+    The fits go into a copy, so a crash while they are written leaves the
+    partial file (closed cleanly) as it was, and ``out`` as it was.
+    """
+    with files.atomic_output(out) as staged:
+        shutil.copyfile(partial, staged)
+        result = refit(staged, method)
+    partial.unlink()
+    return result
 
 
 def _plan(chip: ChipDescription, method: str, n_pairs: int, seed: int, settings: ProbeSettings) -> list[Job]:
@@ -305,7 +422,9 @@ def _recorded_top_codes(raw: dict[str, np.ndarray]) -> dict[tuple[int, ...], int
 
 
 def _next_config_id(raw: dict[str, np.ndarray]) -> int:
-    return int(raw["configs"]["config"].max()) + 1 if len(raw["configs"]) else 0
+    """One past every configuration id in the file (readings of a run a kill cut short keep theirs)."""
+    ids = [int(raw[name]["config"].max()) for name in ("configs", "mon", "c2f", "done") if len(raw[name])]
+    return max(ids) + 1 if ids else 0
 
 
 def refit(path: str | Path, method: str | None = None) -> AnalysisResult:

@@ -38,9 +38,11 @@ from labctl.families.cmna.bench import Bench
 from labctl.families.cmna.characterisation.configurations import ChainConfig, zero_codes
 from labctl.families.cmna.characterisation.linear_range import LAYER_KNEE_LEVELS, LAYER_KNEE_TOP_A, LINEAR_RANGE_KIND, LayerKnee, layer_knee
 from labctl.families.cmna.characterisation.negative_probe import CALIBRATION_LEVELS, NegativeProbe
+from labctl.families.cmna import ratings
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import NOMINAL_W_LSB
 from labctl.families.cmna.storage import MON_DTYPE, CharacterisationFile, c2f_dtype
+from labctl.families.cmna.training.die_model import nominal_column_input_a
 from labctl.families.cmna.latch_codes import nibbles_to_signed, signed_to_nibbles
 
 Progress = Callable[[str, int, int], None]
@@ -69,7 +71,7 @@ class ProbeSettings:
     nplc: float = 1.0
     ext_nplc: float | None = None
     """Integration of the EXT_IN sweep (layer-0 gains rest on it alone); None: ``nplc``."""
-    target_soma_input_a: float = 200e-9
+    target_soma_input_a: float = ratings.TARGET_SOMA_INPUT_A
     pilot_code: int = 400
     read_mon: bool = True
     read_c2f: bool = True
@@ -411,8 +413,9 @@ def driven_channels(config: ChainConfig | NegativeProbe | LayerKnee) -> np.ndarr
 
 
 def column_sums(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:
-    """Nominal input of each column from its positive connections (negatives only lower it)."""
-    return (np.maximum(codes, 0).T.astype(np.float64) @ source_output_a) * NOMINAL_W_LSB
+    """Nominal input of each column from its positive connections (negatives only lower it): the
+    model's column input (:func:`~labctl.families.cmna.training.die_model.nominal_column_input_a`)."""
+    return nominal_column_input_a(codes, source_output_a)
 
 
 def column_inputs(codes: np.ndarray, source_output_a: np.ndarray) -> np.ndarray:

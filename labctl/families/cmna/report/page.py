@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from labctl.families.cmna.characterisation.analysis import DRIFT_FLAG_PER_MIN, DRIFT_SIGNIFICANCE
 from labctl.families.cmna.report import figures
+from labctl.files import atomic_write_bytes, atomic_write_text
 from labctl.families.cmna.report.contents import (
     ReportData,
     bench_time_s,
@@ -63,8 +64,8 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     folder = Path(out_dir) if out_dir is not None else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(folder / f"{path.stem}-report.html", folder / f"{path.stem}-report.png", data.missing)
-    report.png_path.write_bytes(figures.stack_pngs([s.png for s in sections if s.png]))
-    report.html_path.write_text(_page(data, sections), encoding="utf-8")
+    atomic_write_bytes(report.png_path, figures.stack_pngs([s.png for s in sections if s.png]))
+    atomic_write_text(report.html_path, _page(data, sections), encoding="utf-8")
     return report
 
 

@@ -53,13 +53,27 @@ ROLE_OF_PAD = {"VDD": "supply", "EXT_IN": "source", "MON": "monitor"}
 
 
 class SimulatedBench:
-    """Start with ``with SimulatedBench("CMNA-777", seed=3) as sim:``; ``sim.bench_text`` is its bench file."""
+    """Start with ``with SimulatedBench("CMNA-777", seed=3) as sim:``; ``sim.bench_text`` is its bench file.
+
+    Gates and integrations are accounted, not waited (``realtime=True`` waits
+    them); ``sim.clock.accounted_s`` is the bench time real hardware would spend.
+    ``served=True`` (what ``labctl sim serve`` uses, :mod:`labctl.sim.clock`):
+    bench time never falls behind wall time since the bench started, so STATUS
+    uptime, die temperature and drift move while clients are idle, as on a
+    real bench other programs talk to. The default keeps time purely virtual,
+    so a run in-process (tests, the demo, benchmarks) repeats bit for bit: a
+    served timeline carries the wall time of the run's idle spells (opening
+    the bench, software between gates), and the smallest shift of the drift
+    changes how many random draws a Poisson count takes, so every later
+    reading differs.
+    """
 
     def __init__(self, part: str = "CMNA-777", seed: int = 0, *, realtime: bool = False, wiring: str = "default",
-                 faults: FaultPlan | None = None, truth: DieTruth | None = None, bridge_timeout_s: float = 0.25) -> None:
+                 faults: FaultPlan | None = None, truth: DieTruth | None = None, bridge_timeout_s: float = 0.25,
+                 served: bool = False) -> None:
         if wiring not in WIRINGS:
             raise ValueError(f"unknown wiring {wiring!r}; known: {', '.join(WIRINGS)}")
-        self.clock = VirtualClock(realtime=realtime)
+        self.clock = VirtualClock(realtime=realtime, served=served)
         self.die = SimulatedDie(part, seed, clock=self.clock, truth=truth)
         self.wiring = WIRINGS[wiring]
         self.emulators = {name: cls(clock=self.clock, seed=seed * 31 + i)
@@ -94,7 +108,7 @@ class SimulatedBench:
 
     @property
     def bench_text(self) -> str:
-        lines = [f'name = "simulated {self.die.chip.part} {self.die.chip.serial}"', "",
+        lines = [f'name = "simulated {self.die.chip.part} {self.die.chip.serial}"', 'family = "cmna"', "",
                  "[bridge]", f'port = "{self.bridge_server.url}"', f"timeout_s = {self.bridge_timeout_s}", ""]
         for name, server in self.instrument_servers.items():
             lines += [f"[instruments.{name}]", f'resource = "{server.resource}"', ""]

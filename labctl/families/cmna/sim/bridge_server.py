@@ -27,19 +27,17 @@ from typing import Callable, Collection, Mapping
 
 from cobs import cobs
 
-from labctl.drivers.bridge_protocol import (
+from labctl.drivers.bridge_protocol import RESPONSE_BIT, Status, status_answer
+from labctl.families.cmna.protocol import (
     CODES_PREFIX_BYTES,
-    RESPONSE_BIT,
     WEIGHTS_PREFIX_BYTES,
     Opcode,
-    Status,
     identify_answer,
     measure_answer,
     parse_codes_request,
     parse_monitor_request,
     parse_u16,
     parse_weights_request,
-    status_answer,
 )
 from labctl.drivers.framing import (
     DELIMITER,

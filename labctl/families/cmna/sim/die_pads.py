@@ -13,7 +13,11 @@ copy current, which the die computes lock-free from its own snapshot).
 Curves (V in volts, I in amperes, n Vt = 1.5 * 25.85 mV, Is = 1 fA):
 
 - VDD: ``V < 0``: substrate diode ``-1 pA * (exp(-V / 25.85 mV) - 1)``;
-  ``0 <= V < 1.0``: ``V / 10 MOhm``; ``V >= 1.0`` (powered):
+  ``0 <= V < 1.0``: the unpowered supply network, ``0.1 uA * tanh(V / 60 mV)``:
+  ohmic at a wiring probe's millivolts, where it draws the quiescent current x
+  V / 1.2 V as contract section 4 says (2.5 nA at 1.5 mV, while EXT_IN and MON
+  carry femtoamperes), saturating at 0.1 uA below power-on (a supply limited
+  under the quiescent current holds VDD near 1.0 V); ``V >= 1.0`` (powered):
   ``2 uA + I_branches + V / 1 MOhm``.
 - EXT_IN: ESD diodes to the VDD rail ``Is (exp((V - V_VDD) / n Vt) - 1)`` and
   to ground ``-Is (exp(-V / n Vt) - 1)``, always; plus, powered and routed,
@@ -45,6 +49,10 @@ MON_NOMINAL_V = 0.9
 MON_VOLTAGE_COEFF_PER_V = 0.25
 
 QUIESCENT_A = 2e-6
+SUPPLY_NETWORK_V = 1.2
+"""Unpowered, at millivolts, the VDD pad draws the quiescent current times V / 1.2 V (contract section 4)..."""
+SUPPLY_NETWORK_MAX_A = 0.1e-6
+"""...and at most this below power-on (the network saturates)."""
 DIODE_IS_A = 1e-15
 DIODE_NVT_V = 1.5 * 0.02585
 SUBSTRATE_IS_A = 1e-12
@@ -94,7 +102,8 @@ class DiePad(Pad):
 
 
 class VddPad(DiePad):
-    """Supply pad: powered at and above 1.0 V, supply current 2 uA + branch currents."""
+    """Supply pad: powered at and above 1.0 V, supply current 2 uA + branch currents; below, the
+    supply network (the quiescent current x V / 1.2 V at a wiring probe's millivolts, at most 0.1 uA)."""
 
     name = "VDD"
 
@@ -102,7 +111,8 @@ class VddPad(DiePad):
         if voltage_v < 0.0:
             return -SUBSTRATE_IS_A * (_exp(-voltage_v / SUBSTRATE_VT_V) - 1.0)
         if voltage_v < POWER_ON_V:
-            return voltage_v / 10e6
+            slope = QUIESCENT_A / SUPPLY_NETWORK_V
+            return SUPPLY_NETWORK_MAX_A * math.tanh(voltage_v * slope / SUPPLY_NETWORK_MAX_A)
         return QUIESCENT_A + self._die.branch_current_a() + voltage_v / 1e6
 
 

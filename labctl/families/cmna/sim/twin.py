@@ -133,7 +133,7 @@ def stuck_bits_seen(characterisation: str | Path) -> list[StuckBit]:
 
 
 def twin_bench(characterisation: str | Path, *, stuck_bits: list[StuckBit] | None = None,
-               realtime: bool = False, wiring: str = "default") -> SimulatedBench:
+               realtime: bool = False, served: bool = False, wiring: str = "default") -> SimulatedBench:
     """A simulated bench whose die is the twin of the characterised one (same serial). Not started."""
     chip = read_chip(characterisation)
     if chip.part not in PARTS:
@@ -141,7 +141,7 @@ def twin_bench(characterisation: str | Path, *, stuck_bits: list[StuckBit] | Non
                             f"the simulator knows {', '.join(PARTS)}")
     seed = _seed_of(chip)
     sim = SimulatedBench(chip.part, seed, truth=twin_truth(characterisation, seed=seed, stuck_bits=stuck_bits),
-                         realtime=realtime, wiring=wiring)
+                         realtime=realtime, served=served, wiring=wiring)
     if sim.die.chip.serial != chip.serial:
         # SimulatedDie names itself PART-SEED; the twin must answer IDENTIFY with the recorded serial
         sim.die.chip = replace(sim.die.chip, serial=chip.serial)

@@ -18,11 +18,13 @@ looks at a simulator):
   fine-tuning then only adapts it to the gains one characterisation measured,
   again with the reference's decisions as targets.
 
-Both are cached as ``.npz`` (codes and float stores in code units, plus what
-they were trained for) under ``~/.cache/labctl/pretrained`` (or
-``$XDG_CACHE_HOME/labctl``, or the ``cache_dir`` argument); the file name
-holds a hash of everything that determines them, so a changed data set,
-geometry or recipe trains afresh.
+The result is a :class:`labctl.families.cmna.training.networks.PretrainedNetwork`
+(defined beside the trainer's types, so that this module imports the trainer
+and the trainer never imports this one). Both networks are cached as ``.npz``
+(codes and float stores in code units, plus what they were trained for) under
+``~/.cache/labctl/pretrained`` (or ``$XDG_CACHE_HOME/labctl``, or the
+``cache_dir`` argument); the file name holds a hash of everything that
+determines them, so a changed data set, geometry or recipe trains afresh.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,55 +40,12 @@ import numpy as np
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters
 from labctl.train.datasets import Dataset
-from labctl.families.cmna.training.network_map import map_network
-from labctl.families.cmna.training.die_model import predict_rates
-from labctl.families.cmna.training.trainer import Progress, Teacher, TrainReport, accuracy, choose_encoding, train_weights
-from labctl.families.cmna.weights import WeightSet
+from labctl.families.cmna.training.networks import PretrainedNetwork, Progress, Teacher
+from labctl.families.cmna.training.trainer import train_weights
 
 RECIPE_VERSION = 2
 """Bump when the training recipe changes, so that caches are not reused across recipes."""
 DEFAULT_RESTARTS = 4
-
-
-@dataclass
-class PretrainedNetwork:
-    """A network trained for a part's population of dies: the start of every fine-tuning."""
-
-    layer_sizes: tuple[int, ...]
-    layer_sizes_used: tuple[int, ...]
-    dataset: str
-    stores: list[list[np.ndarray]]
-    """Population network: float store per matrix (code units, full die geometry) of every restart, best first."""
-    reference_codes: list[np.ndarray]
-    """The reference network's codes (full die geometry)."""
-    key: str
-    seconds: float
-    """Wall time the pre-training took when it ran (kept in the cache)."""
-    from_cache: bool = False
-    path: Path | None = None
-
-    def reference(self, chip: ChipDescription, dataset: Dataset) -> WeightSet:
-        """The reference network as weights for ``chip`` (encoding chosen on a perfect die)."""
-        nominal = DieParameters.nominal(chip)
-        hidden = self.layer_sizes_used[1:-1]
-        network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
-        encoding, _ = choose_encoding(nominal, network, dataset, self.reference_codes)
-        weights = WeightSet(chip.serial, tuple(chip.layer_sizes), [c.copy() for c in self.reference_codes], encoding,
-                            dataset.name, float("nan"), naive=True,
-                            metadata={"trainer": "labctl.train", "model": "nominal", "reference": self.key,
-                                      "layer_sizes_used": ",".join(str(n) for n in self.layer_sizes_used),
-                                      "dataset_source": dataset.source,
-                                      **({"label_column": dataset.label_column} if dataset.label_column else {})})
-        rates = predict_rates(nominal, weights, encoding.encode(dataset.X_test))
-        weights.software_accuracy = accuracy(encoding.classify(rates), dataset.y_test)
-        return weights
-
-    def reference_report(self, weights: WeightSet, dataset: Dataset) -> TrainReport:
-        """A training report for :meth:`reference` weights (the naive baseline: nothing trained for the die)."""
-        return TrainReport(dataset=dataset.name, die_serial=weights.die_serial, naive=True, seed=0, loss="margin",
-                           layer_sizes_used=self.layer_sizes_used, epochs=0, batch_size=0, learning_rate=0.0,
-                           variation_aware=True, seconds=0.0 if self.from_cache else self.seconds,
-                           ideal_accuracy=weights.software_accuracy, software_accuracy=weights.software_accuracy)
 
 
 def default_cache_dir() -> Path:

@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from labctl.families.cmna.die_parameters import DieParameters
+from labctl.families.cmna.ratings import DEFAULT_GATE_MS
 from labctl.errors import ConfigError
-from labctl.families.cmna import ratings
 from labctl.families.cmna.training import objectives
 from labctl.train.datasets import Dataset
 from labctl.families.cmna.training.die_model import (
@@ -51,16 +51,19 @@ from labctl.families.cmna.training.die_model import (
 )
 from labctl.families.cmna.training.in_situ import MirrorEstimate
 from labctl.families.cmna.training.network_map import NetworkMap, map_network
+from labctl.families.cmna.training.networks import (
+    PretrainedNetwork,
+    Progress,
+    Teacher,
+    TrainReport,
+    accuracy,
+    choose_encoding,
+    input_encoding,
+    soma_input_limit_a,
+)
 from labctl.families.cmna.training.quantise import ROUNDINGS, LatchDefects, QuantisedWeights
 from labctl.families.cmna.training.variation import READING_NOISE_FRAC, ContractPopulation, DieDraws, MeasuredDistribution
-from labctl.families.cmna.weights import InputEncoding, WeightSet
-
-if TYPE_CHECKING:
-    from labctl.families.cmna.training.population import PretrainedNetwork
-
-TARGET_MAX_SOMA_INPUT_A = 200e-9
-"""Largest soma input current the encoding allows on the training split (linear range ~300 nA, section 1);
-less on a die whose somas were measured to compress early (:func:`soma_input_limit_a`)."""
+from labctl.families.cmna.weights import WeightSet
 
 LOSSES = objectives.LOSSES
 TORCH_THREADS = 1
@@ -69,8 +72,6 @@ L1_NEGATIVE = 1e-6
 """L1 penalty on negative weights (seed 004 section 3.4)."""
 GRADIENT_LEAK = 0.05
 """Rectifier gradient below zero during training: revives neurons that are off for every sample."""
-DEFAULT_GATE_MS = 20
-"""Gate of the on-chip evaluation (labctl.families.cmna.evaluation's default): the count noise margins are measured in."""
 DEFAULT_RESTARTS = 2
 """Restarts from scratch: one per rounding scheme, the more robust is kept."""
 SCRATCH_STEPS = 2000
@@ -87,54 +88,7 @@ JITTER = 0.05
 SCORE_SAMPLES = 20_000
 """Patterns x sampled dies for the robustness score of one epoch (at least 4 dies, at most 32)."""
 
-Progress = Callable[[int, int, float, float], None]
 Distribution = MeasuredDistribution | ContractPopulation
-
-
-@dataclass
-class TrainReport:
-    """What happened during training, for the log, the HDF5 file and the GUI."""
-
-    dataset: str
-    die_serial: str
-    naive: bool
-    seed: int
-    loss: str
-    layer_sizes_used: tuple[int, ...]
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    variation_aware: bool
-    seconds: float
-    """Wall time of training and encoding."""
-    restarts: int = 1
-    rounding: str = "ste"
-    """Rounding scheme of the restart that was kept."""
-    fine_tuned: bool = False
-    losses: list[float] = field(default_factory=list)
-    """Training loss after each epoch of the kept restart (sampled dies, 3-bit network)."""
-    train_accuracies: list[float] = field(default_factory=list)
-    """Accuracy of the 3-bit network on the training split after each epoch of the kept restart (mean model)."""
-    best_epoch: int = 0
-    """Epoch whose weights were kept (fewest expected training errors on sampled dies)."""
-    expected_train_errors: float = float("nan")
-    """Expected training-split errors of the kept codes, mean over the scoring dies, with count noise."""
-    worst_train_errors: float = float("nan")
-    """The same on the worst of the scoring dies."""
-    ideal_accuracy: float = float("nan")
-    """Test accuracy of the same codes on an ideal die (nominal gains, no offsets, no dark rate)."""
-    train_accuracy: float = float("nan")
-    """Training-split accuracy of the programmed network (3-bit codes, DAC codes) in the model."""
-    software_accuracy: float = float("nan")
-    """Test-split accuracy of the programmed network (3-bit codes, DAC codes) in the model."""
-    input_full_scale_code: float = float("nan")
-    """DAC code of a feature at its training maximum (and of the bias channel)."""
-    max_soma_input_a: list[float] = field(default_factory=list)
-    """Largest soma input current per layer over the training split, A."""
-    median_winner_rate_hz: float = float("nan")
-    """Median rate of the winning output on the test split: compare with the C2F dark rate."""
-    stores: list[list[np.ndarray]] = field(default_factory=list, repr=False)
-    """Float store (code units) of every restart's kept epoch, most robust first: starts for fine-tuning."""
 
 
 @dataclass
@@ -168,7 +122,7 @@ def train_weights(
     population: bool = False,
     margin_sigmas: float = objectives.DEFAULT_MARGIN_SIGMAS,
     synapse_spread: float | None = None,
-    teacher: "Teacher | None" = None,
+    teacher: Teacher | None = None,
     augment: int | None = None,
     in_situ: MirrorEstimate | None = None,
 ) -> tuple[WeightSet, TrainReport]:
@@ -191,6 +145,67 @@ def train_weights(
     Returns the weights on the full die geometry with their input encoding,
     and a report. Deterministic for a given seed.
     """
+    roundings = _checked_roundings(loss, epochs, rounding)
+    started = time.perf_counter()
+    chip = params.chip
+    model_params = DieParameters.nominal(chip) if naive else params
+    network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
+    features, labels = _targets(dataset, teacher, augment, seed)
+    fine = bool(starts)
+    batch_size, epochs, restarts = _budget(len(labels), batch_size, epochs, restarts, starts)
+    distribution = _die_distribution(model_params, population, synapse_spread, in_situ)
+    with _torch_threads(TORCH_THREADS):
+        fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
+                   learning_rate=learning_rate, varied=variation_aware, gate_s=gate_ms * 1e-3, defects=defects,
+                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params))
+        candidates = _run_restarts(fit, seed=seed, epochs=epochs, restarts=restarts, roundings=roundings,
+                                   starts=starts if fine else None, progress=progress)
+    best = candidates[0]
+    encoding, full_scale = choose_encoding(model_params, network, dataset, best.codes)
+    model = "population" if population else ("nominal" if naive else "measured")
+    weights = WeightSet(chip.serial, tuple(chip.layer_sizes), best.codes, encoding, dataset.name, float("nan"),
+                        naive=naive, metadata=_provenance(dataset, network, loss=loss, seed=seed, model=model,
+                                                          rounding=best.rounding, fine_tuned=fine,
+                                                          distilled=teacher is not None))
+    report = TrainReport(
+        dataset=dataset.name, die_serial=chip.serial, naive=naive, seed=seed, loss=loss,
+        layer_sizes_used=network.layer_sizes_used, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, variation_aware=variation_aware, restarts=restarts,
+        rounding=best.rounding, fine_tuned=fine, input_full_scale_code=full_scale,
+        expected_train_errors=best.logs["expected_errors"], worst_train_errors=best.logs["worst_errors"],
+        losses=best.logs["losses"], train_accuracies=best.logs["train_accuracies"],
+        best_epoch=best.logs["best_epoch"], stores=[c.store for c in candidates],
+        **_judge_in_model(weights, model_params, dataset), seconds=time.perf_counter() - started,
+    )
+    return weights, report
+
+
+def _die_distribution(model_params: DieParameters, population: bool, synapse_spread: float | None,
+                      in_situ: MirrorEstimate | None) -> Distribution:
+    """The dies every step samples: the contract's whole population (pre-training, for no die in
+    particular), or dies the characterisation of this one cannot tell apart from it (its fit errors, the
+    synapse mirrors no per-neuron measurement sees, narrowed by in-situ measurements when there are)."""
+    if population:
+        return ContractPopulation(model_params.chip)
+    return MeasuredDistribution(model_params, synapse_spread=synapse_spread,
+                                bit_priors=in_situ.bit_priors() if in_situ else None)
+
+
+def _provenance(dataset: Dataset, network: NetworkMap, *, loss: str, seed: int, model: str, rounding: str,
+                fine_tuned: bool, distilled: bool) -> dict[str, str]:
+    """How the weights were made, kept with them in the weights file: evaluation reloads the same data
+    split from it (source, label column), and fine-tuning from these weights (stuck-bit retraining,
+    in-situ rounds) takes the network's layer sizes and the die it computes on (model) from it."""
+    return {"trainer": "labctl.train", "loss": loss, "seed": str(seed), "model": model,
+            "layer_sizes_used": ",".join(str(n) for n in network.layer_sizes_used),
+            "rounding": rounding, "fine_tuned": str(fine_tuned), "distilled": str(distilled),
+            "dataset_source": dataset.source,
+            **({"label_column": dataset.label_column} if dataset.label_column else {})}
+
+
+def _checked_roundings(loss: str, epochs: int | None, rounding: str | Sequence[str]) -> tuple[str, ...]:
+    """Refuse a bad option before any work (one line a lab engineer can act on); the rounding schemes
+    the restarts cycle through."""
     if loss not in LOSSES:
         raise ConfigError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
     if epochs is not None and epochs < 1:
@@ -198,105 +213,94 @@ def train_weights(
     roundings = (rounding,) if isinstance(rounding, str) else tuple(rounding)
     if not roundings or any(r not in ROUNDINGS for r in roundings):
         raise ConfigError(f"rounding must be among {', '.join(ROUNDINGS)}, got {rounding!r}")
-    started = time.perf_counter()
-    chip = params.chip
-    model_params = DieParameters.nominal(chip) if naive else params
-    network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
-    features, labels = dataset.X_train, dataset.y_train
-    if teacher is not None:
-        copies = augment if augment is not None else (AUGMENT_COPIES if len(labels) < 1000 else 0)
-        features = _jittered(dataset, copies, seed)
-        labels = teacher.decisions(features)
-    n_train = len(labels)
+    return roundings
+
+
+def _targets(dataset: Dataset, teacher: Teacher | None, augment: int | None,
+             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features and the classes training asks for: the labels, or with a teacher its decisions on the
+    training split and jittered copies of it (distillation: the die then computes what the teacher
+    computes, also between the training samples; copies only on small data sets, where they matter)."""
+    if teacher is None:
+        return dataset.X_train, dataset.y_train
+    copies = augment if augment is not None else (AUGMENT_COPIES if len(dataset.y_train) < 1000 else 0)
+    features = _jittered(dataset, copies, seed)
+    return features, teacher.decisions(features)
+
+
+def _budget(n_train: int, batch_size: int | None, epochs: int | None, restarts: int | None,
+            starts: Sequence[Sequence[np.ndarray]] | None) -> tuple[int, int, int]:
+    """Batch size, epochs and restarts not given. The defaults are a budget of optimiser steps
+    (:data:`SCRATCH_STEPS`, :data:`FINETUNE_STEPS`), not of epochs, so that a data set of any size gets
+    about the same training; one restart per start when fine-tuning."""
+    fine = bool(starts)
     batch_size = batch_size or int(np.clip(n_train // 8, 16, 200))
     steps_per_epoch = math.ceil(n_train / batch_size)
-    fine = bool(starts)
     if epochs is None:
         budget = FINETUNE_STEPS if fine else SCRATCH_STEPS
         epochs = int(np.clip(math.ceil(budget / steps_per_epoch), 10 if fine else 50, 400))
     restarts = restarts if restarts is not None else (len(starts) if fine else DEFAULT_RESTARTS)
     if restarts < 1:
         raise ConfigError(f"training needs at least 1 restart, got {restarts}")
-    distribution: Distribution = (ContractPopulation(chip) if population
-                                  else MeasuredDistribution(model_params, synapse_spread=synapse_spread,
-                                                            bit_priors=in_situ.bit_priors() if in_situ else None))
+    return batch_size, epochs, restarts
 
+
+def _run_restarts(fit: _Fit, *, seed: int, epochs: int, restarts: int, roundings: tuple[str, ...],
+                  starts: Sequence[Sequence[np.ndarray]] | None, progress: Progress | None) -> list[_Candidate]:
+    """Every restart of ``fit`` (own seed, the rounding schemes and starts in turn), most robust first.
+    Progress counts the epochs of all restarts as one run."""
+    candidates = []
+    total = epochs * restarts
+    for run in range(restarts):
+        report_epoch = None if progress is None else (
+            lambda e, _t, l, a, run=run: progress(run * epochs + e, total, l, a))
+        candidates.append(fit.run(seed=seed + 1000 * run, epochs=epochs, rounding=roundings[run % len(roundings)],
+                                  start=starts[run % len(starts)] if starts else None, progress=report_epoch))
+    candidates.sort(key=lambda c: c.score)
+    return candidates
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Torch on ``n`` threads meanwhile (see :data:`TORCH_THREADS`; how a large reduction is split, and
+    so its rounding, can depend on the thread count, so all of training runs on the same count), and the
+    caller's thread count back whatever happens."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(n)
     try:
-        fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
-                   learning_rate=learning_rate, varied=variation_aware, gate_s=gate_ms * 1e-3, defects=defects,
-                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params))
-        candidates = []
-        total = epochs * restarts
-        for run in range(restarts):
-            report_epoch = None if progress is None else (
-                lambda e, _t, l, a, run=run: progress(run * epochs + e, total, l, a))
-            candidates.append(fit.run(seed=seed + 1000 * run, epochs=epochs, rounding=roundings[run % len(roundings)],
-                                      start=starts[run % len(starts)] if fine else None, progress=report_epoch))
+        yield
     finally:
         torch.set_num_threads(threads)
-    candidates.sort(key=lambda c: c.score)
-    best = candidates[0]
-    codes = best.codes
 
-    encoding, full_scale = choose_encoding(model_params, network, dataset, codes)
-    weights = WeightSet(
-        die_serial=chip.serial,
-        layer_sizes=tuple(chip.layer_sizes),
-        codes=codes,
-        encoding=encoding,
-        dataset=dataset.name,
-        software_accuracy=float("nan"),
-        naive=naive,
-        metadata={"trainer": "labctl.train", "loss": loss, "seed": str(seed),
-                  "model": "population" if population else ("nominal" if naive else "measured"),
-                  "layer_sizes_used": ",".join(str(n) for n in network.layer_sizes_used),
-                  "rounding": best.rounding, "fine_tuned": str(fine), "distilled": str(teacher is not None),
-                  "dataset_source": dataset.source, **({"label_column": dataset.label_column}
-                                                       if dataset.label_column else {})},
-    )
+
+def _judge_in_model(weights: WeightSet, model_params: DieParameters, dataset: Dataset) -> dict:
+    """What the trained weights do in the model they were trained on (software accuracy on the test
+    split, also set on ``weights``; training accuracy; soma currents; the winners' rates) and on an ideal
+    die (how much of the accuracy is the network's and how much the die's): :class:`TrainReport` fields."""
+    encoding, codes = weights.encoding, weights.codes
     train_codes = encoding.encode(dataset.X_train)
     currents = soma_currents_a(model_params, codes, train_codes)
     test_rates = predict_rates(model_params, weights, encoding.encode(dataset.X_test))
     weights.software_accuracy = accuracy(encoding.classify(test_rates), dataset.y_test)
     train_rates = predict_rates(model_params, weights, train_codes)
-    ideal_rates = predict_rates(DieParameters.nominal(chip), weights, encoding.encode(dataset.X_test))
-    report = TrainReport(
-        dataset=dataset.name,
-        die_serial=chip.serial,
-        naive=naive,
-        seed=seed,
-        loss=loss,
-        layer_sizes_used=network.layer_sizes_used,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        variation_aware=variation_aware,
-        seconds=time.perf_counter() - started,
-        restarts=restarts,
-        rounding=best.rounding,
-        fine_tuned=fine,
-        ideal_accuracy=accuracy(encoding.classify(ideal_rates), dataset.y_test),
-        train_accuracy=accuracy(encoding.classify(train_rates), dataset.y_train),
-        software_accuracy=weights.software_accuracy,
-        input_full_scale_code=full_scale,
-        max_soma_input_a=[float(c.max()) for c in currents],
-        median_winner_rate_hz=float(np.median(test_rates[:, encoding.class_outputs].max(axis=1))),
-        expected_train_errors=best.logs["expected_errors"],
-        worst_train_errors=best.logs["worst_errors"],
-        losses=best.logs["losses"],
-        train_accuracies=best.logs["train_accuracies"],
-        best_epoch=best.logs["best_epoch"],
-        stores=[c.store for c in candidates],
-    )
-    return weights, report
+    ideal_rates = predict_rates(DieParameters.nominal(model_params.chip), weights, encoding.encode(dataset.X_test))
+    return {
+        "ideal_accuracy": accuracy(encoding.classify(ideal_rates), dataset.y_test),
+        "train_accuracy": accuracy(encoding.classify(train_rates), dataset.y_train),
+        "software_accuracy": weights.software_accuracy,
+        "max_soma_input_a": [float(c.max()) for c in currents],
+        "median_winner_rate_hz": float(np.median(test_rates[:, encoding.class_outputs].max(axis=1))),
+    }
+
+
+FinetuneStart = PretrainedNetwork | WeightSet | Sequence[np.ndarray]
+"""What fine-tuning starts from: a pre-training, trained weights, or one list of code-unit arrays."""
 
 
 def finetune(
     params: DieParameters,
     dataset: Dataset,
-    start: "PretrainedNetwork | WeightSet | Sequence[np.ndarray]",
+    start: FinetuneStart,
     *,
     max_starts: int | None = None,
     learning_rate: float = 0.02,
@@ -305,7 +309,7 @@ def finetune(
 ) -> tuple[WeightSet, TrainReport]:
     """Adapt pre-trained weights to one measured die in seconds (seed 004, "Discussion").
 
-    ``start`` is a :class:`labctl.families.cmna.training.population.PretrainedNetwork` (the
+    ``start`` is a :class:`labctl.families.cmna.training.networks.PretrainedNetwork` (the
     best restart of its population network, its reference network, the other
     restarts, each fine-tuned once: up to ``max_starts``, by default two on a
     small network and one on a large one), a :class:`WeightSet` or one list of
@@ -324,23 +328,24 @@ def finetune(
                          starts=stores[:max_starts], teacher=teacher, **options)
 
 
-def _teacher_of(start, params: DieParameters, dataset: Dataset) -> "Teacher | None":
-    """The start as a reference network, on the die whose function it was trained to compute."""
+def _teacher_of(start: FinetuneStart, params: DieParameters, dataset: Dataset) -> Teacher | None:
+    """The start as a reference network, on the die whose function it was trained to compute (bare
+    arrays carry no such die: no teacher)."""
     nominal = DieParameters.nominal(params.chip)
     if isinstance(start, WeightSet):
         return Teacher(start, params if start.metadata.get("model") == "measured" else nominal)
-    if hasattr(start, "reference"):
+    if isinstance(start, PretrainedNetwork):
         return Teacher(start.reference(params.chip, dataset), nominal)
     return None
 
 
-def _start_stores(start, params: DieParameters) -> tuple[list[list[np.ndarray]], tuple[int, ...] | None]:
+def _start_stores(start: FinetuneStart, params: DieParameters) -> tuple[list[list[np.ndarray]], tuple[int, ...] | None]:
     """Start weights as float stores (code units), and the hidden layer sizes they were trained with."""
     sizes_used = None
     if isinstance(start, WeightSet):
         stores = [[c.astype(np.float64) for c in start.codes]]
         sizes_used = start.metadata.get("layer_sizes_used")
-    elif hasattr(start, "stores"):  # the best population restart, the reference itself, the other restarts
+    elif isinstance(start, PretrainedNetwork):  # the best population restart, the reference itself, the other restarts
         stores = [start.stores[0], [c.astype(np.float64) for c in start.reference_codes], *start.stores[1:]]
         sizes_used = ",".join(str(n) for n in start.layer_sizes_used)
     else:
@@ -444,7 +449,7 @@ class _Fit:
     # -- pieces ------------------------------------------------------------------
 
     def _dac(self, full_scale: float) -> torch.Tensor:
-        encoding = _encoding(self.chip.n_inputs, self.network, self.dataset, full_scale, self.chip.max_dac_code)
+        encoding = input_encoding(self.chip.n_inputs, self.network, self.dataset, full_scale, self.chip.max_dac_code)
         return torch.as_tensor(encoding.encode(self.features).astype(np.float64), dtype=self.dtype)
 
     def _currents(self, draws: DieDraws, dac: torch.Tensor, codes: list[torch.Tensor],
@@ -493,18 +498,6 @@ class _Fit:
         return float(expected.mean()), float(expected.max()), accuracy_mean
 
 
-@dataclass
-class Teacher:
-    """A reference network and the die it computes on: its decisions are the targets of distillation."""
-
-    weights: WeightSet
-    params: DieParameters
-
-    def decisions(self, features: np.ndarray) -> np.ndarray:
-        rates = predict_rates(self.params, self.weights, self.weights.encoding.encode(features))
-        return self.weights.encoding.classify(rates)
-
-
 def _jittered(dataset: Dataset, copies: int, seed: int) -> np.ndarray:
     """The training split plus ``copies`` copies jittered by 5 % of each feature's range (raw features)."""
     if copies <= 0:
@@ -523,51 +516,3 @@ def _start_bias_positive(weights: QuantisedWeights, network: NetworkMap) -> None
     with torch.no_grad():
         row = weights.latent[0][network.bias_channel]
         row.copy_(row.abs())
-
-
-def soma_input_limit_a(params: DieParameters) -> float:
-    """The largest soma input the encoding may reach on this die: 200 nA, or less where
-    characterisation measured a soma compressing early (:func:`labctl.families.cmna.ratings.soma_input_limit_a`)."""
-    return ratings.soma_input_limit_a(TARGET_MAX_SOMA_INPUT_A, (lay.compression_onset_a for lay in params.layers))
-
-
-def choose_encoding(
-    params: DieParameters, network: NetworkMap, dataset: Dataset, codes: list[np.ndarray]
-) -> tuple[InputEncoding, float]:
-    """The largest input scale with every soma input within :func:`soma_input_limit_a` on the training
-    split and codes <= max.
-
-    The network is homogeneous but for the offsets and leakage, so the first
-    step lands almost on the answer; DAC rounding and the offsets are not,
-    hence the check on real codes.
-    """
-    chip = params.chip
-    limit = soma_input_limit_a(params)
-    full_scale = float(chip.max_dac_code)
-    for _ in range(20):
-        encoding = _encoding(chip.n_inputs, network, dataset, full_scale, chip.max_dac_code)
-        currents = soma_currents_a(params, codes, encoding.encode(dataset.X_train))
-        peak = max(float(c.max()) for c in currents)
-        if peak <= limit:
-            return encoding, full_scale
-        full_scale *= 0.999 * limit / peak
-    raise ConfigError(f"no input scale keeps the somas of {chip.serial} below {limit:g} A")
-
-
-def _encoding(n_channels: int, network: NetworkMap, dataset: Dataset, full_scale: float,
-              max_code: int) -> InputEncoding:
-    constant = np.zeros(n_channels, dtype=np.int64)
-    if network.bias_channel is not None:
-        constant[network.bias_channel] = int(round(full_scale))
-    return InputEncoding(
-        input_offset=dataset.feature_offset.copy(),
-        input_scale=dataset.feature_scale * full_scale,
-        input_channels=network.input_channels.copy(),
-        constant_codes=constant,
-        class_outputs=network.class_outputs.copy(),
-        max_code=max_code,
-    )
-
-
-def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
