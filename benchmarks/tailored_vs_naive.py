@@ -39,7 +39,7 @@ import argparse
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,7 @@ def run_die(task: Task, seed: int, dataset: Dataset, pretrained: PretrainedNetwo
             trained[name] = programmed.weights
         for name, weights in trained.items():
             weights.calibration_sha256 = file_sha256(work / "die.h5")
-            weights.metadata["split_seed"] = "0"
+            weights.provenance = replace(weights.provenance, split_seed=0)
             save_weights(work / f"weights_{name}.h5", weights)
             on_chip = program_and_evaluate(bench_file, work / f"weights_{name}.h5", dataset_name=task.dataset)
             result.accuracy[name] = on_chip.evaluation.on_chip_accuracy

@@ -1,10 +1,12 @@
-"""Bench status: what is connected, the live pad readings and the die temperature.
+"""Bench status: what is connected, its status, the live role readings and their recent history.
 
 Readings come from :class:`labctl.gui.worker.LiveReadings` (the window polls
-it on a timer): while a recipe runs, every SMU reading and STATUS answer the
-pipeline makes; while idle, the poller's readings once a second. Pads follow
-contract section 3: VDD (supply, 1.80 V), EXT_IN (source, 0 to 500 nA),
-MON (monitor, held at 0.9 V, the die sinks the copy current).
+it on a timer): while a recipe runs, every SMU reading and status answer the
+pipeline makes; while idle, the poller's readings once a second. What the
+device is comes from its :class:`~labctl.families.seam.DeviceDescription`;
+which role readings are shown and which one is plotted is the family's choice
+(its GUI parts, :class:`labctl.gui.family.FamilyGui`; CMNA: VDD, EXT_IN and MON
+after contract section 3).
 """
 
 from __future__ import annotations
@@ -16,15 +18,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from labctl.gui.family import FamilyGui, Key
 from labctl.gui.plots import LAYER_COLOURS, plot_widget
 from labctl.gui.worker import LiveSnapshot
-
-ROWS = (
-    (("supply", "voltage"), "VDD (supply voltage)", "V"),
-    (("supply", "current"), "VDD supply current", "A"),
-    (("source", "voltage"), "EXT_IN pad voltage", "V"),
-    (("monitor", "current"), "MON current (sunk by the die)", "A"),
-)
 
 
 class BenchPanel(QWidget):
@@ -32,53 +28,73 @@ class BenchPanel(QWidget):
         super().__init__()
         self.source = QLabel("not connected")
         self.die = QLabel("-")
-        self.values = {key: QLabel("-") for key, _, _ in ROWS}
         self.temperature = QLabel("-")
         self.flags = QLabel("-")
+        self.values: dict[Key, QLabel] = {}
+        self._units: dict[Key, str] = {}
         for label in (self.source, self.die, self.flags):
             label.setWordWrap(True)
-        form = QFormLayout()
-        form.addRow("Bench:", self.source)
-        form.addRow("Die (IDENTIFY):", self.die)
-        for key, title, _ in ROWS:
-            self.values[key].setTextInteractionFlags(Qt.TextSelectableByMouse)
-            form.addRow(f"{title}:", self.values[key])
-        form.addRow("Die temperature (STATUS):", self.temperature)
-        form.addRow("STATUS flags:", self.flags)
-        box = QGroupBox("Bench and die")
-        box.setLayout(form)
-        big = self.values[("monitor", "current")].font()
-        big.setPointSize(big.pointSize() + 2)
-        for label in (*self.values.values(), self.temperature):
-            label.setFont(big)
+        self.form = QFormLayout()
+        self.form.addRow("Bench:", self.source)
+        self.form.addRow("Device:", self.die)
+        self.form.addRow("Temperature:", self.temperature)
+        self.form.addRow("Status:", self.flags)
+        box = QGroupBox("Bench and device")
+        box.setLayout(self.form)
+        self._big = self.temperature.font()
+        self._big.setPointSize(self._big.pointSize() + 2)
+        self.temperature.setFont(self._big)
 
         self.temperature_plot = plot_widget("Die temperature", "time", "temperature", "s", "°C")
-        self.mon_plot = plot_widget("MON current", "time", "MON current", "s", "A")
+        self.reading_plot = plot_widget("Readings", "time", "reading", "s")
         self.temperature_curve = self.temperature_plot.plot(pen=pg.mkPen(LAYER_COLOURS[3], width=2))
-        self.mon_curve = self.mon_plot.plot(pen=None, symbol="o", symbolSize=4, symbolBrush=LAYER_COLOURS[0],
-                                            symbolPen=None)
+        self.reading_curve = self.reading_plot.plot(pen=None, symbol="o", symbolSize=4, symbolBrush=LAYER_COLOURS[0],
+                                                    symbolPen=None)
         plots = QVBoxLayout()
         plots.addWidget(self.temperature_plot)
-        plots.addWidget(self.mon_plot)
+        plots.addWidget(self.reading_plot)
         layout = QHBoxLayout(self)
         layout.addWidget(box, 2)
         layout.addLayout(plots, 3)
 
+    def set_family(self, parts: FamilyGui) -> None:
+        """The rows of the family's role readings and its plotted reading (on connecting)."""
+        while self.form.rowCount() > 4:
+            self.form.removeRow(2)
+        self.values, self._units = {}, {}
+        for row, (key, title, unit) in enumerate(parts.readings):
+            label = QLabel("-")
+            label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            label.setFont(self._big)
+            self.form.insertRow(2 + row, f"{title}:", label)
+            self.values[key], self._units[key] = label, unit
+        plotted = parts.plotted_reading
+        self.reading_plot.setVisible(plotted is not None)
+        if plotted is not None:
+            _, title, unit = plotted
+            self.reading_plot.setTitle(title, size="11pt")
+            self.reading_plot.setLabel("left", title, units=unit)
+        self.reading_curve.setData([], [])
+        self.temperature_curve.setData([], [])
+        self.die.setText("-")
+        self.temperature.setText("-")
+        self.flags.setText("-")
+
     def show_snapshot(self, snap: LiveSnapshot) -> None:
         now = time.time()
         self.source.setText(snap.source)
-        chip = snap.chip
-        if chip is not None:
-            self.die.setText(f"{chip.serial} ({chip.part}), layers {'-'.join(map(str, chip.layer_sizes))}, "
-                             f"firmware {chip.firmware[0]}.{chip.firmware[1]}")
-        for key, _, unit in ROWS:
+        if snap.description is not None:
+            self.die.setText("\n".join(line.strip() for line in snap.description.lines()))
+        for key, label in self.values.items():
             if key in snap.values:
                 value, t = snap.values[key]
-                self.values[key].setText(f"{pg.siFormat(value, precision=4, suffix=unit)}   ({_age(now - t)})")
-        if snap.temperature_c is not None:
-            self.temperature.setText(f"{snap.temperature_c:.2f} °C")
-        self.flags.setText(snap.flags or "-")
-        for curve, name in ((self.temperature_curve, "temperature_c"), (self.mon_curve, "mon_a")):
+                label.setText(f"{pg.siFormat(value, precision=4, suffix=self._units[key])}   ({_age(now - t)})")
+        status = snap.status
+        if status is not None:
+            if status.temperature_c is not None:
+                self.temperature.setText(f"{status.temperature_c:.2f} °C")
+            self.flags.setText(status.words)
+        for curve, name in ((self.temperature_curve, "temperature_c"), (self.reading_curve, "plotted")):
             points = snap.history.get(name, [])
             if points:
                 t, v = np.array(points).T

@@ -1,8 +1,12 @@
 """Evaluation: the on-chip accuracy, the confusion matrix, and the model's prediction beside it.
 
 The on-chip accuracy is the number that counts (seed 004, section 1.4): the
-test split classified by the die through RUN_BATCH. The bar chart puts the
-software model's accuracy of each weight set next to what the die achieved.
+test split classified by the device. Everything here comes from the seam's
+:class:`~labctl.families.seam.OnChipOutcome` (``on_chip_accuracy``,
+``software_accuracy``, ``n_samples``); the confusion matrix is shown when the
+family's GUI parts offer one for the outcome (CMNA's do). The bar chart puts
+the software model's accuracy of each weight set next to what the device
+achieved.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from labctl.gui.plots import plot_widget, weight_colour
+from labctl.recipes import ProgrammedWeights
 
 COLOURMAP = "CET-L12"
 MAX_CELL_LABELS = 12
@@ -20,6 +25,9 @@ MAX_CELL_LABELS = 12
 
 
 class EvaluationPanel(QWidget):
+    title = "Evaluation"
+    stages = ("evaluate",)
+
     def __init__(self) -> None:
         super().__init__()
         self.accuracy = QLabel("No on-chip evaluation yet.")
@@ -47,41 +55,46 @@ class EvaluationPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(plots, 1)
-        self._outcomes: dict[str, object] = {}
+        self._outcomes: dict[str, ProgrammedWeights] = {}
+        self._confusions: dict[str, np.ndarray] = {}
 
     def clear(self) -> None:
         self._outcomes.clear()
+        self._confusions.clear()
         self.choice.clear()
         self.confusion.clear()
         self.bars.clear()
         self.accuracy.setText("No on-chip evaluation yet.")
 
-    def show_outcome(self, outcome) -> None:
-        """A :class:`labctl.recipes.OnChipOutcome` with an evaluation."""
-        if outcome.result.evaluation is None:
+    def show_outcome(self, programmed: ProgrammedWeights, confusion=None) -> None:
+        """An evaluate step's outcome (with its confusion matrix when the family offers one)."""
+        outcome = programmed.outcome
+        if outcome.on_chip_accuracy is None:
             return
-        self._outcomes[outcome.weights_name] = outcome
-        if self.choice.findText(outcome.weights_name) < 0:
-            self.choice.addItem(outcome.weights_name)
-        self.choice.setCurrentText(outcome.weights_name)
-        self._show_confusion(outcome.weights_name)
+        name = programmed.weights_name
+        self._outcomes[name] = programmed
+        if confusion is not None:
+            self._confusions[name] = np.asarray(confusion, float)
+            if self.choice.findText(name) < 0:
+                self.choice.addItem(name)
+            self.choice.setCurrentText(name)
+            self._show_confusion(name)
         self._show_bars()
         lines = []
         for name, o in self._outcomes.items():
-            ev = o.result.evaluation
-            correct = int(round(ev.on_chip_accuracy * ev.n_samples))
-            lines.append(f"{name}: on-chip accuracy {ev.on_chip_accuracy:.1%} ({correct} of {ev.n_samples})")
+            accuracy, n = o.outcome.on_chip_accuracy, o.outcome.n_samples
+            correct = int(round(accuracy * n))
+            lines.append(f"{name}: on-chip accuracy {accuracy:.1%} ({correct} of {n})")
         self.accuracy.setText("<br>".join(lines))
 
     def accuracy_text(self) -> str:
         return self.accuracy.text()
 
     def _show_confusion(self, name: str) -> None:
-        outcome = self._outcomes.get(name)
-        if outcome is None:
+        confusion = self._confusions.get(name)
+        if confusion is None:
             return
-        ev = outcome.result.evaluation
-        confusion = np.asarray(ev.confusion, float)
+        outcome = self._outcomes[name]
         k = confusion.shape[0]
         self.confusion.clear()
         image = pg.ImageItem(confusion, levels=(0, max(1.0, confusion.max())))
@@ -93,20 +106,20 @@ class EvaluationPanel(QWidget):
                 text = pg.TextItem(f"{int(count)}", color="k" if light else "w", anchor=(0.5, 0.5))
                 text.setPos(c + 0.5, r + 0.5)
                 self.confusion.addItem(text)
-        names = outcome.class_names or [str(i) for i in range(k)]
+        names = outcome.class_names if len(outcome.class_names) == k else [str(i) for i in range(k)]
         step = max(1, k // 10)
         ticks = [[(i + 0.5, names[i]) for i in range(0, k, step)]]
         self.confusion.getAxis("bottom").setTicks(ticks)
         self.confusion.getAxis("left").setTicks(ticks)
         self.confusion.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
-        self.confusion.setTitle(f"Confusion matrix on chip: {name} weights, {ev.n_samples} test samples", size="11pt")
+        self.confusion.setTitle(f"Confusion matrix on chip: {name} weights, {outcome.outcome.n_samples} test samples", size="11pt")
 
     def _show_bars(self) -> None:
         self.bars.clear()
         names = list(self._outcomes)
         x = np.arange(len(names), dtype=float)
-        software = [100 * self._outcomes[n].result.evaluation.software_accuracy for n in names]
-        chip = [100 * self._outcomes[n].result.evaluation.on_chip_accuracy for n in names]
+        software = [100 * (self._outcomes[n].outcome.software_accuracy or 0.0) for n in names]
+        chip = [100 * self._outcomes[n].outcome.on_chip_accuracy for n in names]
         self.bars.addItem(pg.BarGraphItem(x=x - 0.18, height=software, width=0.34, brush="#bbbbbb",
                                           pen=pg.mkPen("k"), name="software model"))
         brushes = [weight_colour(n, i) for i, n in enumerate(names)]

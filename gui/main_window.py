@@ -1,7 +1,10 @@
 """The one-click window: connect to a bench (or an embedded simulated die), press Train and program.
 
-One panel per pipeline stage (bench status, characterisation, training,
-programming, evaluation). The Train and program button runs the same recipe
+The window is family-blind: the family comes from the bench file when
+connecting (:func:`labctl.families.for_bench`), and what only the family knows
+comes from its GUI parts (:class:`labctl.gui.family.FamilyGui`). Tabs: the
+bench, the family's stage panels (CMNA: characterisation, programming), training
+and evaluation, in pipeline order. The Train and program button runs the same recipe
 file as ``labctl run`` (default ``recipes/train_and_program.toml``) in a
 worker thread and records the session in the run folder; Stop halts it
 safely at any point (every output off, data kept). Problems appear at the
@@ -34,12 +37,13 @@ from PySide6.QtWidgets import (
 )
 
 from labctl import families
+from labctl.bench_file import load_bench_file
 from labctl.errors import LabctlError
+from labctl.families.seam import STAGES
 from labctl.gui.bench_panel import BenchPanel
-from labctl.gui.characterisation_panel import CharacterisationPanel
 from labctl.gui.evaluation_panel import EvaluationPanel
+from labctl.gui.family import FamilyGui
 from labctl.gui.plots import configure
-from labctl.gui.programming_panel import ProgrammingPanel
 from labctl.gui.training_panel import TrainingPanel
 from labctl.gui.worker import LiveReadings, RecipeWorker, StatusPoller
 from labctl.recipes import DEFAULT_RECIPE, LoadedRecipe, load_recipe, resolve_run_dir
@@ -48,7 +52,6 @@ SIMULATED = tuple(f"Simulated {part}" for family in families.installed().values(
                   for part in family.parts)
 BENCH_FILE = "Bench file"
 REFRESH_MS = 250
-TAB_OF_STEP = {"characterise": 1, "train": 2, "program": 3, "evaluate": 3}
 
 
 class MainWindow(QMainWindow):
@@ -61,8 +64,11 @@ class MainWindow(QMainWindow):
     def __init__(self, recipe: Path | None = None, runs_dir: Path | None = None) -> None:
         super().__init__()
         configure()
-        self.setWindowTitle("labctl: characterise, train and program a CMNA die")
+        self.setWindowTitle("labctl: characterise, train and program a device")
         self.live = LiveReadings()
+        self.parts: FamilyGui | None = None
+        """The connected bench's family, as the window uses it."""
+        self.family_panels: list[QWidget] = []
         self.sim = None
         self.bench_file: Path | None = None
         self.runs_dir = runs_dir
@@ -137,18 +143,48 @@ class MainWindow(QMainWindow):
         return controls
 
     def _build_panels(self) -> None:
-        """One tab per pipeline stage, in pipeline order, so that a run moves left to right through them
-        (:data:`TAB_OF_STEP` relies on this order)."""
+        """The shell's tabs: bench, training, evaluation (the family's stage panels join on connecting)."""
         self.bench_panel = BenchPanel()
-        self.characterisation = CharacterisationPanel()
         self.training = TrainingPanel()
-        self.programming = ProgrammingPanel()
         self.evaluation = EvaluationPanel()
         self.tabs = QTabWidget()
-        for panel, title in ((self.bench_panel, "Bench"), (self.characterisation, "Characterisation"),
-                             (self.training, "Training"), (self.programming, "Programming"),
-                             (self.evaluation, "Evaluation")):
-            self.tabs.addTab(panel, title)
+        self._arrange_tabs()
+
+    def _arrange_tabs(self) -> None:
+        """One tab per pipeline stage, in pipeline order (a panel sorts by its first stage), so that a run
+        moves left to right through them; the bench first."""
+        panels = [self.training, self.evaluation, *self.family_panels]
+        panels.sort(key=lambda panel: min(STAGES.index(kind) for kind in panel.stages))
+        while self.tabs.count():
+            self.tabs.removeTab(0)
+        self.tabs.addTab(self.bench_panel, "Bench")
+        for panel in panels:
+            self.tabs.addTab(panel, panel.title)
+
+    def _set_family(self, parts: FamilyGui) -> None:
+        """The connected bench's family: its stage panels become tabs, its readings the bench panel's rows."""
+        self.bench_panel.set_family(parts)
+        if self.parts is not None and self.parts.family is parts.family:
+            return
+        for panel in self.family_panels:
+            panel.deleteLater()
+        self.parts = parts
+        self.family_panels = parts.stage_panels()
+        self._arrange_tabs()
+
+    def tab(self, title: str) -> QWidget | None:
+        """The panel of the tab with this title (None: no such tab)."""
+        for i in range(self.tabs.count()):
+            if self.tabs.tabText(i) == title:
+                return self.tabs.widget(i)
+        return None
+
+    def _tab_of_step(self, kind: str) -> int:
+        """The first tab (in pipeline order) whose panel shows steps of this kind; the bench otherwise."""
+        for i in range(1, self.tabs.count()):
+            if kind in getattr(self.tabs.widget(i), "stages", ()):
+                return i
+        return 0
 
     def _build_status(self) -> QHBoxLayout:
         """Where a run reports itself: the recipe's steps, the current stage with its progress, and a line
@@ -190,6 +226,14 @@ class MainWindow(QMainWindow):
             self._disconnect()
             self.source.setCurrentText(BENCH_FILE)
             self.bench_path.setText(str(path))
+        try:
+            parts = FamilyGui(families.for_bench(load_bench_file(Path(path))))
+        except LabctlError as exc:
+            self.show_error(str(exc))
+            return
+        self._set_family(parts)
+        plotted = parts.plotted_reading
+        self.live = LiveReadings(plotted=plotted[0] if plotted else None)
         self.bench_file = Path(path)
         self.live.set_source(f"{self.bench_file} (connecting...)")
         self._start_poller()
@@ -198,8 +242,8 @@ class MainWindow(QMainWindow):
         self.clear_error()
 
     def _start_poller(self) -> None:
-        assert self.bench_file is not None
-        self.poller = StatusPoller(self.bench_file, self.live).start()
+        assert self.bench_file is not None and self.parts is not None
+        self.poller = StatusPoller(self.bench_file, self.live, self.parts).start()
 
     def _disconnect(self) -> None:
         """Stop the poller (in the background: it may be waiting for a slow bench) and any embedded die."""
@@ -213,6 +257,8 @@ class MainWindow(QMainWindow):
             self.sim.stop()
             self.sim = None
         self.live = LiveReadings()
+        self.bench_file = None
+        self.run_button.setEnabled(False)
 
     # -- running ------------------------------------------------------------------------
 
@@ -222,7 +268,7 @@ class MainWindow(QMainWindow):
 
     def train_and_program(self) -> None:
         """Run the recipe file in a worker thread (the button)."""
-        if self.running or self.bench_file is None:
+        if self.running or self.bench_file is None or self.parts is None:
             return
         try:
             loaded = load_recipe(Path(self.recipe_path.text().strip()))
@@ -233,10 +279,10 @@ class MainWindow(QMainWindow):
         self._loaded = loaded
         run_dir = resolve_run_dir(loaded)
         self.run_dir = self.runs_dir / run_dir.name if self.runs_dir else run_dir
-        for panel in (self.characterisation, self.training, self.programming, self.evaluation):
+        for panel in (self.training, self.evaluation, *self.family_panels):
             panel.clear()
         self._show_steps(-1)
-        worker = RecipeWorker(loaded, self.bench_file, self.run_dir, self.live, self.poller)
+        worker = RecipeWorker(loaded, self.bench_file, self.run_dir, self.live, self.poller, self.parts)
         self.poller = None
         thread = QThread(self)
         worker.moveToThread(thread)
@@ -244,7 +290,7 @@ class MainWindow(QMainWindow):
         worker.progress.connect(self._on_progress)
         worker.step_started.connect(self._on_step_started)
         worker.epoch.connect(self.training.add_epoch)
-        worker.characterisation_live.connect(self.characterisation.show_live)
+        worker.live_estimate.connect(self._on_live_estimate)
         worker.step_done.connect(self._on_step_done)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -271,25 +317,32 @@ class MainWindow(QMainWindow):
 
     def _on_step_started(self, index: int, kind: str) -> None:
         self._show_steps(index)
-        self.tabs.setCurrentIndex(TAB_OF_STEP.get(kind, 0))
+        self.tabs.setCurrentIndex(self._tab_of_step(kind))
+
+    def _on_live_estimate(self, estimate) -> None:
+        for panel in self.family_panels:
+            if hasattr(panel, "show_live"):
+                panel.show_live(estimate)
 
     def _on_step_done(self, index: int, kind: str, outcome) -> None:
-        if kind == "characterise":
-            self.characterisation.show_final(outcome)
-        elif kind == "train":
+        """Every panel that shows steps of this kind gets the outcome (a program or evaluate step's is a
+        :class:`labctl.recipes.ProgrammedWeights`, a train step's the weights and the training report)."""
+        if kind == "train":
             assert self._loaded is not None
             weights, report = outcome
             self.training.finished(self._loaded.steps[index].weights_name, weights, report)
-        else:
-            self.programming.show_outcome(outcome)
-            if outcome.result.evaluation is not None:
-                self.evaluation.show_outcome(outcome)
-                self.tabs.setCurrentWidget(self.evaluation)
+        for panel in self.family_panels:
+            if kind in panel.stages:
+                panel.step_done(kind, outcome)
+        if kind in ("program", "evaluate") and outcome.outcome.on_chip_accuracy is not None:
+            assert self.parts is not None
+            self.evaluation.show_outcome(outcome, self.parts.confusion_matrix(outcome.outcome))
+            self.tabs.setCurrentWidget(self.evaluation)
 
     def _on_finished(self, result) -> None:
         self._show_steps(len(result.recipe.steps))
-        accuracies = [f"{name} {o.result.evaluation.on_chip_accuracy:.1%}" for name, o in result.on_chip.items()
-                      if o.result.evaluation is not None]
+        accuracies = [f"{name} {o.outcome.on_chip_accuracy:.1%}" for name, o in result.on_chip.items()
+                      if o.outcome.on_chip_accuracy is not None]
         self._end_run(f"Completed in {result.wall_s:.0f} s"
                       + (f": on-chip accuracy {', '.join(accuracies)}" if accuracies else "")
                       + f". Run folder {result.run_dir} (session.h5 recorded).", "completed")

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     window.start_simulated(args.part, args.seed)
     taken_live = False
 
-    def grab(tab: int, name: str) -> None:
-        window.tabs.setCurrentIndex(tab)
+    def grab(tab: str, name: str) -> None:
+        window.tabs.setCurrentWidget(window.tab(tab))
         app.processEvents()
         path = args.out / f"{name}.png"
         window.grab().save(str(path))
@@ -56,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         if stage == LIVE_STAGE and done >= max(2, total // 2) and not taken_live:
             taken_live = True
             window._refresh()
-            grab(0, "bench")
-            grab(1, "characterisation_live")
+            grab("Bench", "bench")
+            grab("Characterisation", "characterisation_live")
 
     def on_finished(outcome: str) -> None:
-        for tab, name in ((1, "characterisation"), (2, "training"), (3, "programming"), (4, "evaluation")):
-            grab(tab, name)
+        for tab in ("Characterisation", "Training", "Programming", "Evaluation"):
+            grab(tab, tab.lower())
         print(f"run {outcome}: {window.stage.text()}", flush=True)
         window.close()
         app.quit()

@@ -14,12 +14,15 @@ from labctl.gui.plots import plot_widget, weight_colour
 
 
 class TrainingPanel(QWidget):
+    title = "Training"
+    stages = ("train",)
+
     def __init__(self) -> None:
         super().__init__()
         self.header = QLabel("No training yet.")
         self.header.setWordWrap(True)
         self.loss = plot_widget("Training loss", "epoch", "loss")
-        self.accuracy = plot_widget("Training accuracy (3-bit network, model)", "epoch", "accuracy", None, "%")
+        self.accuracy = plot_widget("Training accuracy (model)", "epoch", "accuracy", None, "%")
         self.accuracy.setYRange(0, 100)
         self.loss.addLegend(offset=(-10, 10))  # losses fall: the legend goes top right
         self.accuracy.addLegend(offset=(-10, -10))  # accuracies rise: bottom right
@@ -54,10 +57,18 @@ class TrainingPanel(QWidget):
                           f"training accuracy {accuracy:.1%}")
 
     def finished(self, name: str, weights, report) -> None:
-        kind = "trained on nominal gains" if weights.naive else "tailored to the measured die"
-        self._done[name] = (f"<b>{name}</b> ({kind}): software accuracy {weights.software_accuracy:.1%} "
-                            f"on the {weights.dataset} test split; {report.epochs} epochs, "
-                            f"the best epoch kept; {report.seconds:.0f} s")
+        """A train step ended: the family's weights and training report, as far as they say (any may be None)."""
+        naive = getattr(weights, "naive", None)
+        kind = "" if naive is None else (" (trained on nominal gains)" if naive else " (tailored to the measured die)")
+        parts = [f"<b>{name}</b>{kind}"]
+        accuracy, dataset = getattr(weights, "software_accuracy", None), getattr(weights, "dataset", None)
+        if accuracy is not None:
+            parts.append(f"software accuracy {accuracy:.1%}" + (f" on the {dataset} test split" if dataset else ""))
+        if getattr(report, "epochs", None) is not None:
+            parts.append(f"{report.epochs} epochs, the best epoch kept")
+        if getattr(report, "seconds", None) is not None:
+            parts.append(f"{report.seconds:.0f} s")
+        self._done[name] = f"{parts[0]}: " + ("; ".join(parts[1:]) if len(parts) > 1 else "trained")
         self._show_header("")
 
     def _show_header(self, running: str) -> None:

@@ -7,11 +7,12 @@ the next progress report turns into :class:`labctl.recipes.Stopped`, so the
 bench's context manager turns every output off and the files keep their data
 (contract section 3, safe operation).
 
-Live bench readings (VDD, EXT_IN, MON, die temperature) reach the window
-through :class:`LiveReadings`, a small thread-safe store that the GUI polls on
-a timer: while a recipe runs it is fed by the session recorder (every SMU
-reading, every STATUS answer), while idle by a :class:`StatusPoller` thread
-that keeps the bench open without powering anything.
+Live bench readings (the device's description and status, the role readings)
+reach the window through :class:`LiveReadings`, a small thread-safe store that
+the GUI polls on a timer: while a recipe runs it is fed by the session
+recorder (every SMU reading, and every bridge transaction the family's GUI
+parts can read), while idle by a :class:`StatusPoller` thread that watches
+the bench through the family's GUI parts without powering anything.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from labctl.families.cmna.bench import Bench, Reading
 from labctl.drivers.bridge import Transaction
-from labctl.drivers.bridge_protocol import Status
-from labctl.families.cmna.protocol import Opcode, StatusFlag, parse_identify, parse_status
 from labctl.errors import LabctlError
-from labctl.families.cmna.live_view import live_characterisation
-from labctl.recipes import LoadedRecipe, Stopped, run_recipe
+from labctl.families.seam import DeviceDescription, DeviceStatus
+from labctl.gui.family import FamilyGui, Key
+from labctl.recipes import LoadedRecipe, Stopped, characterisation_name, run_recipe
 from labctl.session import SessionRecorder
 
 HISTORY_S = 300.0
@@ -41,59 +40,54 @@ HISTORY_S = 300.0
 LIVE_FIT_INTERVAL_S = 0.5
 """At most this often the characterisation file is re-read for the live view."""
 POLL_INTERVAL_S = 1.0
-QUANTITIES = (("supply", "voltage"), ("supply", "current"), ("source", "voltage"), ("monitor", "current"))
 
 
 @dataclass
 class LiveSnapshot:
-    values: dict[tuple[str, str], tuple[float, float]]
+    values: dict[Key, tuple[float, float]]
     """(role, quantity) -> (value in SI units, time of the reading)."""
-    temperature_c: float | None
-    flags: str
-    chip: Any
+    status: DeviceStatus | None
+    description: DeviceDescription | None
     history: dict[str, list[tuple[float, float]]]
+    """"temperature_c" and "plotted" (the family's plotted reading) -> (time, value)."""
     source: str
     error: str | None
 
 
 @dataclass
 class LiveReadings:
-    """Latest readings and a short history, written by worker threads, read by the GUI timer."""
+    """Latest readings and a short history, written by worker threads, read by the GUI timer.
 
+    ``plotted`` is the (role, quantity) whose history is kept for a plot (the family's choice)."""
+
+    plotted: Key | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _values: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
-    _temperature_c: float | None = None
-    _flags: str = ""
-    _chip: Any = None
-    _history: dict[str, deque] = field(default_factory=lambda: {"temperature_c": deque(), "mon_a": deque()})
+    _values: dict[Key, tuple[float, float]] = field(default_factory=dict)
+    _status: DeviceStatus | None = None
+    _description: DeviceDescription | None = None
+    _history: dict[str, deque] = field(default_factory=lambda: {"temperature_c": deque(), "plotted": deque()})
     _source: str = "not connected"
     _error: str | None = None
 
-    def reading(self, reading: Reading) -> None:
+    def reading(self, reading: Any) -> None:
+        """One role reading (``role``, ``quantity``, ``value``, ``time_s``) from the bench or the recorder."""
+        key = (reading.role, reading.quantity)
         with self._lock:
-            self._values[(reading.role, reading.quantity)] = (reading.value, reading.time_s)
-            if (reading.role, reading.quantity) == ("monitor", "current"):
-                self._append("mon_a", reading.time_s, reading.value)
+            self._values[key] = (reading.value, reading.time_s)
+            if key == self.plotted:
+                self._append("plotted", reading.time_s, reading.value)
 
-    def transaction(self, tx: Transaction) -> None:
-        """IDENTIFY answers name the die; STATUS answers carry its temperature and flags (section 2)."""
-        if tx.status != Status.OK:
-            return
-        if tx.op == Opcode.STATUS:
-            status = parse_status(tx.response)
-            self.status(status.temperature_c, _flag_names(status.flags))
-        elif tx.op == Opcode.IDENTIFY:
-            with self._lock:
-                self._chip = parse_identify(tx.response)
-
-    def status(self, temperature_c: float, flags: str) -> None:
+    def status(self, status: DeviceStatus) -> None:
         with self._lock:
-            self._temperature_c, self._flags = temperature_c, flags
-            self._append("temperature_c", time.time(), temperature_c)
+            self._status = status
+            if status.temperature_c is not None:
+                self._append("temperature_c", time.time(), status.temperature_c)
 
-    def identity(self, chip: Any, source: str) -> None:
+    def identity(self, description: DeviceDescription, source: str | None = None) -> None:
         with self._lock:
-            self._chip, self._source, self._error = chip, source, None
+            self._description = description
+            if source is not None:
+                self._source, self._error = source, None
 
     def set_source(self, source: str) -> None:
         with self._lock:
@@ -111,16 +105,33 @@ class LiveReadings:
 
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
-            return LiveSnapshot(dict(self._values), self._temperature_c, self._flags, self._chip,
+            return LiveSnapshot(dict(self._values), self._status, self._description,
                                 {k: list(v) for k, v in self._history.items()}, self._source, self._error)
 
 
-class StatusPoller:
-    """While idle: keep the bench open (nothing powered) and read STATUS and the SMUs once a second."""
+class TransactionReader:
+    """The session recorder's transaction hook: the family's GUI parts read status and identity from it."""
 
-    def __init__(self, bench_file: Path, live: LiveReadings) -> None:
+    def __init__(self, parts: FamilyGui, live: LiveReadings) -> None:
+        self.parts, self.live = parts, live
+
+    def __call__(self, tx: Transaction) -> None:
+        status = self.parts.transaction_status(tx)
+        if status is not None:
+            self.live.status(status)
+            return
+        description = self.parts.transaction_description(tx)
+        if description is not None:
+            self.live.identity(description)
+
+
+class StatusPoller:
+    """While idle: watch the bench (nothing powered) through the family's GUI parts, once a second."""
+
+    def __init__(self, bench_file: Path, live: LiveReadings, parts: FamilyGui) -> None:
         self.bench_file = bench_file
         self.live = live
+        self.parts = parts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labctl-status-poller", daemon=True)
 
@@ -134,20 +145,16 @@ class StatusPoller:
         self._thread.join()
 
     def _run(self) -> None:
-        bench = Bench.from_file(self.bench_file, on_reading=self.live.reading)
         try:
-            bench.open()
-            self.live.identity(bench.chip, f"{bench.config.name} (idle: polled every {POLL_INTERVAL_S:g} s)")
-            while not self._stop.is_set():
-                status = bench.bridge.status()
-                self.live.status(status.temperature_c, _flag_names(status.flags))
-                for role, quantity in QUANTITIES:
-                    bench.read(role, quantity)
-                self._stop.wait(POLL_INTERVAL_S)
-        except LabctlError as exc:
+            with self.parts.watch(self.bench_file, self.live.reading) as watch:
+                self.live.identity(watch.description, f"{watch.name} (idle: polled every {POLL_INTERVAL_S:g} s)")
+                while not self._stop.is_set():
+                    status = watch.poll()
+                    if status is not None:
+                        self.live.status(status)
+                    self._stop.wait(POLL_INTERVAL_S)
+        except (LabctlError, OSError) as exc:
             self.live.error(f"bench: {exc}")
-        finally:
-            bench.disconnect()
 
 
 class RecipeWorker(QObject):
@@ -156,16 +163,17 @@ class RecipeWorker(QObject):
     progress = Signal(str, int, int)
     step_started = Signal(int, str)
     epoch = Signal(str, int, int, float, float)
-    characterisation_live = Signal(object)
+    live_estimate = Signal(object)
     step_done = Signal(int, str, object)
     finished = Signal(object)
     failed = Signal(str)
     stopped = Signal(str)
 
     def __init__(self, loaded: LoadedRecipe, bench_file: Path, run_dir: Path, live: LiveReadings,
-                 poller: StatusPoller | None) -> None:
+                 poller: StatusPoller | None, parts: FamilyGui) -> None:
         super().__init__()
         self.loaded = loaded
+        self.parts = parts
         self.bench_file = bench_file
         self.run_dir = run_dir
         self.live = live
@@ -184,7 +192,8 @@ class RecipeWorker(QObject):
         if self.poller is not None:
             self.poller.stop()  # the bench takes one client at a time
         self.live.set_source(f"{self.bench_file.name} (running {self.loaded.name})")
-        recorder = SessionRecorder(on_transaction=self.live.transaction, on_reading=self.live.reading)
+        recorder = SessionRecorder(on_transaction=TransactionReader(self.parts, self.live),
+                                   on_reading=self.live.reading)
         try:
             result = run_recipe(self.loaded, self.bench_file, self.run_dir, progress=self._progress,
                                 stop_event=self.stop_event, recorder=recorder, listener=_SignalListener(self))
@@ -206,10 +215,12 @@ class RecipeWorker(QObject):
             self.emit_live()
 
     def emit_live(self) -> None:
-        """Re-read the characterisation file and send the live estimates to the window."""
-        chip = self.live.snapshot().chip
-        if chip is not None:
-            self.characterisation_live.emit(live_characterisation(self.run_dir / "die.h5", chip))
+        """Re-read the characterisation file and send the family's live estimate to the window."""
+        description = self.live.snapshot().description
+        if description is not None:
+            estimate = self.parts.live_estimate(self.run_dir / characterisation_name(1), description)
+            if estimate is not None:
+                self.live_estimate.emit(estimate)
 
 
 class _SignalListener:
@@ -230,8 +241,3 @@ class _SignalListener:
             self.worker.emit_live()  # the residuals of every reading, not those of half a second ago
         self.worker.step_done.emit(index, step.kind, outcome)
 
-
-def _flag_names(flags: StatusFlag) -> str:
-    """STATUS flags in words (contract section 2): 'none' or e.g. 'SUPPLY_OUT_OF_RANGE, LATCHES_UNWRITTEN'."""
-    names = [f.name for f in StatusFlag if f in flags and f.name]
-    return ", ".join(names).lower().replace("_", " ") if names else "none"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labctl.errors import ConfigError
 from labctl.toml_files import parse_toml, read_user_file
@@ -40,6 +40,19 @@ class BridgeSection(_Strict):
 class InstrumentSection(_Strict):
     resource: str = Field(min_length=1)
     timeout_s: float = Field(default=3.0, gt=0, le=60)
+
+    @field_validator("resource")
+    @classmethod
+    def _visa_resource(cls, value: str) -> str:
+        """A VISA resource name (e.g. TCPIP0::192.0.2.5::5025::SOCKET), checked before anything is opened."""
+        from pyvisa import rname
+
+        try:
+            rname.parse_resource_name(value)
+        except rname.InvalidResourceName as exc:
+            raise ValueError(f"{value!r} is not a VISA resource name ({exc}); e.g. "
+                             "\"TCPIP0::192.0.2.5::5025::SOCKET\" or \"USB0::0x05E6::0x2450::SERIAL::INSTR\"") from None
+        return value
 
 
 class BenchSchema(_Strict):
@@ -87,6 +100,7 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
         msg = {"extra_forbidden": "is not a known key", "missing": "is missing"}.get(err["type"], err["msg"])
+        msg = msg.removeprefix("Value error, ")
         raise ConfigError(f"{where}: {key} {msg}") from None
     _check_role_names(schema, where)
     roles: dict[str, RoleBinding] = {}

@@ -66,6 +66,20 @@ STEP_DTYPE = np.dtype([
 ])
 
 
+@dataclass
+class RecordedStep:
+    """One recipe step of a session: when it ran and how it ended."""
+
+    index: int
+    kind: str
+    params: dict[str, Any]
+    """The step's options as the recipe gave them (``/steps`` stores them as JSON)."""
+    start_s: float
+    end_s: float = float("nan")
+    """NaN while the step runs (and in a session whose process died during it)."""
+    outcome: str = "running"
+
+
 class SessionRecorder:
     """Collects transactions and readings from any thread; :meth:`write` stores them.
 
@@ -78,7 +92,7 @@ class SessionRecorder:
         self._lock = threading.Lock()
         self._transactions: list[Transaction] = []
         self._readings: list[Reading] = []
-        self._steps: list[dict[str, Any]] = []
+        self._steps: list[RecordedStep] = []
         self._identity: tuple[DeviceDescription, dict[str, str], str] | None = None
         self._monotonic_to_epoch_s = time.time() - time.monotonic()
         self._on_transaction = on_transaction
@@ -110,19 +124,19 @@ class SessionRecorder:
 
     def begin_step(self, index: int, kind: str, params: dict[str, Any]) -> None:
         with self._lock:
-            self._steps.append({"index": index, "kind": kind, "params": json.dumps(params, sort_keys=True),
-                                "start_s": self._now(), "end_s": np.nan, "outcome": "running"})
+            # the options as /steps will store them (a copy, and refused now if JSON cannot hold them)
+            self._steps.append(RecordedStep(index, kind, json.loads(json.dumps(params)), self._now()))
 
     def end_step(self, index: int, outcome: str) -> None:
         with self._lock:
             for step in self._steps:
-                if step["index"] == index and step["outcome"] == "running":
-                    step["end_s"], step["outcome"] = self._now(), outcome
+                if step.index == index and step.outcome == "running":
+                    step.end_s, step.outcome = self._now(), outcome
 
     def end_open_step(self, outcome: str) -> None:
         """Close a step that a stop or an error interrupted."""
         with self._lock:
-            open_steps = [s["index"] for s in self._steps if s["outcome"] == "running"]
+            open_steps = [s.index for s in self._steps if s.outcome == "running"]
         for index in open_steps:
             self.end_step(index, outcome)
 
@@ -142,7 +156,9 @@ class SessionRecorder:
         under a temporary name and moved over ``path`` when complete."""
         p = Path(path)
         with self._lock:
-            transactions, readings, steps = list(self._transactions), list(self._readings), list(self._steps)
+            transactions, readings = list(self._transactions), list(self._readings)
+            steps = [(s.index, s.kind, json.dumps(s.params, sort_keys=True), s.start_s, s.end_s, s.outcome)
+                     for s in self._steps]
         with atomic_output(p) as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update({"kind": "session", "format": FORMAT, "labctl_version": __version__,
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_name": recipe_name,
@@ -152,9 +168,7 @@ class SessionRecorder:
             self._write_transactions(f.create_group("transactions"), transactions)
             rows = np.array([(r.time_s, r.role, r.quantity, r.value) for r in readings], READING_DTYPE)
             f.create_dataset("readings", data=rows).attrs["units"] = "time_s: s since the epoch; value: SI (A, V)"
-            f.create_dataset("steps", data=np.array(
-                [(s["index"], s["kind"], s["params"], s["start_s"], s["end_s"], s["outcome"]) for s in steps],
-                STEP_DTYPE))
+            f.create_dataset("steps", data=np.array(steps, STEP_DTYPE))
             weights, results = f.create_group("weights"), f.create_group("results")
             for file in files:
                 if not file.exists():
@@ -222,8 +236,8 @@ class RecordedSession:
     request_bytes: bytes
     response_bytes: bytes
     readings: np.ndarray
-    steps: list[dict[str, Any]]
-    """index, kind, params (dict), start_s, end_s, outcome of every step that started."""
+    steps: list[RecordedStep]
+    """Every step that started."""
     weights_names: list[str]
     results: dict[str, dict]
 
@@ -267,9 +281,8 @@ def load_session(path: str | Path) -> RecordedSession:
             bench_text=_text(f["bench/bench_file"]),
             transactions=tx["table"][()], request_bytes=tx["request_bytes"][()].tobytes(),
             response_bytes=tx["response_bytes"][()].tobytes(), readings=f["readings"][()],
-            steps=[{"index": int(r["index"]), "kind": _str(r["kind"]), "params": json.loads(_str(r["params"])),
-                    "start_s": float(r["start_s"]), "end_s": float(r["end_s"]), "outcome": _str(r["outcome"])}
-                   for r in f["steps"][()]],
+            steps=[RecordedStep(int(r["index"]), _str(r["kind"]), json.loads(_str(r["params"])), float(r["start_s"]),
+                                float(r["end_s"]), _str(r["outcome"])) for r in f["steps"][()]],
             weights_names=sorted(f["weights"]), results={k: json.loads(_text(v)) for k, v in f["results"].items()},
         )
 

@@ -209,3 +209,45 @@ def test_bench_that_points_at_nothing_fails_within_seconds(capsys, tmp_path, die
     started = time.monotonic()
     fails(capsys, "identify", "--bench", bad, match=match)
     assert time.monotonic() - started < 5.0
+
+
+# -- checked before any power-up (issue 16) -----------------------------------------
+
+
+@pytest.mark.parametrize("body, match", [
+    ("a,b,label\n1,2,x\nnan,3,y\n2,2,x\n", r"line 3: a is nan: features must be finite numbers"),
+    ("a,b,label\n1,2,x\n1,inf,y\n2,2,x\n", r"line 3: b is inf: features must be finite numbers"),
+    ("a,b,label\n1,2,x\n1,3,\n2,2,y\n", r"line 3: the class \(label\) is empty"),
+])
+def test_csv_with_nan_inf_or_empty_class_is_refused(capsys, tmp_path, die3, body, match) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(body)
+    fails(capsys, "train", "--calibration", die3.calibration, "--dataset", data, "--out", tmp_path / "w.h5",
+          match=match)
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_gate_beyond_the_dies_limit_is_refused_before_power(capsys, tmp_path, die4) -> None:
+    fails(capsys, "characterise", "--bench", die4.bench_path, "--out", tmp_path / "die.h5", "--gate-ms", "5000",
+          match=r"--gate-ms 5000 is outside the 1 to 1000 ms .*max gate 1000 ms")
+    assert not any(die4.channel_of(pad).output_on for pad in PADS)
+    assert die4.channel_of("VDD").level["V"] == 0.0  # never powered
+
+
+def test_recipe_with_a_missing_data_file_is_refused_before_the_bench(capsys, tmp_path, die4) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "x"\npart = "CMNA-777"\n[[steps]]\nkind = "characterise"\n'
+                      '[[steps]]\nkind = "train"\ndataset = "gone.csv"\n')
+    fails(capsys, "run", recipe, "--bench", die4.bench_path, "--run-dir", tmp_path / "run",
+          match=r"r\.toml, line 6: steps\[1\]: data file gone\.csv does not exist")
+    assert not (tmp_path / "run").exists()
+    assert not any(die4.channel_of(pad).output_on for pad in PADS)
+
+
+def test_bench_file_with_a_resource_that_is_not_visa(capsys, tmp_path, die4) -> None:
+    bench = tmp_path / "bench.toml"
+    text = die4.bench_path.read_text()
+    resource = re.search(r'resource = "([^"]+)"', text).group(1)
+    bench.write_text(text.replace(resource, "192.168.0.5:5025", 1))
+    fails(capsys, "identify", "--bench", bench, match=r"instruments\.\w+\.resource '192\.168\.0\.5:5025' is not a VISA "
+                                                       r"resource name")

@@ -39,17 +39,17 @@ def test_resume_loses_and_repeats_nothing(tmp_path):
         before = read_raw(partial)
         with h5py.File(partial) as f:
             assert "calibration" not in f
-        done_before = [json.loads(j) for j in before["done"]["job"]]
+        done_before = [json.loads(j) for j in before.done["job"]]
         assert sum(j[0].startswith("chain") for j in done_before) == 5
         with Bench.from_file(bench_file) as bench:
             result = characterise(bench, out, resume=True)
     assert not partial.exists()  # it became die.h5
     after = read_raw(out)
     # nothing measured before the interruption is lost
-    assert len(after["mon"]) > len(before["mon"])
-    assert np.array_equal(after["mon"][: len(before["mon"])], before["mon"])
+    assert len(after.mon) > len(before.mon)
+    assert np.array_equal(after.mon[: len(before.mon)], before.mon)
     # no finished job ran twice, and the plan is complete: 7 chains and 7 negative twins on CMNA-777
-    jobs = Counter(j.decode() if isinstance(j, bytes) else j for j in after["done"]["job"])
+    jobs = Counter(j.decode() if isinstance(j, bytes) else j for j in after.done["job"])
     assert max(jobs.values()) == 1
     kinds = Counter(json.loads(j)[0] for j in jobs)
     assert kinds["chain"] == 7 and kinds["chain_negative"] == 7
@@ -90,11 +90,11 @@ def test_resume_of_a_large_die_plan_redraws_the_same_probes(tmp_path):
         with Bench.from_file(bench_file) as bench:
             result = characterise(bench, out, resume=True)
     after = read_raw(out)
-    assert np.array_equal(after["mon"][: len(before["mon"])], before["mon"])
-    jobs = Counter(j.decode() if isinstance(j, bytes) else j for j in after["done"]["job"])
+    assert np.array_equal(after.mon[: len(before.mon)], before.mon)
+    jobs = Counter(j.decode() if isinstance(j, bytes) else j for j in after.done["job"])
     assert max(jobs.values()) == 1
     kinds = Counter(json.loads(j)[0] for j in jobs)
     assert kinds["chain"] == 4 and kinds["negative_probe"] == 5 and "chain_negative" not in kinds
     # a probe run before and after the interruption: both fitted, every soma's a-/a+ measured
     for layer in result.params.layers[:-1]:
-        assert np.all(np.isfinite(layer.a_minus)) and not np.any(result.flags["layer_0/unmeasured"])
+        assert np.all(np.isfinite(layer.a_minus)) and not np.any(result.flags[0].unmeasured)

@@ -28,7 +28,7 @@ from labctl import files
 from labctl.cli import main
 from labctl.errors import ConfigError, DataFileError
 from labctl.families.cmna.sim.bench import SimulatedBench
-from labctl.families.cmna.storage import file_sha256, load_die_parameters, load_weights, read_raw
+from labctl.families.cmna.storage import RawTables, file_sha256, load_die_parameters, load_weights, read_raw
 from labctl.recipes import parse_recipe, run_recipe
 
 if sys.platform == "win32":
@@ -49,8 +49,8 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def done_jobs(raw: dict) -> list:
-    return [json.loads(j.decode() if isinstance(j, bytes) else j) for j in raw["done"]["job"]]
+def done_jobs(raw: RawTables) -> list:
+    return [json.loads(j.decode() if isinstance(j, bytes) else j) for j in raw.done["job"]]
 
 
 def _stopped(proc: subprocess.Popen) -> None:
@@ -105,7 +105,7 @@ def kill_halfway(bench: Path, out: Path, *extra: str, configs: int = 12, slice_s
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), err.decode()
 
 
-def snapshot(partial: Path, folder: Path) -> dict:
+def snapshot(partial: Path, folder: Path) -> RawTables:
     """The raw tables of a killed partial file, read from a copy (the original keeps its stale flag)."""
     folder.mkdir(exist_ok=True)
     copy = folder / "snapshot.partial.h5"
@@ -146,9 +146,9 @@ def test_sigkill_then_resume_is_as_good_as_an_uninterrupted_run(capsys, tmp_path
     # nothing measured before the kill is lost, and the kill point matches the uninterrupted run's readings
     reference_raw = read_raw(ref_path)
     for table in ("mon", "c2f"):
-        n = len(killed[table])
-        assert np.array_equal(after[table][:n], killed[table])
-        assert np.array_equal(after[table][:n], reference_raw[table][:n])
+        n = len(getattr(killed, table))
+        assert np.array_equal(getattr(after, table)[:n], getattr(killed, table))
+        assert np.array_equal(getattr(after, table)[:n], getattr(reference_raw, table)[:n])
     # every planned run finished exactly once, as in the uninterrupted run
     jobs = Counter(json.dumps(j) for j in done_jobs(after))
     assert max(jobs.values()) == 1

@@ -27,7 +27,7 @@ family = "toy"
 [bridge]
 port = "toy://{device}"
 [instruments.meter]
-resource = "TOY::METER"
+resource = "TCPIP0::127.0.0.1::1::SOCKET"  # the toy never opens it: its meter is the device file
 [roles]
 meter = "meter:1"
 """

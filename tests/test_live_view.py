@@ -48,7 +48,7 @@ def large_die(tmp_path_factory):
 
 def test_the_run_has_fan_in_chains(large_die):
     path, _ = large_die
-    chains = [json.loads(r["params"]) for r in read_raw(path)["configs"] if r["kind"] in (b"chain", "chain")]
+    chains = [json.loads(r["params"]) for r in read_raw(path).configs if r["kind"] in (b"chain", "chain")]
     assert len(chains) == 2 and all(max(p["fan_in"]) > 1 for p in chains)
 
 

@@ -149,7 +149,7 @@ def test_recipe_runs_every_step_on_a_simulated_die(sim, tmp_path):
 
     # characterisation: raw readings and fits in die.h5, measured on this die
     raw = read_raw(run / "die.h5")
-    assert len(raw["mon"]) > 100 and len(raw["c2f"]) > 10
+    assert len(raw.mon) > 100 and len(raw.c2f) > 10
     a_plus = result.characterisation.result.params.layers[0].a_plus
     assert a_plus.mean() == pytest.approx(1.0, abs=1e-9)  # normalised per layer (seed 004, 3.3)
     with h5py.File(run / "die.h5") as f:
@@ -196,6 +196,6 @@ def test_stop_during_characterisation_turns_everything_off_and_keeps_the_data(si
     assert powered_when_stopped == [True]
     assert not any(sim.channel_of(pad).output_on for pad in PADS)
     raw = read_raw(tmp_path / "run" / "die.h5")
-    assert len(raw["mon"]) > 0  # the EXT_IN sweep is on disk
+    assert len(raw.mon) > 0  # the EXT_IN sweep is on disk
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["outcome"] == "stopped"
     assert not (tmp_path / "run" / "weights_tailored.h5").exists()

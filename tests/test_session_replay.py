@@ -16,6 +16,7 @@ import pytest
 
 from labctl.drivers.bridge_protocol import Status
 from labctl.families.cmna.link import Bridge
+from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.protocol import Opcode, parse_identify
 from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
 from labctl.recipes import parse_recipe, run_recipe
@@ -82,9 +83,9 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
                for i in batches)
     roles = {(r.decode(), q.decode()) for r, q in zip(session.readings["role"], session.readings["quantity"])}
     assert ("monitor", "current") in roles and ("supply", "voltage") in roles
-    assert [s["kind"] for s in session.steps] == ["characterise", "train", "evaluate"]
-    assert all(s["outcome"] == "done" for s in session.steps)
-    assert session.steps[1]["params"] == {"kind": "train", "name": "tailored", "dataset": "iris", "naive": False,
+    assert [s.kind for s in session.steps] == ["characterise", "train", "evaluate"]
+    assert all(s.outcome == "done" for s in session.steps)
+    assert session.steps[1].params == {"kind": "train", "name": "tailored", "dataset": "iris", "naive": False,
                                           "method": "auto", "seed": 0}
 
     with h5py.File(run / "session.h5") as f, h5py.File(run / "die.h5") as die:
@@ -101,7 +102,7 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
 
 def test_twin_is_built_from_the_measurement(recorded):
     run, _, _, truth = recorded
-    assert stuck_bits_seen(run / "die.h5") == [STUCK]  # the characterisation's read-backs showed it
+    assert stuck_bits_seen(run / "die.h5") == [StuckBit(*STUCK)]  # the characterisation's read-backs showed it
     twin = twin_truth(run / "die.h5", seed=SEED)
     assert twin.stuck_bits == [STUCK]
     for layer in range(3):
@@ -182,7 +183,7 @@ def test_session_of_a_stopped_run_is_written(tmp_path):
                        progress=lambda stage, done, total: stop.set())
     session = load_session(tmp_path / "run")
     assert session.outcome == "stopped"
-    assert [s["outcome"] for s in session.steps] == ["stopped"]
+    assert [s.outcome for s in session.steps] == ["stopped"]
     assert len(session.transactions) == recorder.n_transactions > 0
     with h5py.File(tmp_path / "run" / "session.h5") as f:
         assert len(f["characterisation/raw/mon"]) > 0

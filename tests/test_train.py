@@ -371,7 +371,7 @@ def test_population_network_is_cached_and_fine_tuned(iris, tmp_path):
     assert other.key != network.key  # another split is another network
     die = mismatched_die(5)
     weights, report = finetune(die, iris, network, epochs=15)
-    assert report.fine_tuned and report.restarts == 2 and weights.metadata["fine_tuned"] == "True"
+    assert report.fine_tuned and report.restarts == 2 and weights.provenance.fine_tuned is True
     assert time.perf_counter() - started < 30
     assert accuracy(die, weights, iris) >= 0.85
 
@@ -416,6 +416,6 @@ def test_trained_weights_remember_where_the_data_came_from(tmp_path, iris):
     path.write_text("\n".join(rows) + "\n")
     toy = load_dataset(path, label_column="kind")
     weights, _ = train_weights(DieParameters.nominal(CHIP), toy, epochs=5, restarts=1)
-    assert weights.metadata["dataset_source"] == str(path) and weights.metadata["label_column"] == "kind"
-    assert load_dataset(weights.metadata["dataset_source"], label_column="kind").X_test.tolist() == toy.X_test.tolist()
+    assert weights.provenance.dataset_source == str(path) and weights.provenance.label_column == "kind"
+    assert load_dataset(weights.provenance.dataset_source, label_column="kind").X_test.tolist() == toy.X_test.tolist()
     assert iris.source == "iris" and iris.label_column is None

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from labctl import families
 from labctl.commands import add_command
+from labctl.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -22,10 +24,11 @@ def register(sub) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
-    from labctl.families.cmna.report.page import write_report
-
-    written = write_report(args.calibration, args.out)
+    family = families.of_file(args.calibration, "characterisation file")
+    if not family.reporter:
+        raise ConfigError(f"device family {family.name} writes no characterisation report")
+    written = families.load_object(family.reporter, f"reporter of family {family.name}")(args.calibration, args.out)
     for missing in written.missing:
         print(f"partial report: {missing}", file=sys.stderr)
-    print(f"report: {written.html_path} and {written.png_path}")
+    print(f"report: {' and '.join(map(str, written.paths))}")
     return 0

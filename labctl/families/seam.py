@@ -13,6 +13,8 @@ parts of one kind of device (docs/families.md):
   replay and live views share;
 - its **simulator** and twin, named as ``module:attr`` strings and imported only
   by the commands that start a simulated bench, so no pipeline module imports one;
+- its **GUI parts** (optional), a module named by ``gui`` and imported only by the GUI shell:
+  watching an idle bench, status from recorded transactions, live estimates, stage panels;
 - its **step options** (pydantic models): recipes validate steps with them, and
   the CLI builds its options from them, so a choice or a default is written once.
 
@@ -68,6 +70,16 @@ class DeviceDescription:
                f"{len(self.weight_levels)} weight levels, inputs {lo:g}..{hi:g} {self.input_unit}"]
         out += [f"        {label}: {text}" for label, text in self.details]
         return out
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device's state as the GUI shell shows it (the family's GUI parts read it: idle, or from a run's record)."""
+
+    words: str
+    """The status in words (e.g. set flags, or "ok")."""
+    temperature_c: float | None = None
+    """Die temperature, when the device reports one."""
 
 
 @dataclass
@@ -148,12 +160,17 @@ class DeviceFamily(Protocol):
     commands: str | None
     """``module:function`` that adds the family's own subcommands to the CLI (None: none)."""
     reporter: str | None
-    """``module:function(path, out_dir)`` that writes a characterisation report (None: no report)."""
+    """``module:function(path, out_dir)`` that writes a characterisation report and returns an object with
+    ``paths`` (the files written) and ``missing`` (what a partial file lacked); None: no report."""
     replayer: str | None
     """``module:function(session, loaded_recipe, work_dir, progress)`` -> :class:`labctl.replay.ReplayReport`:
     a recorded session replayed against the device's twin (None: sessions cannot be replayed)."""
     shipped_recipes: Mapping[str, Path]
     """Part -> the recipe ``labctl demo`` runs for it."""
+    gui: str | None
+    """Module of the family's GUI parts (``watch_bench``, ``transaction_status``, ``transaction_description``,
+    ``live_estimate``, ``confusion_matrix``, ``stage_panels``; docs/families.md), imported by name only by the
+    GUI shell (``labctl.gui.family``); None: the shell's bench, training and evaluation tabs only."""
 
     def recognises(self, identify_payload: bytes) -> bool:
         """Whether an IDENTIFY answer (bridge protocol v1) comes from a device of this family."""

@@ -131,6 +131,15 @@ def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
         X = np.array([[float(r[i]) for i in feature_index] for r in body])
     except ValueError as exc:
         raise ConfigError(f"{path}: features must be numeric ({exc})") from None
+    bad = np.argwhere(~np.isfinite(X))
+    if len(bad):
+        row, col = bad[0]
+        raise ConfigError(f"{path}, line {row + 2}: {header[feature_index[col]]} is {X[row, col]}: features must be "
+                          f"finite numbers ({len(bad)} value(s) are not)")
     labels = [r[label_index].strip() for r in body]
+    empty = [k for k, label in enumerate(labels) if not label]
+    if empty:
+        raise ConfigError(f"{path}, line {empty[0] + 2}: the class ({header[label_index]}) is empty "
+                          f"({len(empty)} row(s) have no class)")
     class_names, y = np.unique(labels, return_inverse=True)
     return X, y.astype(np.int64), [str(c) for c in class_names], [header[i] for i in feature_index]

@@ -86,6 +86,7 @@ class ToyFamily:
     commands = None
     reporter = None
     replayer = None
+    gui = None
     shipped_recipes: Mapping[str, Path] = {}
 
     def recognises(self, identify_payload: bytes) -> bool:

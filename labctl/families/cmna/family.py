@@ -58,6 +58,7 @@ class CmnaFamily:
     commands = "labctl.families.cmna.commands:register"
     reporter = "labctl.families.cmna.report.page:write_report"
     replayer = "labctl.families.cmna.replay:replay"
+    gui = "labctl.families.cmna.gui.panels"
     shipped_recipes = {"CMNA-777": RECIPES_DIR / "iris_cmna777.toml", "CMNA-L": RECIPES_DIR / "mnist_cmnal.toml"}
 
     def recognises(self, identify_payload: bytes) -> bool:
@@ -113,7 +114,7 @@ class CmnaFamily:
             progress=epoch_done, force=context.force)
         kind = "naive" if options.naive else "tailored"
         how = {"finetune": "pre-trained reference" if options.naive else "fine-tuned",
-               "scratch": "trained from scratch"}[weights.metadata["training_method"]]
+               "scratch": "trained from scratch"}[weights.provenance.training_method]
         line = (f"{kind} weights for die {weights.die_serial} on {weights.dataset} ({how}, {report.seconds:.1f} s): "
                 f"software accuracy {weights.software_accuracy:.1%} -> {out}")
         return TrainingOutcome(out, weights.dataset, weights.software_accuracy, line, _training_record(report), weights,
@@ -171,12 +172,12 @@ def _characterisation_lines(result, out: Path) -> list[str]:
     s = result.summary
     lines = [f"characterisation written to {out} ({s['configurations']} configurations, "
              f"{s['mon_readings']} MON readings, {s['c2f_gates']} C2F gates)"]
-    for l, layer in enumerate(result.params.layers):
+    for l, (layer, flags) in enumerate(zip(result.params.layers, result.flags)):
         info = s["layers"][l]
         ratio = info.get("rms_rel_std_ratio")
         lines.append(f"  layer {l}: {len(layer.a_plus)} neurons, a+ spread {layer.a_plus.std():.1%}, "
                      f"a+ known to {info['rms_rel_std_a_plus']:.2%}"
-                     + (f", a-/a+ to {ratio:.2%}" if ratio is not None else "") + f", flagged {info['flagged']}")
+                     + (f", a-/a+ to {ratio:.2%}" if ratio is not None else "") + f", flagged {flags.count()}")
     drift = s.get("drift", {})
     if "rate_per_min" in drift:
         lines.append(f"  gain drift {drift['rate_per_min']:+.3%} ± {drift['rate_std_per_min']:.3%} per minute over "

@@ -29,7 +29,7 @@ import numpy as np
 
 from labctl.families.cmna.characterisation.plans import dark_held, held_codes, planned_codes
 from labctl.families.cmna.chip import ChipDescription
-from labctl.families.cmna.storage import read_raw
+from labctl.families.cmna.storage import RawTables, read_raw
 from labctl.families.cmna.training.die_model import nominal_column_input_a
 
 MIN_POINTS = 3
@@ -51,12 +51,12 @@ class LiveCharacterisation:
 def live_characterisation(path: str | Path, chip: ChipDescription) -> LiveCharacterisation:
     """Estimates from the raw tables of ``path`` as they stand (read with SWMR)."""
     raw = read_raw(path, swmr=True)
-    mon, configs = raw["mon"], raw["configs"]
+    mon, configs = raw.mon, raw.configs
     kinds = {int(r["config"]): _text(r["kind"]) for r in configs}
     gains = [np.full(n, np.nan) for n in chip.layer_sizes]
     empty = np.zeros(0)
     if not len(mon):
-        return LiveCharacterisation(len(raw["done"]), 0, len(raw["c2f"]), gains, empty, empty, empty.astype(int))
+        return LiveCharacterisation(len(raw.done), 0, len(raw.c2f), gains, empty, empty, empty.astype(int))
     ext = np.array([kinds.get(int(c), "") in ("ext_sweep", "reference") for c in mon["config"]])
     x = np.where(ext, mon["ext_in_a"], mon["drive"])
     y = mon["current_a"]
@@ -77,11 +77,11 @@ def live_characterisation(path: str | Path, chip: ChipDescription) -> LiveCharac
             samples[0][neuron].append(s)
     _chain_samples(chip, raw, kinds, slopes, {tuple(int(v) for v in key) for key in lines}, samples)
     gains = [np.array([_geometric_mean(v) for v in layer]) for layer in samples]
-    return LiveCharacterisation(len(raw["done"]), len(mon), len(raw["c2f"]), gains,
+    return LiveCharacterisation(len(raw.done), len(mon), len(raw.c2f), gains,
                                 100.0 * residual[fitted], y[fitted], mon["layer"][fitted].astype(int))
 
 
-def _chain_samples(chip: ChipDescription, raw: dict[str, np.ndarray], kinds: dict[int, str],
+def _chain_samples(chip: ChipDescription, raw: RawTables, kinds: dict[int, str],
                    slopes: dict[tuple[int, int, int], float], seen: set[tuple[int, int, int]],
                    samples: list[list[list[float]]]) -> None:
     """Add every deeper neuron's gain in each chain configuration: its MON slope over the model's
@@ -92,7 +92,7 @@ def _chain_samples(chip: ChipDescription, raw: dict[str, np.ndarray], kinds: dic
     stuck sign bit mixes a- into it) is left out, as in the analysis.
     """
     dark = dark_held(chip, raw)
-    for row, flat in zip(raw["configs"], raw["config_codes"]):
+    for row, flat in zip(raw.configs, raw.config_codes):
         config = int(row["config"])
         if kinds[config] != "chain":
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 import typing
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from labctl.families.cmna.ratings import DEFAULT_GATE_MS
 from labctl.families.seam import StepOptions
@@ -88,6 +88,20 @@ class TrainOptions(StepOptions):
         if value not in BUILTIN and not value.lower().endswith(".csv"):
             raise ValueError(f"unknown data set {value!r}: use one of {', '.join(BUILTIN)} or a .csv path")
         return value
+
+    @model_validator(mode="after")
+    def _readable_csv(self) -> "TrainOptions":
+        """A CSV data set is read now (missing file, NaN, empty classes, unknown label column), so a recipe
+        says so before its characterisation, not after it."""
+        from labctl.errors import ConfigError
+        from labctl.train.datasets import load_dataset
+
+        if self.dataset.lower().endswith(".csv"):
+            try:
+                load_dataset(self.dataset, seed=self.seed, label_column=self.label_column)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class ProgramOptions(StepOptions):

@@ -23,8 +23,10 @@ LATCHES_NOT_WRITTEN = 1 << 2
 """STATUS bit 2: latches not written since power-up (section 2)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class StuckBit:
+    """A latch bit that holds one value whatever is written: where it is and what it holds."""
+
     matrix: int
     row: int
     column: int

@@ -14,9 +14,10 @@ from labctl import families
 from labctl.drivers.bridge_protocol import Status
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters
+from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.protocol import Opcode, parse_codes_request, parse_run_batch
 from labctl.families.cmna.replay_readings import Comparison, reading_comparisons
-from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
+from labctl.families.cmna.storage import RawTables, load_die_parameters, load_weights, read_raw
 from labctl.families.cmna.workflow import program_and_evaluate, run_training
 from labctl.recipes import LoadedRecipe, RecipeStep
 from labctl.replay import AccuracyCheck, Progress, ReplayReport, WeightsCheck
@@ -63,7 +64,7 @@ def _evaluate_on_twin(session: RecordedSession, index: int, step: RecipeStep, re
                          len(result["stuck_bits"]) if "stuck_bits" in result else None, len(twin.program.stuck))
 
 
-def compare_readings(session: RecordedSession, params: DieParameters, raw: dict[str, np.ndarray],
+def compare_readings(session: RecordedSession, params: DieParameters, raw: RawTables,
                      windows: dict[int, tuple[float, float]], loaded) -> list[Comparison]:
     """Every recorded reading against the model of the die ``params`` describes, grouped by run (the
     family's comparison; ``loaded`` names the weights each evaluation step classified with)."""
@@ -97,12 +98,13 @@ def _retrain(loaded, die: Path, work: Path, recorded: dict, tick: Progress) -> l
 
 def _step_windows(session: RecordedSession) -> dict[int, tuple[float, float]]:
     """Step index -> (start, end) time of its run."""
-    return {s["index"]: (s["start_s"], s["end_s"] if np.isfinite(s["end_s"]) else np.inf) for s in session.steps}
+    return {s.index: (s.start_s, s.end_s if np.isfinite(s.end_s) else np.inf) for s in session.steps}
 
 
-def _recorded_stuck_bits(session: RecordedSession) -> list[tuple[int, int, int, int, int]]:
-    """Stuck latch bits that the recorded programming found (they become the twin's)."""
-    return sorted({(b["matrix"], b["row"], b["column"], b["bit"], b["held"])
+def _recorded_stuck_bits(session: RecordedSession) -> list[StuckBit]:
+    """Stuck latch bits that the recorded programming found (they become the twin's), from the run's
+    evaluation and programming records."""
+    return sorted({StuckBit(int(b["matrix"]), int(b["row"]), int(b["column"]), int(b["bit"]), int(b["held"]))
                    for result in session.results.values() for b in result.get("stuck_bits", [])})
 
 

@@ -32,6 +32,7 @@ from labctl.families.cmna.protocol import (
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters
 from labctl.families.cmna.latch_codes import nibbles_to_signed, unpack_rows
+from labctl.families.cmna.storage import RawTables
 from labctl.families.cmna.training.die_model import Moments, MomentModel
 from labctl.families.cmna.training.variation import READING_NOISE_FRAC
 from labctl.session import RecordedSession
@@ -139,13 +140,13 @@ class _RowMatcher:
     """Finds the characterisation-file row that stored a session reading (rows are appended in reading
     order; the row must hold the identical value). None outside characterisation."""
 
-    def __init__(self, raw: dict[str, np.ndarray]) -> None:
+    def __init__(self, raw: RawTables) -> None:
         self.raw = raw
-        self.kinds = {int(row["config"]): _text(row["kind"]) for row in raw["configs"]}
+        self.kinds = {int(row["config"]): _text(row["kind"]) for row in raw.configs}
         self._cursor = {"mon": 0, "c2f": 0}
 
     def find(self, table: str, same: Callable[[np.void], bool]) -> int | None:
-        rows = self.raw[table]
+        rows = getattr(self.raw, table)
         for k in range(self._cursor[table], min(self._cursor[table] + MATCH_LOOKAHEAD, len(rows))):
             if same(rows[k]):
                 self._cursor[table] = k + 1
@@ -153,7 +154,7 @@ class _RowMatcher:
         return None
 
     def kind(self, table: str, k: int) -> str:
-        return self.kinds.get(int(self.raw[table]["config"][k]), "?")
+        return self.kinds.get(int(getattr(self.raw, table)["config"][k]), "?")
 
     def label(self, table: str, k: int) -> str:
         kind = self.kind(table, k)
@@ -163,7 +164,7 @@ class _RowMatcher:
 class _Replay:
     """One walk over a session: the die state, the matched rows, and the groups of comparisons."""
 
-    def __init__(self, session: RecordedSession, params: DieParameters, raw: dict[str, np.ndarray],
+    def __init__(self, session: RecordedSession, params: DieParameters, raw: RawTables,
                  windows: Mapping[int, tuple[float, float]], batch_names: Mapping[int, str]) -> None:
         self.session = session
         self.chip = ChipDescription.from_attrs(session.device_attrs)
@@ -186,7 +187,7 @@ class _Replay:
             return  # only characterisation readings say what EXT_IN carried
         if self.rows.kind("mon", k) == "linear_range":
             return  # the model is linear; that run drives somas beyond their onset on purpose
-        ext_a = float(self.rows.raw["mon"]["ext_in_a"][k]) if self.state.ext_channel is not None else 0.0
+        ext_a = float(self.rows.raw.mon["ext_in_a"][k]) if self.state.ext_channel is not None else 0.0
         layer, neuron = self.state.monitor
         predicted, model_sigma = self.model.mon_a(self.state.somas(ext_a=ext_a), layer, neuron)
         sigma = np.sqrt((READING_NOISE_FRAC * predicted) ** 2 + MON_FLOOR_A ** 2 + model_sigma ** 2)
@@ -237,7 +238,7 @@ class _Replay:
         return [g.summary(name) for name, g in self.groups.items() if g.recorded]
 
 
-def reading_comparisons(session: RecordedSession, params: DieParameters, raw: dict[str, np.ndarray],
+def reading_comparisons(session: RecordedSession, params: DieParameters, raw: RawTables,
                         windows: Mapping[int, tuple[float, float]],
                         batch_names: Mapping[int, str]) -> list[Comparison]:
     """Every recorded MON reading, MEASURE and RUN_BATCH answer against the model, grouped by run.

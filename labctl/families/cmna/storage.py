@@ -16,23 +16,42 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import h5py
 import numpy as np
 
 from labctl import __version__, files
+from labctl.families.cmna.characterisation.flags import NeuronFlags
 from labctl.families.cmna.chip import FAMILY_NAME, ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters, LayerGains
 from labctl.errors import DataFileError
-from labctl.families.cmna.weights import InputEncoding, WeightSet
+from labctl.families.cmna.weights import InputEncoding, TrainingProvenance, WeightSet
 
 MON_DTYPE = np.dtype([
     ("time_s", "f8"), ("config", "i4"), ("level", "i4"), ("layer", "i2"), ("neuron", "i4"),
     ("drive", "f8"), ("ext_in_a", "f8"), ("current_a", "f8"),
 ])
 """One MON reading: which configuration and drive level, which neuron, what it sank."""
+
+
+class MonReading(NamedTuple):
+    """One MON reading as it is taken, a row of ``/raw/mon`` (the fields of :data:`MON_DTYPE`, in order)."""
+
+    time_s: float
+    config: int
+    level: int
+    layer: int
+    neuron: int
+    drive: float
+    ext_in_a: float
+    current_a: float
+
+
+if MonReading._fields != MON_DTYPE.names:
+    raise AssertionError("MonReading must name the fields of MON_DTYPE in order")
 
 CONFIG_DTYPE = np.dtype([
     ("time_s", "f8"), ("config", "i4"), ("kind", "S24"), ("params", h5py.string_dtype()),
@@ -41,6 +60,40 @@ CONFIG_DTYPE = np.dtype([
 
 DONE_DTYPE = np.dtype([("config", "i4"), ("job", h5py.string_dtype())])
 """A finished run: its configuration id and its job key (JSON)."""
+
+
+RAW_TABLES = ("mon", "c2f", "configs", "config_codes")
+"""The raw tables every characterisation file has; ``done`` is optional (files before resume existed lack it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RawTables:
+    """The raw tables of a characterisation file (``/raw``), each as written (structured arrays)."""
+
+    mon: np.ndarray
+    """Every MON reading (:data:`MON_DTYPE`)."""
+    c2f: np.ndarray
+    """Every C2F gate (:func:`c2f_dtype`)."""
+    configs: np.ndarray
+    """Every configuration (:data:`CONFIG_DTYPE`), in the order of ``config_codes``."""
+    config_codes: np.ndarray
+    """The latch nibbles read back per configuration: one row of all matrices, flattened row-major."""
+    done: np.ndarray | None = None
+    """The finished runs (:data:`DONE_DTYPE`); None in files written before resume existed."""
+
+    def finished_configs(self) -> set[int]:
+        """Ids of the configurations whose run finished (every recorded one when the file has no ``done``)."""
+        table = self.configs if self.done is None else self.done
+        return set(table["config"].tolist())
+
+    @classmethod
+    def read(cls, group: h5py.Group, path: str | Path) -> "RawTables":
+        """The tables of an open ``/raw`` group; DataFileError (one line) naming the tables it lacks."""
+        absent = [name for name in RAW_TABLES if name not in group]
+        if absent:
+            raise DataFileError(f"{path}: /raw lacks {', '.join(absent)}")
+        return cls(**{name: group[name][()] for name in RAW_TABLES},
+                   done=group["done"][()] if "done" in group else None)
 
 
 def c2f_dtype(n_outputs: int) -> np.dtype:
@@ -180,9 +233,9 @@ class CharacterisationFile:
     def parameters(self) -> dict[str, Any]:
         return json.loads(self._f.attrs["parameters"])
 
-    def read_raw(self) -> dict[str, np.ndarray]:
+    def read_raw(self) -> RawTables:
         """The raw tables as written so far (the writer's own view, e.g. to decide when to stop)."""
-        return {name: self._f["raw"][name][()] for name in self._f["raw"]}
+        return RawTables.read(self._f["raw"], self.path)
 
     def mark_done(self, config: int, job: Any) -> None:
         """Record that a configuration's run finished; ``job`` identifies it for a resume."""
@@ -213,7 +266,7 @@ class CharacterisationFile:
             self._f.close()
 
 
-def read_raw(path: str | Path, swmr: bool = False) -> dict[str, np.ndarray]:
+def read_raw(path: str | Path, swmr: bool = False) -> RawTables:
     """All raw tables; ``swmr=True`` reads a file that another process is still writing.
 
     While a run has not finished, its readings are in the partial file
@@ -225,14 +278,15 @@ def read_raw(path: str | Path, swmr: bool = False) -> dict[str, np.ndarray]:
     with _open(path, "r", swmr=swmr) as f:
         if "raw" not in f:
             raise DataFileError(f"{path}: has no /raw group (not a characterisation file)")
-        return {name: f["raw"][name][()] for name in f["raw"]}
+        return RawTables.read(f["raw"], path)
 
 
 def write_calibration(path: str | Path, params: DieParameters,
                       methods: dict[str, DieParameters] | None = None,
-                      flags: dict[str, np.ndarray] | None = None,
+                      flags: list[NeuronFlags] | None = None,
                       summary: dict[str, Any] | None = None) -> None:
-    """Write fits under /calibration (required layout of issue 4), per method under /methods."""
+    """Write fits under /calibration (required layout of issue 4), per method under /methods, and the flags
+    of each layer ``l`` under /flags/layer_{l}/{name} (the flags the analysis computed)."""
     with _open(path, "r+") as f:
         for name in ("calibration", "methods", "flags"):
             if name in f:
@@ -246,8 +300,22 @@ def write_calibration(path: str | Path, params: DieParameters,
                 _write_params(g.create_group(name), p)
         if flags:
             g = f.create_group("flags")
-            for name, arr in flags.items():
-                g.create_dataset(name, data=np.asarray(arr))
+            for l, layer_flags in enumerate(flags):
+                for name, arr in layer_flags.present().items():
+                    g.create_dataset(f"layer_{l}/{name}", data=arr)
+
+
+def load_flags(path: str | Path) -> list[NeuronFlags]:
+    """The flags of every layer of a characterisation file; none set where the file has no /flags (fits
+    missing) and None for a flag the analysis did not compute (``methods_disagree`` of a one-method run)."""
+    with _open(path) as f:
+        chip = _read_chip(f, path)
+        out = []
+        for l in range(chip.n_layers):
+            group = f.get(f"flags/layer_{l}")
+            stored = {} if group is None else {name: group[name][()] for name in NeuronFlags.NAMES if name in group}
+            out.append(NeuronFlags(**stored))
+        return out
 
 
 _LINEAR_RANGE = ("compression_onset_a", "compression_onset_a_std", "max_input_a")
@@ -323,7 +391,7 @@ def save_weights(path: str | Path, weights: WeightSet) -> None:
         f.attrs["dataset"] = weights.dataset
         f.attrs["software_accuracy"] = float(weights.software_accuracy)
         f.attrs["naive"] = bool(weights.naive)
-        f.attrs["metadata"] = json.dumps(weights.metadata)
+        f.attrs["metadata"] = _provenance_attr(weights.provenance)
         for m, codes in enumerate(weights.codes):
             ds = f.create_dataset(f"weights/matrix_{m}/codes", data=np.asarray(codes, np.int8))
             ds.attrs["units"] = "signed magnitude code, -7..7 (rows: layer m, columns: layer m+1)"
@@ -354,7 +422,43 @@ def load_weights(path: str | Path) -> WeightSet:
                 die_serial=str(f.attrs["die_serial"]), layer_sizes=sizes, codes=codes, encoding=encoding,
                 dataset=str(f.attrs["dataset"]), software_accuracy=float(f.attrs["software_accuracy"]),
                 calibration_sha256=str(f.attrs.get("calibration_sha256", "")), naive=bool(f.attrs.get("naive", False)),
-                metadata=json.loads(f.attrs.get("metadata", "{}")),
+                provenance=_provenance_of(f.attrs.get("metadata", "{}")),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise DataFileError(f"{path}: weights file is incomplete or inconsistent ({exc})") from None
+
+
+_PROVENANCE_INTS = ("seed", "split_seed", "stuck_bits", "in_situ_rounds")
+_PROVENANCE_BOOLS = ("fine_tuned", "distilled")
+_PROVENANCE_KEYS = tuple(f.name for f in fields(TrainingProvenance) if f.name != "other")
+
+
+def _provenance_attr(provenance: TrainingProvenance) -> str:
+    """The weights file's ``metadata`` attribute: a JSON object of strings, as labctl has always written
+    it (integers in decimal, booleans "True"/"False", layer sizes "4,7,3"); unrecorded entries left out."""
+    out: dict[str, str] = {}
+    for name in _PROVENANCE_KEYS:
+        value = getattr(provenance, name)
+        if value is not None:
+            out[name] = ",".join(str(n) for n in value) if name == "layer_sizes_used" else str(value)
+    return json.dumps(out | provenance.other)
+
+
+def _provenance_of(text: str) -> TrainingProvenance:
+    """:class:`TrainingProvenance` from a weights file's ``metadata`` attribute (any labctl version's)."""
+    stored = json.loads(text)
+    if not isinstance(stored, dict):
+        raise ValueError("attribute metadata is not a JSON object")
+    known = {name: _provenance_value(name, value) for name, value in stored.items() if name in _PROVENANCE_KEYS}
+    return TrainingProvenance(**known, other={k: v for k, v in stored.items() if k not in _PROVENANCE_KEYS})
+
+
+def _provenance_value(name: str, value: Any) -> Any:
+    if name in _PROVENANCE_INTS:
+        return int(value)
+    if name in _PROVENANCE_BOOLS:
+        return value if isinstance(value, bool) else str(value) == "True"
+    if name == "layer_sizes_used":
+        parts = value.split(",") if isinstance(value, str) else value
+        return tuple(int(n) for n in parts) if value not in ("", None) else None
+    return None if value is None else str(value)

@@ -19,7 +19,7 @@ model of the die and programmed again. The test split is never used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -82,8 +82,8 @@ def program_with_stuck_bit_retraining(
     ``params`` is the die's characterisation and ``dataset`` the data the
     weights were trained on (same split). Retraining fine-tunes from the
     weights, with their own decisions as targets; the retrained weights carry
-    a re-chosen encoding, the original metadata and calibration hash, and
-    ``stuck_bits`` in their metadata. ``in_situ_rounds`` adds rounds of
+    a re-chosen encoding, the original provenance and calibration hash, and
+    ``stuck_bits`` in their provenance. ``in_situ_rounds`` adds rounds of
     measuring the training split on the die and retraining on what it showed.
     """
     result = StuckBitResult(weights, program_weights(bench.bridge, bench.chip, weights, progress=progress),
@@ -95,8 +95,8 @@ def program_with_stuck_bit_retraining(
                                        defects=result.defects, in_situ=in_situ, progress=epoch_progress)
         retrained.calibration_sha256 = result.weights.calibration_sha256
         retrained.naive = result.weights.naive
-        retrained.metadata = {**result.weights.metadata, **retrained.metadata,
-                              "stuck_bits": str(len(result.defects)), "in_situ_rounds": str(len(result.estimates))}
+        retrained.provenance = replace(retrained.provenance.over(result.weights.provenance),
+                                       stuck_bits=len(result.defects), in_situ_rounds=len(result.estimates))
         result.weights = retrained
         result.trainings.append(training)
         result.program = program_weights(bench.bridge, bench.chip, retrained, progress=progress)

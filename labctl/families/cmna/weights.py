@@ -7,7 +7,7 @@ to know which network was mapped onto the die.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -40,6 +40,49 @@ class InputEncoding:
         return np.argmax(np.asarray(output_rates)[:, self.class_outputs], axis=1)
 
 
+@dataclass(frozen=True)
+class TrainingProvenance:
+    """How a set of weights was made. Evaluation reloads the same data split from it (source, label
+    column, split seed), programming retrains around stuck bits with its seed, and fine-tuning from the
+    weights takes the network's layer sizes and the die the network computes on (``model``) from it.
+    None: not recorded (weights made before the field existed, or by a path that does not set it).
+
+    Kept in the weights file as the JSON attribute ``metadata`` (strings, as ever:
+    :func:`labctl.families.cmna.storage.save_weights`)."""
+
+    trainer: str | None = None
+    loss: str | None = None
+    seed: int | None = None
+    """Seed of the training run (restarts, batches)."""
+    model: str | None = None
+    """The die the weights were trained for: "measured" (this die's characterisation), "nominal" or
+    "population" (the part's contract)."""
+    layer_sizes_used: tuple[int, ...] | None = None
+    """The network mapped onto the die: inputs, hidden layers, classes."""
+    rounding: str | None = None
+    fine_tuned: bool | None = None
+    distilled: bool | None = None
+    dataset_source: str | None = None
+    """What :func:`labctl.train.datasets.load_dataset` loads (a built-in name or a CSV path)."""
+    label_column: str | None = None
+    split_seed: int | None = None
+    """Seed of the data set's train/test split."""
+    training_method: str | None = None
+    """"scratch" or "finetune" (``labctl train --method``)."""
+    reference: str | None = None
+    """Pre-training key of a reference network's weights."""
+    stuck_bits: int | None = None
+    """Stuck latch bits the weights were retrained around."""
+    in_situ_rounds: int | None = None
+    other: dict[str, str] = field(default_factory=dict)
+    """Entries this version does not know (a later labctl's), kept as they were."""
+
+    def over(self, base: "TrainingProvenance") -> "TrainingProvenance":
+        """``base`` with what this one records put over it (retrained weights keep their start's split)."""
+        known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "other"}
+        return replace(base, **{k: v for k, v in known.items() if v is not None}, other=base.other | self.other)
+
+
 @dataclass
 class WeightSet:
     """Signed magnitude codes per weight matrix (full die geometry) and their encoding."""
@@ -52,7 +95,7 @@ class WeightSet:
     software_accuracy: float
     calibration_sha256: str = ""
     naive: bool = False
-    metadata: dict[str, str] = field(default_factory=dict)
+    provenance: TrainingProvenance = field(default_factory=TrainingProvenance)
 
     def __post_init__(self) -> None:
         for m, c in enumerate(self.codes):

@@ -9,7 +9,7 @@ the GUI cannot drift apart.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection
 
@@ -19,7 +19,7 @@ from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.options import TRAINING_METHODS
 from labctl.families.cmna.ratings import DEFAULT_GATE_MS
 from labctl import files
-from labctl.families.cmna.characterisation.characterise import Targets, characterise, check_output
+from labctl.families.cmna.characterisation.characterise import Targets, characterise, check_gate, check_output
 from labctl.families.cmna.characterisation.check import CheckResult, check_characterisation
 from labctl.families.cmna.characterisation.probing import ProbeSettings
 from labctl.errors import ConfigError, DataFileError
@@ -102,8 +102,8 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
         else:
             weights, report = finetune(params, dataset, pretrained, seed=seed, epochs=epochs, progress=progress)
     weights.calibration_sha256 = file_sha256(calibration)
-    weights.metadata |= {"split_seed": str(seed), "training_method": method,
-                         **({"label_column": label_column} if label_column else {})}
+    weights.provenance = replace(weights.provenance, split_seed=seed, training_method=method,
+                                 **({"label_column": label_column} if label_column else {}))
     save_weights(out, weights)
     return weights, report
 
@@ -149,6 +149,7 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
         params = load_die_parameters(calibration)
     with Bench.from_file(bench_file, keep_powered=keep_powered, **(bench_options or {})) as bench:
         check_weights_for_die(weights, bench.chip, source=str(weights_file))
+        check_gate(bench.chip, gate_ms or DEFAULT_GATE_MS)
         bench.power_up()
         retraining = programmed_file = None
         if params is None:
@@ -157,7 +158,7 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
             from labctl.families.cmna.stuck_bits import program_with_stuck_bit_retraining
 
             retraining = program_with_stuck_bit_retraining(bench, params, dataset, weights,
-                                                           seed=int(weights.metadata.get("seed", 0)),
+                                                           seed=weights.provenance.seed or 0,
                                                            in_situ_rounds=in_situ_rounds, progress=progress)
             report = retraining.program
             if retraining.retrained:
@@ -177,11 +178,11 @@ def dataset_of(weights: WeightSet, dataset_name: str | None = None):
     """The data set (same split) the weights were trained on; ``dataset_name`` must name the same one."""
     from labctl.train.datasets import load_dataset
 
-    source = weights.metadata.get("dataset_source") or weights.dataset
+    recorded = weights.provenance
+    source = recorded.dataset_source or weights.dataset
     if dataset_name is not None and dataset_name not in (source, weights.dataset):
         raise ConfigError(f"the weights were trained on {weights.dataset!r}, not on {dataset_name!r}")
-    return load_dataset(source, seed=int(weights.metadata.get("split_seed", 0)),
-                        label_column=weights.metadata.get("label_column"))
+    return load_dataset(source, seed=recorded.split_seed or 0, label_column=recorded.label_column)
 
 
 def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult) -> list[Path]:

@@ -42,6 +42,7 @@ from labctl.families.cmna.characterisation.chains import (
     unit_samples,
 )
 from labctl.families.cmna.characterisation.configurations import UNIT_CODE, ChainConfig, config_from_params
+from labctl.families.cmna.characterisation.flags import NeuronFlags
 from labctl.calibration.fit import (
     Estimate,
     LineFit,
@@ -57,6 +58,7 @@ from labctl.families.cmna.characterisation.probing import driven_channels
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
 from labctl.families.cmna.options import CHARACTERISATION_METHODS as METHODS
+from labctl.families.cmna.storage import RawTables
 
 POOR_FIT_RELATIVE_STD = 0.03
 """A gain known worse than 3 % (1 sigma) is flagged as a poor fit."""
@@ -77,16 +79,17 @@ class RecordedConfig:
 class AnalysisResult:
     params: DieParameters
     methods: dict[str, DieParameters]
-    flags: dict[str, np.ndarray]
+    flags: list[NeuronFlags]
+    """Per layer, the neurons whose gains are doubtful."""
     summary: dict
 
 
-def _configs(chip: ChipDescription, raw: dict[str, np.ndarray]) -> dict[int, RecordedConfig]:
+def _configs(chip: ChipDescription, raw: RawTables) -> dict[int, RecordedConfig]:
     """The configurations whose run finished (an interrupted one is left out, resume redoes it)."""
-    done = set(raw["done"]["config"].tolist()) if "done" in raw else None
+    done = raw.finished_configs()
     out = {}
-    for row, flat in zip(raw["configs"], raw["config_codes"]):
-        if done is not None and int(row["config"]) not in done:
+    for row, flat in zip(raw.configs, raw.config_codes):
+        if int(row["config"]) not in done:
             continue
         params = json.loads(row["params"])
         held = held_codes(chip, flat)
@@ -198,7 +201,7 @@ class DriftTrace(NamedTuple):
     """Standard error of each run's gain level (the reading noise, estimated from the runs themselves)."""
 
 
-def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig], idx: "_MonIndex") -> DriftTrace:
+def drift_trace(raw: RawTables, configs: dict[int, RecordedConfig], idx: "_MonIndex") -> DriftTrace:
     """Gain of the reference channels over the run, from each reading's MON / EXT_IN ratio.
 
     Readings are noisy in proportion to their size, so the mean ratio is the
@@ -215,7 +218,7 @@ def drift_trace(raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig], 
             if len(ratio) >= 2:
                 per_channel.append(ratio.mean())
                 spread += list((ratio / ratio.mean() - 1) ** 2 * len(ratio) / (len(ratio) - 1))
-        c2f = [r for r in raw["c2f"] if int(r["config"]) == c.config_id]
+        c2f = [r for r in raw.c2f if int(r["config"]) == c.config_id]
         if per_channel:
             times.append(idx.time_of(c.config_id))
             gains.append(np.array(per_channel))
@@ -242,23 +245,23 @@ def _ext_slopes(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, Reco
     return slope, std
 
 
-def ext_gains(chip: ChipDescription, raw: dict[str, np.ndarray]) -> np.ndarray:
+def ext_gains(chip: ChipDescription, raw: RawTables) -> np.ndarray:
     """Layer-0 gains from a file's EXT_IN sweep (the linear-range run plans its currents with them)."""
-    return _ext_slopes(chip, _MonIndex(raw["mon"]), _configs(chip, raw))[0]
+    return _ext_slopes(chip, _MonIndex(raw.mon), _configs(chip, raw))[0]
 
 
-def recorded_drift(chip: ChipDescription, raw: dict[str, np.ndarray]) -> DriftTrace:
+def recorded_drift(chip: ChipDescription, raw: RawTables) -> DriftTrace:
     """:func:`drift_trace` of a file's raw tables (for readers such as ``labctl report``)."""
-    return drift_trace(raw, _configs(chip, raw), _MonIndex(raw["mon"]))
+    return drift_trace(raw, _configs(chip, raw), _MonIndex(raw.mon))
 
 
-def measured_onsets(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[Estimate]:
+def measured_onsets(chip: ChipDescription, raw: RawTables) -> list[Estimate]:
     """Compression onsets per layer from a file's linear-range runs (NaN before them)."""
-    return _onsets(chip, _MonIndex(raw["mon"]), _configs(chip, raw))
+    return _onsets(chip, _MonIndex(raw.mon), _configs(chip, raw))
 
 
-def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> MonResult:
-    idx = _MonIndex(raw["mon"])
+def analyse_mon(chip: ChipDescription, raw: RawTables, configs: dict[int, RecordedConfig]) -> MonResult:
+    idx = _MonIndex(raw.mon)
     ext_slope, ext_std = _ext_slopes(chip, idx, configs)
     bias_id = _last_of_kind(configs, "bias_sweep")
     n0 = chip.n_inputs
@@ -317,7 +320,7 @@ def analyse_mon(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict
     gain_runs = np.array([c.config_id for c in configs.values() if c.kind != LINEAR_RANGE_KIND])
     return MonResult(layer_abs, ratio, Estimate(gain, gain_std), Estimate(offset, offset_std),
                      c2f_gain, bit_spread, _onsets(chip, idx, configs),
-                     max_inputs(raw["mon"], gain_runs, [e.value for e in layer_abs]))
+                     max_inputs(raw.mon, gain_runs, [e.value for e in layer_abs]))
 
 
 def _onsets(chip: ChipDescription, idx: "_MonIndex", configs: dict[int, RecordedConfig]) -> list[Estimate]:
@@ -390,7 +393,7 @@ def _c2f_from_mon(chip, raw, idx, configs) -> Estimate:
     last = chip.n_layers - 1
     xs: dict[int, list[float]] = defaultdict(list)
     ys: dict[int, list[float]] = defaultdict(list)
-    for r in raw["c2f"]:
+    for r in raw.c2f:
         c = configs.get(int(r["config"]))
         if c is None or not c.kind.startswith("chain"):
             continue
@@ -412,7 +415,7 @@ def _c2f_from_mon(chip, raw, idx, configs) -> Estimate:
 def _dark_rates(chip, raw) -> Estimate:
     """Rate of each C2F with its output soma off: the dark rate plus the soma's leakage."""
     dark_id = _last_of_kind(_configs(chip, raw), "dark")
-    rows = [r for r in raw["c2f"] if int(r["config"]) == dark_id]
+    rows = [r for r in raw.c2f if int(r["config"]) == dark_id]
     if not rows:
         return Estimate(np.full(chip.n_outputs, np.nan), np.full(chip.n_outputs, np.nan))
     counts = np.array([r["counts"] for r in rows], np.float64)
@@ -424,11 +427,11 @@ def _dark_rates(chip, raw) -> Estimate:
 
 # -- network method -------------------------------------------------------------
 
-def analyse_network(chip: ChipDescription, raw: dict[str, np.ndarray], configs: dict[int, RecordedConfig]) -> list[Estimate]:
+def analyse_network(chip: ChipDescription, raw: RawTables, configs: dict[int, RecordedConfig]) -> list[Estimate]:
     """Relative path gains per node (layer 0 includes the bias gain, the last layer the C2F gain)."""
     paths, log_slopes = [], []
     by_config: dict[int, list] = defaultdict(list)
-    for r in raw["c2f"]:
+    for r in raw.c2f:
         by_config[int(r["config"])].append(r)
     for c in configs.values():
         if c.kind != "chain" or c.config_id not in by_config or not c.plan.single_paths:
@@ -465,7 +468,7 @@ def _combine(a: Estimate, b: Estimate) -> Estimate:
     return Estimate(value, std)
 
 
-def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "both") -> AnalysisResult:
+def analyse(chip: ChipDescription, raw: RawTables, method: str = "both") -> AnalysisResult:
     """Per-neuron gains of the die from its recorded readings, by ``method`` ("mon", "network" or "both"
     combined), with the flags of doubtful neurons and a summary of the precision reached."""
     if method not in METHODS:
@@ -479,19 +482,18 @@ def analyse(chip: ChipDescription, raw: dict[str, np.ndarray], method: str = "bo
         final, flags = _combined(chip, die_wide, methods["mon"], methods["network"])
     else:
         final = methods[method]
-        flags = {f"layer_{l}/poor_fit": ~(lay.a_plus_std / lay.a_plus <= POOR_FIT_RELATIVE_STD)
-                 for l, lay in enumerate(final.layers)}
+        flags = [NeuronFlags(poor_fit=~(lay.a_plus_std / lay.a_plus <= POOR_FIT_RELATIVE_STD)) for lay in final.layers]
     final, unmeasured = fill_unmeasured(final)
-    flags |= {f"layer_{l}/unmeasured": u for l, u in enumerate(unmeasured)}
+    flags = [replace(f, unmeasured=u) for f, u in zip(flags, unmeasured)]
     final = with_linear_range(final, mon)
-    trace = drift_trace(raw, configs, _MonIndex(raw["mon"])) if method != "network" else DriftTrace(*(np.zeros(0),) * 4)
+    trace = drift_trace(raw, configs, _MonIndex(raw.mon)) if method != "network" else DriftTrace(*(np.zeros(0),) * 4)
     summary = {
         "method": method,
         "configurations": len(configs),
-        "mon_readings": int(len(raw["mon"])),
-        "c2f_gates": int(len(raw["c2f"])),
+        "mon_readings": int(len(raw.mon)),
+        "c2f_gates": int(len(raw.c2f)),
         "synapse_spread_per_bit": final.synapse_spread,
-        "layers": [layer_summary(lay, flags, l) for l, lay in enumerate(final.layers)],
+        "layers": [layer_summary(lay, f) for lay, f in zip(final.layers, flags)],
         "drift": drift_summary(trace),
         "linear_range": linear_range_summary(final),
     }
@@ -514,7 +516,7 @@ class _DieWide:
     synapse_spread: float
 
     @classmethod
-    def measured(cls, chip: ChipDescription, raw: dict[str, np.ndarray], mon: MonResult | None) -> _DieWide:
+    def measured(cls, chip: ChipDescription, raw: RawTables, mon: MonResult | None) -> _DieWide:
         nominal = DieParameters.nominal(chip)
         dark = _dark_rates(chip, raw)
         return cls(chip,
@@ -569,12 +571,11 @@ def _method_parameters(chip: ChipDescription, die_wide: _DieWide, mon: MonResult
 
 
 def _combined(chip: ChipDescription, die_wide: _DieWide, mon: DieParameters,
-              network: DieParameters) -> tuple[DieParameters, dict[str, np.ndarray]]:
+              network: DieParameters) -> tuple[DieParameters, list[NeuronFlags]]:
     """Both methods' a+ combined by inverse variance, and the flags: neurons whose methods disagree beyond
     their errors, and neurons whose combined gain is still a poor fit. The absolute scale and a-/a+ come
     from the direct method (the network sees neither)."""
-    combined_layers = []
-    disagree, poor = [], []
+    combined_layers, flags = [], []
     for l in range(chip.n_layers):
         a, b = mon.layers[l], network.layers[l]
         ea, eb = Estimate(a.a_plus, a.a_plus_std), Estimate(b.a_plus, b.a_plus_std)
@@ -584,10 +585,8 @@ def _combined(chip: ChipDescription, die_wide: _DieWide, mon: DieParameters,
         a_minus_std = np.abs(a_minus) * np.hypot(comb.std / comb.value, _rel(a.a_minus_std, a.a_minus))
         combined_layers.append(LayerGains(comb.value, comb.std, a_minus, a_minus_std, a.scale))
         diff = np.abs(a.a_plus - b.a_plus)
-        disagree.append(diff > DISAGREEMENT_SIGMAS * np.hypot(a.a_plus_std, b.a_plus_std))
-        poor.append(~(comb.std / comb.value <= POOR_FIT_RELATIVE_STD))
-    flags = {f"layer_{l}/methods_disagree": disagree[l] for l in range(chip.n_layers)}
-    flags |= {f"layer_{l}/poor_fit": poor[l] for l in range(chip.n_layers)}
+        flags.append(NeuronFlags(methods_disagree=diff > DISAGREEMENT_SIGMAS * np.hypot(a.a_plus_std, b.a_plus_std),
+                                 poor_fit=~(comb.std / comb.value <= POOR_FIT_RELATIVE_STD)))
     return die_wide.parameters(combined_layers, "both"), flags
 
 
@@ -598,14 +597,14 @@ DRIFT_SIGNIFICANCE = 3.0
 cannot tell a slow drift from its references' noise, and says so instead of crying wolf)."""
 
 
-def layer_summary(lay: LayerGains, flags: dict[str, np.ndarray], l: int) -> dict:
+def layer_summary(lay: LayerGains, flags: NeuronFlags) -> dict:
     """Achieved precision of one layer: rms relative error of a+ and of a-/a+."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_rel = np.hypot(lay.a_minus_std / lay.a_minus, lay.a_plus_std / lay.a_plus)
     return {
         "rms_rel_std_a_plus": float(np.sqrt(np.nanmean((lay.a_plus_std / lay.a_plus) ** 2))),
         "rms_rel_std_ratio": float(np.sqrt(np.nanmean(ratio_rel ** 2))) if np.isfinite(ratio_rel).any() else None,
-        "flagged": int(sum(np.sum(v) for k, v in flags.items() if k.startswith(f"layer_{l}/"))),
+        "flagged": flags.count(),
     }
 
 

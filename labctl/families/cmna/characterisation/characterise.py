@@ -36,7 +36,14 @@ from labctl.families.cmna.characterisation.probing import ProbeSettings, Progres
 from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
 from labctl import files
-from labctl.families.cmna.storage import CharacterisationFile, describe, read_chip, read_raw, write_calibration
+from labctl.families.cmna.storage import (
+    CharacterisationFile,
+    RawTables,
+    describe,
+    read_chip,
+    read_raw,
+    write_calibration,
+)
 from labctl.families.cmna.ratings import soma_input_limit_a
 
 MAX_CONFIGURATIONS = 40
@@ -245,6 +252,13 @@ def characterise(bench: Bench, out_path: str | Path, *, method: str = "both",
         return _complete(partial, Path(out_path), method)
 
 
+def check_gate(chip: ChipDescription, gate_ms: int, option: str = "--gate-ms") -> None:
+    """Refuse a C2F gate the die cannot count (IDENTIFY's maximum gate), before anything is powered."""
+    if not 1 <= gate_ms <= chip.max_gate_ms:
+        raise ConfigError(f"{option} {gate_ms} is outside the 1 to {chip.max_gate_ms} ms this die's C2F counters "
+                          f"can gate (IDENTIFY: max gate {chip.max_gate_ms} ms)")
+
+
 def _run_parameters(chip: ChipDescription, method: str, settings: ProbeSettings | None,
                     setting_overrides: dict | None, n_configs: int | None, targets: Targets,
                     seed: int) -> tuple[dict, ProbeSettings]:
@@ -252,6 +266,7 @@ def _run_parameters(chip: ChipDescription, method: str, settings: ProbeSettings 
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     settings = replace(settings or ProbeSettings.for_geometry(chip.layer_sizes), **(setting_overrides or {}))
+    check_gate(chip, settings.gate_ms)
     if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
         settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
     budget_pairs = 1
@@ -360,7 +375,7 @@ def _plan(chip: ChipDescription, method: str, n_pairs: int, seed: int, settings:
                      settings.layer_knees)
 
 
-def _keep_below_onsets(prober: Prober, raw: dict[str, np.ndarray], target_a: float) -> None:
+def _keep_below_onsets(prober: Prober, raw: RawTables, target_a: float) -> None:
     """Lower the planned soma input when the linear-range run found a soma compressing early."""
     limit = soma_input_limit_a(target_a, [onset.value for onset in measured_onsets(prober.chip, raw)])
     prober.settings = replace(prober.settings, target_soma_input_a=limit)
@@ -407,23 +422,25 @@ def _targets_met(chip: ChipDescription, store: CharacterisationFile, method: str
     return True
 
 
-def _done_keys(raw: dict[str, np.ndarray]) -> set[str]:
-    return {str(job.decode() if isinstance(job, bytes) else job) for job in raw["done"]["job"]}
+def _done_keys(raw: RawTables) -> set[str]:
+    jobs = raw.done["job"] if raw.done is not None else []
+    return {str(job.decode() if isinstance(job, bytes) else job) for job in jobs}
 
 
-def _recorded_top_codes(raw: dict[str, np.ndarray]) -> dict[tuple[int, ...], int]:
-    done = set(raw["done"]["config"].tolist())
+def _recorded_top_codes(raw: RawTables) -> dict[tuple[int, ...], int]:
+    done = raw.finished_configs()
     out = {}
-    for row in raw["configs"]:
+    for row in raw.configs:
         params = json.loads(row["params"])
         if int(row["config"]) in done and "top_code" in params and row["kind"] == b"chain":
             out[tuple(params["shifts"])] = int(params["top_code"])
     return out
 
 
-def _next_config_id(raw: dict[str, np.ndarray]) -> int:
+def _next_config_id(raw: RawTables) -> int:
     """One past every configuration id in the file (readings of a run a kill cut short keep theirs)."""
-    ids = [int(raw[name]["config"].max()) for name in ("configs", "mon", "c2f", "done") if len(raw[name])]
+    tables = (raw.configs, raw.mon, raw.c2f, raw.done if raw.done is not None else raw.configs)
+    ids = [int(table["config"].max()) for table in tables if len(table)]
     return max(ids) + 1 if ids else 0
 
 
@@ -433,13 +450,13 @@ def refit(path: str | Path, method: str | None = None) -> AnalysisResult:
     raw = read_raw(path)
     if method is None:
         method = _recorded_method(raw, path)
-    if not len(raw["done"]):
+    if not raw.finished_configs():
         raise DataFileError(f"{path}: no finished measurement to fit (interrupted at the very start)")
     result = analyse(chip, raw, method)
     write_calibration(path, result.params, result.methods, result.flags, result.summary)
     return result
 
 
-def _recorded_method(raw: dict[str, np.ndarray], path: str | Path) -> str:
-    kinds = {k.decode() if isinstance(k, bytes) else str(k) for k in raw["configs"]["kind"]}
+def _recorded_method(raw: RawTables, path: str | Path) -> str:
+    kinds = {k.decode() if isinstance(k, bytes) else str(k) for k in raw.configs["kind"]}
     return "both" if "ext_sweep" in kinds else "network"

@@ -45,15 +45,15 @@ def check_characterisation(bench: Bench, calibration_path) -> CheckResult:
         raise DataFileError(f"{calibration_path} characterises die {recorded_chip.serial!r}; "
                             f"the bench holds die {bench.chip.serial!r}")
     raw = read_raw(calibration_path)
-    done = set(raw["done"]["config"].tolist())
-    chains = [r for r in raw["configs"] if r["kind"] == b"chain" and int(r["config"]) in done]
+    done = raw.finished_configs()
+    chains = [r for r in raw.configs if r["kind"] == b"chain" and int(r["config"]) in done]
     if not chains:
         raise DataFileError(f"{calibration_path}: no finished chain configuration to repeat")
     row = chains[0]
     params = json.loads(row["params"])
     config_id = int(row["config"])
     config = config_from_params(bench.chip, "chain", params)
-    recorded = raw["mon"][(raw["mon"]["config"] == config_id) & (raw["mon"]["level"] != PILOT_LEVEL)]
+    recorded = raw.mon[(raw.mon["config"] == config_id) & (raw.mon["level"] != PILOT_LEVEL)]
     if not len(recorded):
         raise DataFileError(f"{calibration_path}: the chain configuration has no MON readings to compare with")
     nodes = chain_nodes(config)

@@ -16,6 +16,7 @@ from labctl.families.cmna.characterisation.configurations import config_from_par
 from labctl.families.cmna.characterisation.linear_range import LINEAR_RANGE_KIND, layer_knee
 from labctl.families.cmna.characterisation.negative_probe import negative_probe
 from labctl.families.cmna.chip import ChipDescription
+from labctl.families.cmna.storage import RawTables
 from labctl.families.cmna.latch_codes import nibbles_to_signed
 
 
@@ -35,10 +36,10 @@ def held_codes(chip: ChipDescription, flat: np.ndarray) -> list[np.ndarray]:
     return [nibbles_to_signed(n) for n in held_nibbles(chip, flat)]
 
 
-def dark_held(chip: ChipDescription, raw: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+def dark_held(chip: ChipDescription, raw: RawTables) -> list[np.ndarray] | None:
     """What the latches held when the dark run wrote all zeros: the stuck-at-1 bits (recorded, so a
     resume plans the same); None before the dark run."""
-    for row, flat in zip(raw["configs"], raw["config_codes"]):
+    for row, flat in zip(raw.configs, raw.config_codes):
         if _kind(row) == "dark":
             return held_codes(chip, flat)
     return None

@@ -41,7 +41,7 @@ from labctl.families.cmna.characterisation.negative_probe import CALIBRATION_LEV
 from labctl.families.cmna import ratings
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import NOMINAL_W_LSB
-from labctl.families.cmna.storage import MON_DTYPE, CharacterisationFile, c2f_dtype
+from labctl.families.cmna.storage import MON_DTYPE, CharacterisationFile, MonReading, c2f_dtype
 from labctl.families.cmna.training.die_model import nominal_column_input_a
 from labctl.families.cmna.latch_codes import nibbles_to_signed, signed_to_nibbles
 
@@ -142,11 +142,11 @@ class Prober:
         self._bench_time_s = self.bridge.status().uptime_ms / 1000.0
         return self._bench_time_s
 
-    def _mon_row(self, config: int, level: int, layer: int, neuron: int, drive: float, ext_a: float) -> tuple:
+    def _mon_row(self, config: int, level: int, layer: int, neuron: int, drive: float, ext_a: float) -> MonReading:
         """One MON reading, stamped with the bench time of the last clock reading."""
         self.bridge.set_monitor(layer, neuron)
         current = self.bench.read_mon()
-        return (self._bench_time_s, config, level, layer, neuron, drive, ext_a, current)
+        return MonReading(self._bench_time_s, config, level, layer, neuron, drive, ext_a, current)
 
     def _set_all_inputs(self, code: int) -> None:
         self.bridge.set_inputs([int(code)] * self.chip.n_inputs)
@@ -247,7 +247,7 @@ class Prober:
                 for n, seen in history.items():
                     if _next_reading_bound(seen, float(code)) <= MON_SAFE_A:
                         rows.append(self._mon_row(config_id, level, layer, n, float(code), 0.0))
-                        seen.append((float(code), rows[-1][7]))
+                        seen.append((float(code), rows[-1].current_a))
                 self.store.append_mon(np.array(rows, MON_DTYPE))
                 self.progress(f"linear range, layer {layer}", level + 1, len(codes))
         finally:
@@ -383,7 +383,7 @@ class Prober:
         self._set_all_inputs(0)
         outputs = [np.zeros(n) for n in self.chip.layer_sizes]
         for r in rows:
-            outputs[r[3]][int(r[4])] = r[7]
+            outputs[r.layer][int(r.neuron)] = r.current_a
         return pilot, outputs
 
 

@@ -24,11 +24,10 @@ from labctl.calibration.fit import Estimate
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters, LayerGains
 from labctl.errors import DataFileError
-from labctl.families.cmna.storage import load_die_parameters, read_chip, read_raw
+from labctl.families.cmna.characterisation.flags import NeuronFlags
+from labctl.families.cmna.storage import RAW_TABLES, RawTables, load_die_parameters, load_flags, read_chip, read_raw
 
 METHOD_NAMES = ("mon", "network")
-RAW_TABLES = {"mon", "c2f", "configs"}
-"""The raw tables the report reads; ``done`` is optional (files before resume existed lack it)."""
 FITS_MISSING = ("fits missing: the file has no /calibration (run interrupted before the analysis? "
                 "`labctl characterise --resume` finishes it)")
 
@@ -41,11 +40,11 @@ class ReportData:
     chip: ChipDescription
     created: str
     parameters: dict
-    raw: dict[str, np.ndarray] | None
+    raw: RawTables | None
     fits: DieParameters | None
     methods: dict[str, DieParameters]
-    flags: dict[str, np.ndarray]
-    """``layer_{l}/{name}`` -> per-neuron bool, as stored under /flags."""
+    flags: list[NeuronFlags]
+    """Per layer, the flags stored under /flags (none set when the file has no fits)."""
     onset: list[Estimate | None]
     """Per layer, the compression onset per soma (A) where the file has it."""
     max_input_a: list[np.ndarray | None]
@@ -66,16 +65,16 @@ def load(path: str | Path) -> ReportData:
         created = str(f.attrs.get("created", "unknown"))
         parameters = json.loads(f.attrs.get("parameters", "{}"))
         present = {name for name in ("raw", "calibration", *(f"methods/{m}" for m in METHOD_NAMES)) if name in f}
-        flags = _read_flags(f)
+        raw_absent = [name for name in RAW_TABLES if f"raw/{name}" not in f]  # ``done`` is optional
         onset = [_layer_estimate(f, l, sizes[l], "compression_onset_a") for l in range(chip.n_layers)]
         max_input = [_layer_array(f, l, sizes[l], "max_input_a") for l in range(chip.n_layers)]
+    flags = load_flags(path)
     missing = [] if "calibration" in present else [FITS_MISSING]
-    raw: dict[str, np.ndarray] | None = read_raw(path) if "raw" in present else {}
-    if not RAW_TABLES <= raw.keys():
-        missing.append(f"raw readings missing: /raw lacks {', '.join(sorted(RAW_TABLES - raw.keys()))}")
-        raw = None
+    raw = read_raw(path) if not raw_absent else None
+    if raw_absent:
+        missing.append(f"raw readings missing: /raw lacks {', '.join(sorted(raw_absent))}")
     fits = _fits(path, "calibration", missing) if "calibration" in present else None
-    if fits is None and (raw is None or not len(raw["mon"]) + len(raw["c2f"])):
+    if fits is None and (raw is None or not len(raw.mon) + len(raw.c2f)):
         raise DataFileError(f"{path}: no readings and no fits: nothing to report")
     # a single-method run has only its own group (and /calibration is that method)
     methods = {m: _fits(path, f"methods/{m}", missing) for m in METHOD_NAMES if f"methods/{m}" in present}
@@ -90,14 +89,6 @@ def _fits(path: Path, group: str, missing: list[str]) -> DieParameters | None:
     except DataFileError as exc:
         missing.append(f"fits unusable: {exc}")
         return None
-
-
-def _read_flags(f: h5py.File) -> dict[str, np.ndarray]:
-    if "flags" not in f:
-        return {}
-    names: list[str] = []
-    f["flags"].visit(names.append)
-    return {n: f["flags"][n][()].astype(bool) for n in names if isinstance(f["flags"][n], h5py.Dataset)}
 
 
 def _layer_array(f: h5py.File, layer: int, size: int, name: str) -> np.ndarray | None:
@@ -129,11 +120,6 @@ def a_plus_rel_std(lay: LayerGains) -> np.ndarray:
         return np.abs(lay.a_plus_std / lay.a_plus)
 
 
-def layer_flags(data: ReportData, layer: int) -> dict[str, np.ndarray]:
-    prefix = f"layer_{layer}/"
-    return {key[len(prefix):]: v for key, v in data.flags.items() if key.startswith(prefix)}
-
-
 @dataclass
 class LayerRow:
     layer: int
@@ -150,11 +136,11 @@ def layer_rows(data: ReportData) -> list[LayerRow]:
     rows = []
     assert data.fits is not None
     for l, lay in enumerate(data.fits.layers):
-        s = layer_summary(lay, data.flags, l)
-        flags = layer_flags(data, l)
-        any_flag = np.any(list(flags.values()), axis=0) if flags else np.zeros(len(lay.a_plus), bool)
+        flags = data.flags[l]
+        s = layer_summary(lay, flags)
         rows.append(LayerRow(l, len(lay.a_plus), s["rms_rel_std_a_plus"], s["rms_rel_std_ratio"],
-                             int(any_flag.sum()), {k: int(v.sum()) for k, v in sorted(flags.items())}))
+                             int(flags.any(len(lay.a_plus)).sum()),
+                             {k: int(v.sum()) for k, v in flags.present().items()}))
     return rows
 
 
@@ -248,13 +234,13 @@ def worst_neurons(data: ReportData, per_criterion: int = 5, max_flagged: int = 1
 def _neuron_rows(data: ReportData, layer: int) -> list[NeuronRow]:
     assert data.fits is not None
     lay = data.fits.layers[layer]
-    flags = layer_flags(data, layer)
+    flags = data.flags[layer]
     z = method_z(data, layer)
     rel, ratio_rel = a_plus_rel_std(lay), ratio_rel_std(lay)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = lay.a_minus / lay.a_plus
     return [NeuronRow(layer, j, float(lay.a_plus[j]), float(rel[j]), float(ratio[j]), float(ratio_rel[j]),
-                      float(z[j]) if z is not None else float("nan"), [k for k, v in sorted(flags.items()) if v[j]])
+                      float(z[j]) if z is not None else float("nan"), flags.names_at(j))
             for j in range(len(lay.a_plus))]
 
 
@@ -267,36 +253,36 @@ def reference_drift(data: ReportData) -> tuple[DriftTrace, dict]:
     return trace, drift_summary(trace)
 
 
-def bench_time_s(raw: dict[str, np.ndarray]) -> float:
+def bench_time_s(raw: RawTables) -> float:
     """Bench time the readings span, first to last.
 
     Times are bridge uptime, which starts again when a resumed run opens a new
     bench session: readings are taken in configuration order, and the jumps
     back at a restart are left out instead of subtracting a whole session.
     """
-    config = np.concatenate([raw["mon"]["config"], raw["c2f"]["config"]])
-    t = np.concatenate([raw["mon"]["time_s"], raw["c2f"]["time_s"]])
+    config = np.concatenate([raw.mon["config"], raw.c2f["config"]])
+    t = np.concatenate([raw.mon["time_s"], raw.c2f["time_s"]])
     if len(t) < 2:
         return 0.0
     step = np.diff(t[np.lexsort((t, config))])
     return float(step[step > 0].sum())
 
 
-def time_origin(raw: dict[str, np.ndarray] | None) -> float:
+def time_origin(raw: RawTables | None) -> float:
     """The first reading's time: plots count from it, as bench clocks differ in origin."""
-    times = [] if raw is None else [raw[name]["time_s"] for name in ("mon", "c2f") if len(raw[name])]
+    times = [] if raw is None else [table["time_s"] for table in (raw.mon, raw.c2f) if len(table)]
     return float(min(t.min() for t in times)) if times else 0.0
 
 
-def configuration_counts(raw: dict[str, np.ndarray]) -> tuple[int, int, Counter]:
+def configuration_counts(raw: RawTables) -> tuple[int, int, Counter]:
     """(recorded, finished, finished per kind): an interrupted run has one recorded but unfinished."""
     kind_of = config_kinds(raw)
-    done = set(raw["done"]["config"].tolist()) if "done" in raw else set(kind_of)
+    done = raw.finished_configs()
     kinds = Counter(kind for config, kind in kind_of.items() if config in done)
     return len(kind_of), sum(kinds.values()), kinds
 
 
-def config_kinds(raw: dict[str, np.ndarray]) -> dict[int, str]:
+def config_kinds(raw: RawTables) -> dict[int, str]:
     """Configuration id -> kind (dark, reference, ext_sweep, bias_sweep, chain, chain_negative)."""
     return {int(r["config"]): r["kind"].decode() if isinstance(r["kind"], bytes) else str(r["kind"])
-            for r in raw["configs"]}
+            for r in raw.configs}

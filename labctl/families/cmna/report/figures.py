@@ -23,7 +23,6 @@ from labctl.families.cmna.report.contents import (
     ReportData,
     a_plus_rel_std,
     config_kinds,
-    layer_flags,
     method_z,
     ratio_rel_std,
     reference_drift,
@@ -69,7 +68,7 @@ def _note(ax: Axes, text: str) -> None:
 
 def _measured(data: ReportData, layer: int) -> np.ndarray:
     """Neurons that a measurement reached (/calibration fills the others with typical values)."""
-    unmeasured = layer_flags(data, layer).get("unmeasured")
+    unmeasured = data.flags[layer].unmeasured
     n = data.chip.layer_sizes[layer]
     return np.ones(n, bool) if unmeasured is None else ~unmeasured
 
@@ -194,7 +193,7 @@ def drift(data: ReportData) -> Figure:
         top.axhline(0, color="0.5", lw=0.8)
     else:
         _note(top, "no reference runs recorded")
-    c2f = data.raw["c2f"] if data.raw is not None else np.zeros(0)
+    c2f = data.raw.c2f if data.raw is not None else np.zeros(0)
     if len(c2f):
         bottom.plot(c2f["time_s"] - t0, c2f["temperature_c"], ".", ms=3, color="tab:red", label="every C2F gate")
         if len(times):
@@ -215,7 +214,7 @@ def raw_readings(data: ReportData) -> Figure:
     left, right = fig.subplots(1, 2)
     kind_of = config_kinds(raw)
     t0 = time_origin(raw)
-    mon, c2f = raw["mon"], raw["c2f"]
+    mon, c2f = raw.mon, raw.c2f
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = c2f["counts"].mean(axis=1) / c2f["gate_s"] if len(c2f) else np.zeros(0)
     for ax, rows, y, ylabel in ((left, mon, mon["current_a"] * NANO, "MON current (nA)"),

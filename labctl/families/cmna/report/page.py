@@ -55,6 +55,11 @@ class Report:
     missing: list[str] = field(default_factory=list)
     """What the file lacked (empty for a complete characterisation)."""
 
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        """The files written (what ``labctl report`` names)."""
+        return self.html_path, self.png_path
+
 
 def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     """Write ``<stem>-report.html`` and ``<stem>-report.png`` next to ``path`` (or into ``out_dir``)."""
@@ -121,7 +126,7 @@ def _summary(data: ReportData) -> str:
         recorded, finished, kinds = configuration_counts(data.raw)
         by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         facts += [["configurations", f"{finished} finished of {recorded} recorded ({by_kind})"],
-                  ["readings", f"{len(data.raw['mon'])} MON, {len(data.raw['c2f'])} C2F gates"],
+                  ["readings", f"{len(data.raw.mon)} MON, {len(data.raw.c2f)} C2F gates"],
                   ["bench time", f"{bench_time_s(data.raw):.1f} s"]]
     if data.fits is not None and data.fits.synapse_spread == data.fits.synapse_spread:
         facts.append(["synapse spread per bit", _pct(data.fits.synapse_spread)])

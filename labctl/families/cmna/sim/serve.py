@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.sim.bench import WIRINGS, SimulatedBench
 
 PARTS = ("CMNA-777", "CMNA-L")
@@ -72,9 +73,9 @@ def start(part: str, seed: int, *, realtime: bool = False, served: bool = True,
 
 
 def start_twin(characterisation: Path, *, realtime: bool = False, served: bool = True, wiring: str = "default",
-               stuck_bits: list | None = None) -> ServedCmnaBench:
-    """The digital twin of a characterised die: it answers with the recorded serial; ``stuck_bits``
-    (matrix, row, column, bit, held) are latch bits a recorded programming found stuck (replay)."""
+               stuck_bits: list[StuckBit] | None = None) -> ServedCmnaBench:
+    """The digital twin of a characterised die: it answers with the recorded serial; ``stuck_bits`` are
+    latch bits a recorded programming found stuck (replay)."""
     from labctl.families.cmna.sim.twin import twin_bench
 
     sim = twin_bench(characterisation, stuck_bits=stuck_bits, realtime=realtime, served=served, wiring=wiring)

@@ -43,9 +43,10 @@ from labctl.families.cmna.die_parameters import LayerGains
 from labctl.errors import DataFileError
 from labctl.families.cmna.storage import load_die_parameters, read_chip, read_raw
 from labctl.families.cmna.latch_codes import signed_to_nibbles
+from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.sim.die import PARTS
-from labctl.families.cmna.sim.truth import MAGNITUDE_BITS, NOMINAL_ONSET_A, DieTruth, StuckBit
+from labctl.families.cmna.sim.truth import MAGNITUDE_BITS, NOMINAL_ONSET_A, DieTruth
 
 NOMINAL_LEAK_A = 20e-12
 NOMINAL_NOISE_FRAC = 0.005
@@ -56,7 +57,8 @@ _UNIT_BITS = 2.0 ** np.arange(MAGNITUDE_BITS)
 
 def twin_truth(characterisation: str | Path, *, seed: int = 0,
                stuck_bits: list[StuckBit] | None = None) -> DieTruth:
-    """The hidden parameters of a simulated die that behaves as the characterised one was measured."""
+    """The hidden parameters of a simulated die that behaves as the characterised one was measured; its
+    stuck latch bits are those the characterisation's read-backs showed and ``stuck_bits``."""
     params = load_die_parameters(characterisation)
     sizes = tuple(params.chip.layer_sizes)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
@@ -84,7 +86,7 @@ def twin_truth(characterisation: str | Path, *, seed: int = 0,
         c2f_gain_hz_per_a=np.asarray(params.c2f_gain_hz_per_a, float),
         c2f_dark_hz=np.maximum(np.asarray(params.c2f_dark_hz, float), 0.0),
         mon_gain=1.0, temp_phase_rad=0.0, temp_alpha_per_c=0.0, temp_walk_seed=seed,
-        stuck_bits=[tuple(int(v) for v in s) for s in seen],
+        stuck_bits=[(b.matrix, b.row, b.column, b.bit, b.held) for b in seen],
     )
 
 
@@ -120,7 +122,7 @@ def stuck_bits_seen(characterisation: str | Path) -> list[StuckBit]:
     raw = read_raw(characterisation)
     dark = dark_held(chip, raw)
     found: set[StuckBit] = set()
-    for row, flat in zip(raw["configs"], raw["config_codes"]):
+    for row, flat in zip(raw.configs, raw.config_codes):
         kind = row["kind"].decode() if isinstance(row["kind"], bytes) else str(row["kind"])
         planned = planned_codes(chip, kind, json.loads(row["params"]), dark)
         for m, (held, want) in enumerate(zip(held_nibbles(chip, flat), planned)):
@@ -128,7 +130,7 @@ def stuck_bits_seen(characterisation: str | Path) -> list[StuckBit]:
             for r, c in zip(*np.nonzero(held != want)):
                 for bit in range(4):
                     if ((held[r, c] ^ want[r, c]) >> bit) & 1:
-                        found.add((m, int(r), int(c), bit, int((held[r, c] >> bit) & 1)))
+                        found.add(StuckBit(m, int(r), int(c), bit, int((held[r, c] >> bit) & 1)))
     return sorted(found)
 
 

@@ -24,7 +24,7 @@ from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters
 from labctl.families.cmna.training.die_model import predict_rates, soma_currents_a
 from labctl.families.cmna.training.network_map import NetworkMap, map_network
-from labctl.families.cmna.weights import InputEncoding, WeightSet
+from labctl.families.cmna.weights import InputEncoding, TrainingProvenance, WeightSet
 from labctl.train.datasets import Dataset
 
 
@@ -115,10 +115,10 @@ class PretrainedNetwork:
         encoding, _ = choose_encoding(nominal, network, dataset, self.reference_codes)
         weights = WeightSet(chip.serial, tuple(chip.layer_sizes), [c.copy() for c in self.reference_codes], encoding,
                             dataset.name, float("nan"), naive=True,
-                            metadata={"trainer": "labctl.train", "model": "nominal", "reference": self.key,
-                                      "layer_sizes_used": ",".join(str(n) for n in self.layer_sizes_used),
-                                      "dataset_source": dataset.source,
-                                      **({"label_column": dataset.label_column} if dataset.label_column else {})})
+                            provenance=TrainingProvenance(
+                                trainer="labctl.train", model="nominal", reference=self.key,
+                                layer_sizes_used=tuple(self.layer_sizes_used), dataset_source=dataset.source,
+                                label_column=dataset.label_column or None))
         rates = predict_rates(nominal, weights, encoding.encode(dataset.X_test))
         weights.software_accuracy = accuracy(encoding.classify(rates), dataset.y_test)
         return weights

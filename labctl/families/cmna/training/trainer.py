@@ -63,7 +63,7 @@ from labctl.families.cmna.training.networks import (
 )
 from labctl.families.cmna.training.quantise import ROUNDINGS, LatchDefects, QuantisedWeights
 from labctl.families.cmna.training.variation import READING_NOISE_FRAC, ContractPopulation, DieDraws, MeasuredDistribution
-from labctl.families.cmna.weights import WeightSet
+from labctl.families.cmna.weights import TrainingProvenance, WeightSet
 
 LOSSES = objectives.LOSSES
 TORCH_THREADS = 1
@@ -164,9 +164,9 @@ def train_weights(
     encoding, full_scale = choose_encoding(model_params, network, dataset, best.codes)
     model = "population" if population else ("nominal" if naive else "measured")
     weights = WeightSet(chip.serial, tuple(chip.layer_sizes), best.codes, encoding, dataset.name, float("nan"),
-                        naive=naive, metadata=_provenance(dataset, network, loss=loss, seed=seed, model=model,
-                                                          rounding=best.rounding, fine_tuned=fine,
-                                                          distilled=teacher is not None))
+                        naive=naive, provenance=_provenance(dataset, network, loss=loss, seed=seed, model=model,
+                                                            rounding=best.rounding, fine_tuned=fine,
+                                                            distilled=teacher is not None))
     report = TrainReport(
         dataset=dataset.name, die_serial=chip.serial, naive=naive, seed=seed, loss=loss,
         layer_sizes_used=network.layer_sizes_used, epochs=epochs, batch_size=batch_size,
@@ -192,15 +192,14 @@ def _die_distribution(model_params: DieParameters, population: bool, synapse_spr
 
 
 def _provenance(dataset: Dataset, network: NetworkMap, *, loss: str, seed: int, model: str, rounding: str,
-                fine_tuned: bool, distilled: bool) -> dict[str, str]:
+                fine_tuned: bool, distilled: bool) -> TrainingProvenance:
     """How the weights were made, kept with them in the weights file: evaluation reloads the same data
     split from it (source, label column), and fine-tuning from these weights (stuck-bit retraining,
     in-situ rounds) takes the network's layer sizes and the die it computes on (model) from it."""
-    return {"trainer": "labctl.train", "loss": loss, "seed": str(seed), "model": model,
-            "layer_sizes_used": ",".join(str(n) for n in network.layer_sizes_used),
-            "rounding": rounding, "fine_tuned": str(fine_tuned), "distilled": str(distilled),
-            "dataset_source": dataset.source,
-            **({"label_column": dataset.label_column} if dataset.label_column else {})}
+    return TrainingProvenance(trainer="labctl.train", loss=loss, seed=seed, model=model,
+                              layer_sizes_used=tuple(network.layer_sizes_used), rounding=rounding,
+                              fine_tuned=fine_tuned, distilled=distilled, dataset_source=dataset.source,
+                              label_column=dataset.label_column or None)
 
 
 def _checked_roundings(loss: str, epochs: int | None, rounding: str | Sequence[str]) -> tuple[str, ...]:
@@ -333,7 +332,7 @@ def _teacher_of(start: FinetuneStart, params: DieParameters, dataset: Dataset) -
     arrays carry no such die: no teacher)."""
     nominal = DieParameters.nominal(params.chip)
     if isinstance(start, WeightSet):
-        return Teacher(start, params if start.metadata.get("model") == "measured" else nominal)
+        return Teacher(start, params if start.provenance.model == "measured" else nominal)
     if isinstance(start, PretrainedNetwork):
         return Teacher(start.reference(params.chip, dataset), nominal)
     return None
@@ -341,13 +340,13 @@ def _teacher_of(start: FinetuneStart, params: DieParameters, dataset: Dataset) -
 
 def _start_stores(start: FinetuneStart, params: DieParameters) -> tuple[list[list[np.ndarray]], tuple[int, ...] | None]:
     """Start weights as float stores (code units), and the hidden layer sizes they were trained with."""
-    sizes_used = None
+    sizes_used: tuple[int, ...] | None = None
     if isinstance(start, WeightSet):
         stores = [[c.astype(np.float64) for c in start.codes]]
-        sizes_used = start.metadata.get("layer_sizes_used")
+        sizes_used = start.provenance.layer_sizes_used
     elif isinstance(start, PretrainedNetwork):  # the best population restart, the reference itself, the other restarts
         stores = [start.stores[0], [c.astype(np.float64) for c in start.reference_codes], *start.stores[1:]]
-        sizes_used = ",".join(str(n) for n in start.layer_sizes_used)
+        sizes_used = tuple(start.layer_sizes_used)
     else:
         stores = [[np.asarray(a, dtype=np.float64) for a in start]]
     shapes = [params.chip.matrix_shape(m) for m in range(params.chip.n_matrices)]
@@ -355,7 +354,7 @@ def _start_stores(start: FinetuneStart, params: DieParameters) -> tuple[list[lis
         if [a.shape for a in store] != shapes:
             raise ConfigError(
                 f"start weights have shapes {[a.shape for a in store]}, die {params.chip.serial} needs {shapes}")
-    hidden = tuple(int(n) for n in sizes_used.split(",")[1:-1]) if sizes_used else None
+    hidden = tuple(int(n) for n in sizes_used[1:-1]) if sizes_used else None
     return stores, hidden
 
 

@@ -21,6 +21,10 @@ COLOURMAP = "CET-D1"
 
 
 class ProgrammingPanel(QWidget):
+    title = "Programming"
+    stages = ("program", "evaluate")
+    """Evaluation programs the die first: its latch map is shown here too."""
+
     def __init__(self) -> None:
         super().__init__()
         self.header = QLabel("Nothing programmed yet.")
@@ -49,8 +53,11 @@ class ProgrammingPanel(QWidget):
         self.choice.clear()
         self.header.setText("Nothing programmed yet.")
 
+    def step_done(self, kind: str, outcome) -> None:
+        self.show_outcome(outcome)
+
     def show_outcome(self, outcome) -> None:
-        """A :class:`labctl.recipes.OnChipOutcome` (weights written, program report)."""
+        """A :class:`labctl.recipes.ProgrammedWeights` (weights written, program report)."""
         self._outcomes[outcome.weights_name] = outcome
         if self.choice.findText(outcome.weights_name) < 0:
             self.choice.addItem(outcome.weights_name)

@@ -19,6 +19,9 @@ BIN_EDGES = np.arange(0.3, 2.01, 0.05)
 
 
 class CharacterisationPanel(QWidget):
+    title = "Characterisation"
+    stages = ("characterise",)
+
     def __init__(self) -> None:
         super().__init__()
         self.header = QLabel("No characterisation yet: press Train and program.")
@@ -72,6 +75,10 @@ class CharacterisationPanel(QWidget):
         for l, scatter in enumerate(self._scatter):
             mine = live.residual_layer == l
             scatter.setData(live.residual_current_a[mine], live.residual_pct[mine])
+
+    def step_done(self, kind: str, outcome) -> None:
+        """A characterise step ended: its outcome is the analysis result."""
+        self.show_final(outcome)
 
     def show_final(self, result) -> None:
         """The fitted gains (an :class:`~labctl.families.cmna.characterisation.analysis.AnalysisResult`)."""
