@@ -48,8 +48,7 @@ from labctl.gui.training_panel import TrainingPanel
 from labctl.gui.worker import LiveReadings, RecipeWorker, StatusPoller
 from labctl.recipes import DEFAULT_RECIPE, LoadedRecipe, load_recipe, resolve_run_dir
 
-SIMULATED = tuple(f"Simulated {part}" for family in families.installed().values() if family.simulator
-                  for part in family.parts)
+SIMULATED = tuple(f"Simulated {part}" for part in families.simulated_parts())
 BENCH_FILE = "Bench file"
 REFRESH_MS = 250
 

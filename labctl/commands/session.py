@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.commands import BENCH_HELP, add_command
-from labctl.commands.simulation import simulated_parts
+from labctl.families import simulated_parts
 from labctl.errors import ConfigError
 from labctl.progress import progress_bars
 

@@ -16,12 +16,8 @@ from labctl.commands import FORMATTER, add_command
 from labctl.families import simulator_of
 
 
-def simulated_parts() -> tuple[str, ...]:
-    return tuple(part for f in families.installed().values() if f.simulator for part in f.parts)
-
-
 def register(sub) -> None:
-    parts = simulated_parts()
+    parts = families.simulated_parts()
     s = add_command(sub, "demo", "Start a simulated device, run its part's shipped recipe (characterise, train "
                                  "tailored and naive weights, program, evaluate on chip) and print the accuracies.",
                     "examples:\n  labctl demo\n  labctl demo --part CMNA-L --seed 3")

@@ -102,6 +102,11 @@ def for_file_attrs(attrs, where: str) -> DeviceFamily:
     raise ConfigError(f"{where} was written for no installed device family")
 
 
+def simulated_parts() -> tuple[str, ...]:
+    """Every part an installed family can simulate (``--part`` choices, the GUI's embedded devices)."""
+    return tuple(part for family in installed().values() if family.simulator for part in family.parts)
+
+
 def simulator_of(family: DeviceFamily):
     """The family's simulator module, imported only now: by the commands that start a simulated bench."""
     if not family.simulator:
