@@ -60,7 +60,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 def signal_number(interrupt: BaseException) -> int:
-    """The signal behind a KeyboardInterrupt (SIGINT when Python's own handler raised it)."""
+    """The signal that asked for the stop ``interrupt`` belongs to: the first one handled, if any.
+
+    The first signal is not always the one that surfaces: one raised inside a
+    finaliser is swallowed and delivered again 10 ms later, and a second signal
+    in between surfaces first. The exit status still names the first. Without a
+    handled signal it is the interrupt's own (SIGINT when Python's handler raised it).
+    """
+    if _state.received:
+        return _state.received[0]
     return interrupt.signum if isinstance(interrupt, Interrupted) else int(signal.SIGINT)
 
 

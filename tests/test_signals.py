@@ -501,3 +501,18 @@ def test_an_interrupt_swallowed_by_a_finaliser_is_delivered_again(dispositions) 
             for _ in range(500):
                 time.sleep(0.01)  # delivered again here
     assert reached == ["after the finaliser"]
+
+
+def test_the_exit_status_names_the_first_signal_when_a_later_one_surfaces_first(dispositions) -> None:
+    """SIGTERM swallowed by a finaliser, then SIGINT before the redelivery: SIGINT surfaces, 143 is the status.
+
+    This is the race CI met once (term-int-hup-2ms exited 130).
+    """
+    with pytest.raises(shutdown.Interrupted, match="SIGINT") as info:
+        with shutdown.signals_handled():
+            finaliser = _Finaliser()
+            del finaliser  # SIGTERM lands in __del__ and is swallowed; redelivery is 10 ms away
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.5)
+    assert shutdown.received_signals()[:2] == [signal.SIGTERM, signal.SIGINT]
+    assert shutdown.signal_number(info.value) == signal.SIGTERM
