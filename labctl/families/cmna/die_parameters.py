@@ -42,6 +42,43 @@ class LayerGains:
         return cls(ones, np.zeros(size), minus, np.where(has_negative, 0.0, np.nan) * ones, 1.0)
 
 
+@dataclass(frozen=True)
+class SupplyModel:
+    """The die's supply current, fitted to readings of the supply SMU (contract section 1).
+
+    The contract gives the physics, not the coefficients: the supply current is
+    a quiescent current plus the currents in all soma and synapse branches. The
+    model is ``quiescent + soma * sum(z) + drive * sum(z (a+ + a-)) + synapse *
+    sum(|synapse currents|)`` over every soma output ``z`` of the state
+    (:mod:`labctl.families.cmna.training.power_model`); characterisation fits the four numbers on
+    some states and reports the relative residuals on states it held out.
+    """
+
+    quiescent_a: float
+    """Supply current with every branch idle (every input at code 0 leaves only offsets and leakage)."""
+    soma: float
+    """Supply current per A of soma input (the input branch of every soma)."""
+    drive: float
+    """Supply current per A of a soma's drivers (a+ z and a- z: the gate-voltage branches)."""
+    synapse: float
+    """Supply current per A flowing in synapses (the output unit synapses into the C2Fs included)."""
+    std: tuple[float, float, float, float]
+    """1-sigma errors of (quiescent_a, soma, drive, synapse)."""
+    vdd_v: float
+    """VDD while the supply current was read (power = VDD x current)."""
+    held_out_rms: float
+    """Relative rms residual of the prediction on the held-out states."""
+    held_out_max: float
+    """Largest relative residual on the held-out states."""
+    n_fitted: int
+    n_held_out: int
+
+    @classmethod
+    def nominal(cls, vdd_v: float = 1.8) -> "SupplyModel":
+        """The contract's words taken literally (2 uA, every branch counted once): the model without a fit."""
+        return cls(2e-6, 1.0, 1.0, 1.0, (0.0, 0.0, 0.0, 0.0), vdd_v, float("nan"), float("nan"), 0, 0)
+
+
 @dataclass
 class DieParameters:
     """Everything characterisation measured that the model of the die needs."""
@@ -55,6 +92,8 @@ class DieParameters:
     synapse_spread: float = float("nan")
     """Relative 1-sigma spread of synapse mirror gains (not separable per neuron); NaN if unknown."""
     notes: dict[str, str] = field(default_factory=dict)
+    supply: SupplyModel | None = None
+    """The fitted supply-current model; None where characterisation did not read the supply."""
 
     @classmethod
     def nominal(cls, chip: ChipDescription) -> "DieParameters":

@@ -76,6 +76,13 @@ class TrainOptions(StepOptions):
         default=None, description="hidden layer sizes, e.g. 7 or 100,50 (default: the die's)")
     epochs: int | None = Field(default=None, ge=1, le=10000, description="training epochs (default: per data set)")
     seed: int = Field(default=0, ge=0, description="seed for the data split and initialisation")
+    power_weight: float = Field(default=0.0, ge=0.0, le=1.0, json_schema_extra={"metavar": "ALPHA"},
+                                description="power-aware training: loss = (1 - ALPHA) x task loss + ALPHA x predicted "
+                                            "network power / the power-blind weights' (same input encoding); 0: "
+                                            "power-blind")
+    power_budget: float | None = Field(default=None, gt=0.0, json_schema_extra={"metavar": "W"},
+                                       description="train to a power budget instead: the predicted mean network "
+                                                   "power over the training split stays at or below W watts")
     cache_dir: Path | None = Field(default=None, json_schema_extra={"recipe": False},
                                    description="where pre-trained networks are kept (default ~/.cache/labctl or "
                                                "$XDG_CACHE_HOME/labctl)")
@@ -88,6 +95,14 @@ class TrainOptions(StepOptions):
         if value not in BUILTIN and not value.lower().endswith(".csv"):
             raise ValueError(f"unknown data set {value!r}: use one of {', '.join(BUILTIN)} or a .csv path")
         return value
+
+    @model_validator(mode="after")
+    def _one_power_goal(self) -> "TrainOptions":
+        if self.power_budget is not None and self.power_weight:
+            raise ValueError("give --power-weight or --power-budget, not both")
+        if self.naive and (self.power_budget is not None or self.power_weight):
+            raise ValueError("power-aware training needs the measured die: not with --naive")
+        return self
 
     @model_validator(mode="after")
     def _readable_csv(self) -> "TrainOptions":
@@ -132,6 +147,12 @@ class EvaluateOptions(ProgramOptions):
     dataset: str | None = Field(default=None, json_schema_extra={"recipe": False},
                                 description="the data set the weights were trained on (default: the one named "
                                             "in the weights file)")
+    presentation_rate: float = Field(default=66e3, gt=0.0, json_schema_extra={"metavar": "HZ"},
+                                     description="patterns presented per second, an assumption for the energy per "
+                                                 "inference (seed 004 presents 66 kHz)")
+    power_patterns: int | None = Field(default=None, ge=0, json_schema_extra={"metavar": "N"},
+                                       description="test patterns whose supply current is read for the power figures "
+                                                   "(default: all; 0: no power measurement)")
 
 
 STEP_OPTIONS = {"characterise": CharacteriseOptions, "train": TrainOptions, "program": ProgramOptions,
