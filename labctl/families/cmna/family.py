@@ -9,6 +9,7 @@ model :mod:`.training.die_model`, simulator :mod:`.sim` (never imported here).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -111,12 +112,13 @@ class CmnaFamily:
             calibration, options.dataset, out, naive=options.naive, method=options.method,
             hidden=tuple(options.hidden) if options.hidden else None, epochs=options.epochs, seed=options.seed,
             label_column=options.label_column, cache_dir=options.cache_dir, announce=context.announce,
-            progress=epoch_done, force=context.force)
+            progress=epoch_done, force=context.force, power_weight=options.power_weight,
+            power_budget_w=options.power_budget)
         kind = "naive" if options.naive else "tailored"
         how = {"finetune": "pre-trained reference" if options.naive else "fine-tuned",
                "scratch": "trained from scratch"}[weights.provenance.training_method]
         line = (f"{kind} weights for die {weights.die_serial} on {weights.dataset} ({how}, {report.seconds:.1f} s): "
-                f"software accuracy {weights.software_accuracy:.1%} -> {out}")
+                f"software accuracy {weights.software_accuracy:.1%}{_power_words(weights)} -> {out}")
         return TrainingOutcome(out, weights.dataset, weights.software_accuracy, line, _training_record(report), weights,
                                report)
 
@@ -129,10 +131,13 @@ class CmnaFamily:
             raise ConfigError("--in-situ-rounds and --programmed-out need --calibration (the die's characterisation)")
         gate_ms = options.gate_ms if isinstance(options, EvaluateOptions) else None
         dataset = options.dataset if isinstance(options, EvaluateOptions) else None
+        power = ({"presentation_rate_hz": options.presentation_rate, "power_patterns": options.power_patterns}
+                 if isinstance(options, EvaluateOptions) else {})
         result = program_and_evaluate(context.bench_file, weights, evaluate=evaluate, dataset_name=dataset,
                                       calibration=calibration, in_situ_rounds=options.in_situ_rounds,
                                       programmed_out=options.programmed_out, keep_powered=options.keep_powered,
-                                      gate_ms=gate_ms, progress=context.progress, bench_options=context.bench_options)
+                                      gate_ms=gate_ms, progress=context.progress, bench_options=context.bench_options,
+                                      **power)
         ev = result.evaluation
         return OnChipOutcome(
             verified=result.program.verified or bool(result.retraining and result.retraining.matches),
@@ -140,7 +145,8 @@ class CmnaFamily:
             on_chip_accuracy=ev.on_chip_accuracy if ev else None,
             software_accuracy=ev.software_accuracy if ev else result.weights.software_accuracy,
             n_samples=ev.n_samples if ev else 0,
-            json_extra=(ev.as_json() if ev else {}) | {"stuck_bits": len(result.program.stuck)},
+            json_extra=((ev.as_json() if ev else {}) | (result.power.as_json() if result.power else {})
+                        | {"stuck_bits": len(result.program.stuck)}),
             files=(result.programmed_file,) if result.programmed_file else (), result=result)
 
     @staticmethod
@@ -183,6 +189,13 @@ def _characterisation_lines(result, out: Path) -> list[str]:
         lines.append(f"  gain drift {drift['rate_per_min']:+.3%} ± {drift['rate_std_per_min']:.3%} per minute over "
                      f"{drift['times_s'][-1]:.0f} s of bench time ({len(drift['factor'])} reference runs)"
                      + (": DRIFT FLAGGED, consider characterising again" if drift["flagged"] else ""))
+    supply = s.get("supply")  # issue 14: the supply-current model and how well it predicts unseen states
+    if supply:
+        lines.append(f"  supply current {supply['quiescent_a'] * 1e6:.3f} uA quiescent + {supply['soma']:.3f} x soma "
+                     f"+ {supply['drive']:.3f} x driver + {supply['synapse']:.3f} x synapse branch currents "
+                     f"(VDD {supply['vdd_v']:.3f} V, {supply['n_fitted']} states fitted); on "
+                     f"{supply['n_held_out']} states not fitted: residual rms {supply['held_out_rms']:.2%}, "
+                     f"max {supply['held_out_max']:.2%}")
     return lines
 
 
@@ -206,7 +219,37 @@ def _on_chip_lines(result) -> list[str]:
     if ev is not None:
         lines.append(f"on-chip accuracy {ev.on_chip_accuracy:.1%} ({ev.n_samples} samples); "
                      f"software predicted {ev.software_accuracy:.1%}")
+    if result.power is not None:
+        lines += _power_lines(result.power)
+    return lines
+
+
+def _power_lines(power) -> list[str]:
+    """The measured power figures in words, the presentation rate stated with the energies."""
+    f = power.figures()
+    uw = lambda name: f"{f[name].value * 1e6:.4g} ± {f[name].se * 1e6:.2g} uW"
+    lines = [f"power over {power.n_patterns} test patterns: supply {uw('supply_power_w')}, dynamic "
+             f"{uw('dynamic_power_w')}, network {uw('network_power_w')} (input currents from the "
+             f"{power.input_currents_from} bias gains)",
+             f"  at {power.presentation_rate_hz / 1e3:g} kHz presentation rate (assumed): "
+             f"{f['energy_per_inference_j'].value * 1e12:.4g} pJ per inference "
+             f"({f['dynamic_energy_per_inference_j'].value * 1e12:.4g} pJ dynamic), {power.ops_per_inference} ops "
+             f"({power.nonzero_ops_per_inference} non-zero): {f['ops_per_joule'].value:.3g} ops/J"]
+    if power.predicted is not None:
+        predicted = power.as_json()
+        lines.append(f"  the supply model predicts supply {predicted['predicted_supply_power_w'] * 1e6:.4g} uW, "
+                     f"network {predicted['predicted_network_power_w'] * 1e6:.4g} uW")
     return lines
 
 
 FAMILY = CmnaFamily()
+
+
+def _power_words(weights) -> str:
+    """The predicted network power, and the goal it was trained to, for the training line."""
+    if not math.isfinite(weights.predicted_network_power_w):
+        return ""
+    p = weights.provenance
+    goal = (f", budget {p.power_budget_w:.3g} W" if p.power_budget_w is not None else
+            f", power weight {p.power_weight:g}" if p.power_weight else "")
+    return f", predicted network power {weights.predicted_network_power_w * 1e6:.3g} uW{goal}"

@@ -30,6 +30,7 @@ from labctl.families.cmna.programming import ProgramReport, program_weights
 from labctl.train.datasets import Dataset
 from labctl.families.cmna.training.in_situ import MirrorEstimate, estimate_from_chip
 from labctl.families.cmna.training.quantise import LatchDefects
+from labctl.families.cmna.training.power_aware import power_term_of
 from labctl.families.cmna.training.trainer import TrainReport, finetune
 from labctl.families.cmna.weights import WeightSet
 
@@ -81,8 +82,9 @@ def program_with_stuck_bit_retraining(
 
     ``params`` is the die's characterisation and ``dataset`` the data the
     weights were trained on (same split). Retraining fine-tunes from the
-    weights, with their own decisions as targets; the retrained weights carry
-    a re-chosen encoding, the original provenance and calibration hash, and
+    weights, with their own decisions as targets and the power goal they were
+    trained with; the retrained weights carry a re-chosen encoding (the same
+    one for power-aware weights), the original provenance and calibration hash, and
     ``stuck_bits`` in their provenance. ``in_situ_rounds`` adds rounds of
     measuring the training split on the die and retraining on what it showed.
     """
@@ -92,7 +94,8 @@ def program_with_stuck_bit_retraining(
     def retrain(in_situ: MirrorEstimate | None = None) -> None:
         epoch_progress = None if progress is None else (lambda e, total, *_: progress("retraining", e, total))
         retrained, training = finetune(params, dataset, result.weights, seed=seed, epochs=epochs,
-                                       defects=result.defects, in_situ=in_situ, progress=epoch_progress)
+                                       defects=result.defects, in_situ=in_situ, progress=epoch_progress,
+                                       power=power_term_of(params, result.weights, dataset))
         retrained.calibration_sha256 = result.weights.calibration_sha256
         retrained.naive = result.weights.naive
         retrained.provenance = replace(retrained.provenance.over(result.weights.provenance),

@@ -74,6 +74,12 @@ class TrainingProvenance:
     stuck_bits: int | None = None
     """Stuck latch bits the weights were retrained around."""
     in_situ_rounds: int | None = None
+    power_weight: float | None = None
+    """Power-aware training's alpha (``labctl train --power-weight``)."""
+    power_budget_w: float | None = None
+    """Power-aware training's budget of predicted mean network power (``--power-budget``)."""
+    power_reference_w: float | None = None
+    """The power-blind weights' predicted network power, the unit of the loss's power term."""
     other: dict[str, str] = field(default_factory=dict)
     """Entries this version does not know (a later labctl's), kept as they were."""
 
@@ -96,6 +102,10 @@ class WeightSet:
     calibration_sha256: str = ""
     naive: bool = False
     provenance: TrainingProvenance = field(default_factory=TrainingProvenance)
+    predicted_supply_power_w: float = float("nan")
+    """The model's mean supply power over the training split (NaN: not predicted, e.g. naive weights)."""
+    predicted_network_power_w: float = float("nan")
+    """The model's mean network power over the training split: what ``--power-budget`` bounds."""
 
     def __post_init__(self) -> None:
         for m, c in enumerate(self.codes):

@@ -24,6 +24,7 @@ from labctl.families.cmna.characterisation.check import CheckResult, check_chara
 from labctl.families.cmna.characterisation.probing import ProbeSettings
 from labctl.errors import ConfigError, DataFileError
 from labctl.families.cmna.evaluation import EvaluationResult, evaluate_on_chip
+from labctl.families.cmna.power import DEFAULT_PRESENTATION_RATE_HZ, PowerMeasurement, measure_power
 from labctl.families.cmna.storage import describe, file_sha256, load_die_parameters, load_weights, save_weights
 from labctl.families.cmna.programming import ProgramReport, check_weights_for_die, program_weights
 from labctl.families.cmna.weights import WeightSet
@@ -62,7 +63,7 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
                  method: str = "auto", hidden: tuple[int, ...] | None = None, epochs: int | None = None,
                  seed: int = 0, label_column: str | None = None, cache_dir: Path | None = None,
                  progress: Callable | None = None, announce: Callable[[str], None] | None = None,
-                 force: bool = False):
+                 force: bool = False, power_weight: float = 0.0, power_budget_w: float | None = None):
     """Train weights for the characterised die in ``calibration`` and save them to ``out``.
 
     With ``method="finetune"`` the naive weights are the pre-training's
@@ -72,6 +73,10 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
     ``progress(epoch, epochs, loss, accuracy)`` follows the epochs; ``announce``
     gets a sentence before a pre-training that is not in the cache yet.
     An existing ``out`` is refused at once unless ``force``.
+
+    ``power_weight`` (alpha) or ``power_budget_w`` make it power-aware: the
+    power-blind tailored weights are trained first, then fine-tuned under
+    their own input encoding with the power term (:mod:`power_aware`).
     """
     from labctl.train.datasets import load_dataset
     from labctl.families.cmna.training.network_map import map_network
@@ -101,10 +106,27 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
             report = pretrained.reference_report(weights, dataset)
         else:
             weights, report = finetune(params, dataset, pretrained, seed=seed, epochs=epochs, progress=progress)
+    if power_weight or power_budget_w is not None:
+        weights, report = _trained_for_power(params, dataset, weights, power_weight, power_budget_w,
+                                             seed=seed, epochs=epochs, progress=progress)
     weights.calibration_sha256 = file_sha256(calibration)
     weights.provenance = replace(weights.provenance, split_seed=seed, training_method=method,
                                  **({"label_column": label_column} if label_column else {}))
     save_weights(out, weights)
+    return weights, report
+
+
+def _trained_for_power(params, dataset, blind: WeightSet, power_weight: float, power_budget_w: float | None, *,
+                       seed: int, epochs: int | None, progress: Callable | None):
+    """The power-blind weights fine-tuned towards the goal under their own encoding, the goal recorded."""
+    from labctl.families.cmna.training.power_aware import PowerGoal, power_term_for, record_power_goal
+    from labctl.families.cmna.training.trainer import finetune
+
+    if blind.naive:
+        raise ConfigError("power-aware training needs the measured die: not with --naive")
+    term = power_term_for(params, blind, PowerGoal(power_weight, power_budget_w), dataset)
+    weights, report = finetune(params, dataset, blind, seed=seed, epochs=epochs, progress=progress, power=term)
+    record_power_goal(weights, term)
     return weights, report
 
 
@@ -120,12 +142,15 @@ class OnChipResult:
     """Where retrained weights were saved (None when the trained ones went in unchanged)."""
     class_names: list[str] = field(default_factory=list)
     """Class names of the weights' data set, when it was loaded (evaluation, retraining)."""
+    power: PowerMeasurement | None = None
+    """Supply readings over the test patterns, when evaluation measured power."""
 
 
 def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool = False,
                          dataset_name: str | None = None,
                          calibration: Path | None = None, in_situ_rounds: int = 1,
                          programmed_out: Path | None = None, keep_powered: bool = False, gate_ms: int | None = None,
+                         presentation_rate_hz: float = DEFAULT_PRESENTATION_RATE_HZ, power_patterns: int | None = 0,
                          progress: Progress | None = None, bench_options: dict | None = None) -> OnChipResult:
     """Power up, program and verify (latches are volatile), then optionally classify the test split.
 
@@ -138,6 +163,11 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
     what it showed (:mod:`labctl.families.cmna.stuck_bits`); the weights the die then holds
     are saved to ``programmed_out`` (default: ``<weights>-programmed.h5``
     next to the weights file, which is never overwritten) and evaluated.
+
+    After the classification, the supply is read over the first ``power_patterns``
+    test patterns (None: all; the default 0 measures no power, so callers that
+    only want the accuracy, such as replay, pay nothing), energies at
+    ``presentation_rate_hz`` (:mod:`labctl.families.cmna.power`).
     """
     weights = load_weights(weights_file)
     # every input is checked before anything is powered
@@ -165,13 +195,16 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
                 weights = retraining.weights
                 programmed_file = programmed_out or weights_file.with_name(f"{weights_file.stem}-programmed.h5")
                 save_weights(programmed_file, weights)
-        evaluation = None
+        evaluation = power = None
         if evaluate or dataset_name is not None:
             evaluation = evaluate_on_chip(bench.bridge, weights, dataset.X_test, dataset.y_test,
                                           n_classes=len(dataset.class_names), gate_ms=gate_ms or DEFAULT_GATE_MS,
                                           progress=progress)
+            if power_patterns != 0:
+                power = measure_power(bench, weights, weights.encoding.encode(dataset.X_test[:power_patterns]),
+                                      params=params, presentation_rate_hz=presentation_rate_hz, progress=progress)
         return OnChipResult(report, evaluation, retraining, weights, programmed_file,
-                            list(dataset.class_names) if dataset is not None else [])
+                            list(dataset.class_names) if dataset is not None else [], power)
 
 
 def dataset_of(weights: WeightSet, dataset_name: str | None = None):
@@ -186,8 +219,9 @@ def dataset_of(weights: WeightSet, dataset_name: str | None = None):
 
 
 def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult) -> list[Path]:
-    """``evaluation_<name>.json`` (accuracy, per-class accuracy, confusion, stuck bits, retraining) and
-    ``confusion_<name>.csv`` in the run folder; ``programming_<name>.json`` when nothing was evaluated."""
+    """``evaluation_<name>.json`` (accuracy, per-class accuracy, confusion, stuck bits, retraining, power) and
+    ``confusion_<name>.csv`` in the run folder, ``power_<name>.csv`` (per pattern) when power was measured;
+    ``programming_<name>.json`` when nothing was evaluated."""
     program = result.program
     record: dict = {
         "weights": weights_name, "die_serial": result.weights.die_serial if result.weights else None,
@@ -208,6 +242,9 @@ def write_on_chip_record(run_dir: Path, weights_name: str, result: OnChipResult)
         rows = [",".join(["true \\ predicted", *names])]
         rows += [",".join([name, *map(str, row)]) for name, row in zip(names, evaluation.confusion)]
         written.append(files.atomic_write_text(Path(run_dir) / f"confusion_{weights_name}.csv", "\n".join(rows) + "\n"))
+    if result.power is not None:
+        record |= result.power.as_json()
+        written.append(files.atomic_write_text(Path(run_dir) / f"power_{weights_name}.csv", result.power.csv_text()))
     written.append(files.atomic_write_text(
         Path(run_dir) / f"{'programming' if evaluation is None else 'evaluation'}_{weights_name}.json",
         json.dumps(record, indent=2, default=float)))

@@ -61,9 +61,10 @@ from labctl.families.cmna.training.networks import (
     input_encoding,
     soma_input_limit_a,
 )
+from labctl.families.cmna.training.power_aware import PowerTerm, predicted_power
 from labctl.families.cmna.training.quantise import ROUNDINGS, LatchDefects, QuantisedWeights
 from labctl.families.cmna.training.variation import READING_NOISE_FRAC, ContractPopulation, DieDraws, MeasuredDistribution
-from labctl.families.cmna.weights import TrainingProvenance, WeightSet
+from labctl.families.cmna.weights import InputEncoding, TrainingProvenance, WeightSet
 
 LOSSES = objectives.LOSSES
 TORCH_THREADS = 1
@@ -125,6 +126,7 @@ def train_weights(
     teacher: Teacher | None = None,
     augment: int | None = None,
     in_situ: MirrorEstimate | None = None,
+    power: PowerTerm | None = None,
 ) -> tuple[WeightSet, TrainReport]:
     """Train 3-bit weights for the die described by ``params`` (or nominal gains if ``naive``).
 
@@ -133,17 +135,16 @@ def train_weights(
     units, full die geometry); the most robust codes are kept. ``defects`` are
     known stuck latch bits (training uses what those latches really hold).
     ``population`` trains for the contract's population of dies instead of
-    ``params`` (only its geometry is used; see
-    :func:`labctl.families.cmna.training.population.pretrain_population`). ``gate_ms`` is the
-    on-chip gate whose count noise the margin is measured against;
+    ``params`` (only its geometry is used; see :mod:`population`). ``gate_ms`` is
+    the on-chip gate whose count noise the margin is measured against;
     ``synapse_spread`` overrides the measured per-bit mirror spread.
     ``teacher`` replaces the labels by a reference network's decisions
     (distillation: the die then computes what the reference computes), on
     the training split and ``augment`` jittered copies of it (default 4 for
     small data sets, none from 1000 samples on). ``in_situ`` holds the
-    mirror gains measured on the programmed die (:mod:`in_situ`).
-    Returns the weights on the full die geometry with their input encoding,
-    and a report. Deterministic for a given seed.
+    mirror gains measured on the programmed die (:mod:`in_situ`); ``power``
+    makes it power-aware (:mod:`power_aware`). Returns the weights on the
+    full die geometry with their input encoding, and a report (seeded).
     """
     roundings = _checked_roundings(loss, epochs, rounding)
     started = time.perf_counter()
@@ -157,11 +158,12 @@ def train_weights(
     with _torch_threads(TORCH_THREADS):
         fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
                    learning_rate=learning_rate, varied=variation_aware, gate_s=gate_ms * 1e-3, defects=defects,
-                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params))
+                   seed=seed, margin_sigmas=margin_sigmas, max_soma_input_a=soma_input_limit_a(model_params),
+                   power=power)
         candidates = _run_restarts(fit, seed=seed, epochs=epochs, restarts=restarts, roundings=roundings,
                                    starts=starts if fine else None, progress=progress)
     best = candidates[0]
-    encoding, full_scale = choose_encoding(model_params, network, dataset, best.codes)
+    encoding, full_scale = _encoding(model_params, network, dataset, best.codes, power)
     model = "population" if population else ("nominal" if naive else "measured")
     weights = WeightSet(chip.serial, tuple(chip.layer_sizes), best.codes, encoding, dataset.name, float("nan"),
                         naive=naive, provenance=_provenance(dataset, network, loss=loss, seed=seed, model=model,
@@ -177,7 +179,24 @@ def train_weights(
         best_epoch=best.logs["best_epoch"], stores=[c.store for c in candidates],
         **_judge_in_model(weights, model_params, dataset), seconds=time.perf_counter() - started,
     )
+    if model == "measured":
+        _record_predicted_power(weights, model_params, dataset)
     return weights, report
+
+
+def _record_predicted_power(weights: WeightSet, params: DieParameters, dataset: Dataset) -> None:
+    """What the weights will draw on this die (mean over the training split), in the file for the lab to see."""
+    predicted = predicted_power(params, weights, dataset.X_train)
+    weights.predicted_supply_power_w, weights.predicted_network_power_w = predicted.supply_w, predicted.network_w
+
+
+def _encoding(params: DieParameters, network: NetworkMap, dataset: Dataset, codes: list[np.ndarray],
+              power: PowerTerm | None) -> tuple[InputEncoding, float]:
+    """The input encoding of trained codes and its full-scale DAC code: the largest that keeps the somas
+    linear, or under power-aware training the power-blind weights' (the savings must come from the weights)."""
+    if power is None:
+        return choose_encoding(params, network, dataset, codes)
+    return power.encoding, float(power.encoding.encode(dataset.X_train).max())
 
 
 def _die_distribution(model_params: DieParameters, population: bool, synapse_spread: float | None,
@@ -364,8 +383,10 @@ class _Fit:
     def __init__(self, distribution: Distribution, network: NetworkMap, dataset: Dataset, features: np.ndarray,
                  labels: np.ndarray, *, loss: str,
                  batch_size: int, learning_rate: float, varied: bool, gate_s: float,
-                 defects: LatchDefects | None, seed: int, margin_sigmas: float, max_soma_input_a: float) -> None:
+                 defects: LatchDefects | None, seed: int, margin_sigmas: float, max_soma_input_a: float,
+                 power: PowerTerm | None = None) -> None:
         self.distribution = distribution
+        self.power = power
         self.max_soma_input_a = max_soma_input_a
         self.chip = distribution.chip
         self.network = network
@@ -405,6 +426,7 @@ class _Fit:
             _start_bias_positive(weights, self.network)
         full_scale = self._full_scale(weights, float(self.chip.max_dac_code))
         dac = self._dac(full_scale)
+        n_train = len(self.y_train)
         log_gain = torch.nn.Parameter(torch.zeros((), dtype=self.dtype))
         if self.loss != "margin":
             with torch.no_grad():
@@ -421,7 +443,10 @@ class _Fit:
             epoch_loss, batches = 0.0, 0
             for batch in torch.randperm(len(self.y_train), generator=generator).split(self.batch_size):
                 draws = self.distribution.sample(self.draws_per_step, generator) if self.varied else self.mean
-                total = self._loss(draws, dac[batch], self.y_train[batch], weights.codes(), log_gain)
+                codes = weights.codes()
+                total = self._loss(draws, dac[batch], self.y_train[batch], codes, log_gain)
+                if self.power is not None:
+                    total = self.power.blend(total, self.power.loss(draws, dac[batch], codes))
                 total = total + L1_NEGATIVE * weights.negative_l1()
                 optimiser.zero_grad()
                 total.backward()
@@ -435,19 +460,27 @@ class _Fit:
             expected, worst, nominal_accuracy = self._score(weights, dac)
             logs["losses"].append(epoch_loss / batches)
             logs["train_accuracies"].append(nominal_accuracy)
-            score = 0.5 * (expected + worst)
-            if best is None or score < best[0]:
+            score: float | None = 0.5 * (expected + worst)
+            if self.power is not None:
+                predicted = self.power.predicted_a(self.mean, dac, weights.codes(deterministic=True))
+                score = self.power.judge_epoch(score, predicted)
+            if score is not None and (best is None or score < best[0]):
                 best = (score, weights.integer_codes(), (expected, worst), weights.latent_arrays())
                 logs["best_epoch"] = epoch
             if progress is not None:
                 progress(epoch + 1, epochs, epoch_loss / batches, nominal_accuracy)
-        assert best is not None
+        if best is None:
+            assert self.power is not None  # only a power budget can leave every epoch out
+            raise self.power.unreachable()
         logs["expected_errors"], logs["worst_errors"] = best[2]
         return _Candidate(best[1], best[3], best[0], rounding, logs)
 
     # -- pieces ------------------------------------------------------------------
 
     def _dac(self, full_scale: float) -> torch.Tensor:
+        """The training split's DAC codes: under the power term's fixed encoding, or at ``full_scale``."""
+        if self.power is not None:
+            return torch.as_tensor(self.power.encoding.encode(self.features).astype(np.float64), dtype=self.dtype)
         encoding = input_encoding(self.chip.n_inputs, self.network, self.dataset, full_scale, self.chip.max_dac_code)
         return torch.as_tensor(encoding.encode(self.features).astype(np.float64), dtype=self.dtype)
 
@@ -460,7 +493,10 @@ class _Fit:
 
     @torch.no_grad()
     def _full_scale(self, weights: QuantisedWeights, full_scale: float) -> float:
-        """Input full scale (DAC code) that puts the largest soma input of the training split at the limit."""
+        """Input full scale (DAC code) that puts the largest soma input of the training split at the limit
+        (none under a fixed encoding)."""
+        if self.power is not None:
+            return full_scale
         codes = weights.codes(deterministic=True)
         for _ in range(8):
             peak = max(float(c.max()) for c in self._currents(self.mean, self._dac(full_scale), codes))
@@ -481,7 +517,7 @@ class _Fit:
         # the encoding keeps the largest soma input at the limit: a network that raises its peak current
         # lowers every output rate in proportion, which this factor (value 1) lets the gradient see
         peak = torch.stack([c.amax(dim=(1, 2)) for c in currents]).amax(dim=0)
-        at_limit = (peak.detach() > 0.5 * self.max_soma_input_a).to(peak.dtype)
+        at_limit = (peak.detach() > 0.5 * self.max_soma_input_a).to(peak.dtype) * (self.power is None)
         rescale = 1.0 + at_limit * (peak.detach() / peak - 1.0)
         rates = gain * rectify(last, GRADIENT_LEAK) * rescale[:, None, None] + draws.dark_hz[:, None, self.outputs]
         return objectives.margin_loss(rates, labels, self.gate_s, READING_NOISE_FRAC, self.margin_sigmas)
