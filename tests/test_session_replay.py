@@ -86,7 +86,7 @@ def test_session_holds_identity_transactions_readings_and_copies(recorded):
     assert [s.kind for s in session.steps] == ["characterise", "train", "evaluate"]
     assert all(s.outcome == "done" for s in session.steps)
     assert session.steps[1].params == {"kind": "train", "name": "tailored", "dataset": "iris", "naive": False,
-                                          "method": "auto", "seed": 0}
+                                          "method": "auto", "seed": 0, "power_weight": 0.0}
 
     with h5py.File(run / "session.h5") as f, h5py.File(run / "die.h5") as die:
         np.testing.assert_array_equal(f["characterisation/raw/mon"][()], die["raw/mon"][()])

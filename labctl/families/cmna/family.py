@@ -136,8 +136,8 @@ class CmnaFamily:
         result = program_and_evaluate(context.bench_file, weights, evaluate=evaluate, dataset_name=dataset,
                                       calibration=calibration, in_situ_rounds=options.in_situ_rounds,
                                       programmed_out=options.programmed_out, keep_powered=options.keep_powered,
-                                      gate_ms=gate_ms, progress=context.progress, bench_options=context.bench_options,
-                                      **power)
+                                      gate_ms=gate_ms, progress=context.progress,
+                                      bench_options=context.bench_options, **power)
         ev = result.evaluation
         return OnChipOutcome(
             verified=result.program.verified or bool(result.retraining and result.retraining.matches),
@@ -191,11 +191,12 @@ def _characterisation_lines(result, out: Path) -> list[str]:
                      + (": DRIFT FLAGGED, consider characterising again" if drift["flagged"] else ""))
     supply = s.get("supply")  # issue 14: the supply-current model and how well it predicts unseen states
     if supply:
-        lines.append(f"  supply current {supply['quiescent_a'] * 1e6:.3f} uA quiescent + {supply['soma']:.3f} x soma "
-                     f"+ {supply['drive']:.3f} x driver + {supply['synapse']:.3f} x synapse branch currents "
-                     f"(VDD {supply['vdd_v']:.3f} V, {supply['n_fitted']} states fitted); on "
-                     f"{supply['n_held_out']} states not fitted: residual rms {supply['held_out_rms']:.2%}, "
-                     f"max {supply['held_out_max']:.2%}")
+        coefficients = ", ".join(f"{name} {supply[key]:.2f} ± {std:.2f}" for name, key, std in
+                                 zip(("soma", "driver", "synapse"), ("soma", "drive", "synapse"), supply["std"][1:]))
+        lines.append(f"  supply current {supply['quiescent_a'] * 1e6:.3f} ± {supply['std'][0] * 1e6:.3f} uA quiescent "
+                     f"+ branch currents x ({coefficients}) at VDD {supply['vdd_v']:.3f} V, {supply['n_fitted']} "
+                     f"states fitted; on {supply['n_held_out']} states not fitted: residual rms "
+                     f"{supply['held_out_rms']:.2%}, max {supply['held_out_max']:.2%}")
     return lines
 
 
@@ -220,26 +221,9 @@ def _on_chip_lines(result) -> list[str]:
         lines.append(f"on-chip accuracy {ev.on_chip_accuracy:.1%} ({ev.n_samples} samples); "
                      f"software predicted {ev.software_accuracy:.1%}")
     if result.power is not None:
-        lines += _power_lines(result.power)
+        lines += result.power.summary_lines()
     return lines
 
-
-def _power_lines(power) -> list[str]:
-    """The measured power figures in words, the presentation rate stated with the energies."""
-    f = power.figures()
-    uw = lambda name: f"{f[name].value * 1e6:.4g} ± {f[name].se * 1e6:.2g} uW"
-    lines = [f"power over {power.n_patterns} test patterns: supply {uw('supply_power_w')}, dynamic "
-             f"{uw('dynamic_power_w')}, network {uw('network_power_w')} (input currents from the "
-             f"{power.input_currents_from} bias gains)",
-             f"  at {power.presentation_rate_hz / 1e3:g} kHz presentation rate (assumed): "
-             f"{f['energy_per_inference_j'].value * 1e12:.4g} pJ per inference "
-             f"({f['dynamic_energy_per_inference_j'].value * 1e12:.4g} pJ dynamic), {power.ops_per_inference} ops "
-             f"({power.nonzero_ops_per_inference} non-zero): {f['ops_per_joule'].value:.3g} ops/J"]
-    if power.predicted is not None:
-        predicted = power.as_json()
-        lines.append(f"  the supply model predicts supply {predicted['predicted_supply_power_w'] * 1e6:.4g} uW, "
-                     f"network {predicted['predicted_network_power_w'] * 1e6:.4g} uW")
-    return lines
 
 
 FAMILY = CmnaFamily()

@@ -26,7 +26,7 @@ import numpy as np
 from labctl import __version__, files
 from labctl.families.cmna.characterisation.flags import NeuronFlags
 from labctl.families.cmna.chip import FAMILY_NAME, ChipDescription
-from labctl.families.cmna.die_parameters import DieParameters, LayerGains
+from labctl.families.cmna.die_parameters import DieParameters, LayerGains, SupplyModel
 from labctl.errors import DataFileError
 from labctl.families.cmna.weights import InputEncoding, TrainingProvenance, WeightSet
 
@@ -80,6 +80,8 @@ class RawTables:
     """The latch nibbles read back per configuration: one row of all matrices, flattened row-major."""
     done: np.ndarray | None = None
     """The finished runs (:data:`DONE_DTYPE`); None in files written before resume existed."""
+    supply: SupplyTables | None = None
+    """The supply-current states (``/raw/supply_*``); None in files written before issue 14."""
 
     def finished_configs(self) -> set[int]:
         """Ids of the configurations whose run finished (every recorded one when the file has no ``done``)."""
@@ -93,7 +95,87 @@ class RawTables:
         if absent:
             raise DataFileError(f"{path}: /raw lacks {', '.join(absent)}")
         return cls(**{name: group[name][()] for name in RAW_TABLES},
-                   done=group["done"][()] if "done" in group else None)
+                   done=group["done"][()] if "done" in group else None,
+                   supply=SupplyTables.read(group) if SUPPLY_TABLES[0] in group else None)
+
+
+# -- supply current (issue 14): /raw/supply_* and /calibration/supply ---------------------------------
+
+SUPPLY_TABLES = ("supply_configurations", "supply_readings")
+"""The raw tables of the states whose supply current characterisation read, to fit the supply model
+(tables in ``/raw`` like every raw record; files written before issue 14 lack them)."""
+SUPPLY_GROUP = "supply"
+"""``/calibration/supply``: the fitted supply model (attributes)."""
+
+
+def supply_configuration_dtype(n_synapses: int) -> np.dtype:
+    """One weight configuration of the supply run: its latch nibbles as read back (all matrices,
+    row-major, as ``/raw/config_codes``) and VDD while it was held. One row, so a kill cannot part them."""
+    return np.dtype([("time_s", "f8"), ("config", "i4"), ("state", "i4"), ("vdd_v", "f8"),
+                     ("nibbles", "u1", (n_synapses,))])
+
+
+def supply_reading_dtype(n_inputs: int) -> np.dtype:
+    """One input pattern of a configuration: its DAC codes and the mean of a few supply readings."""
+    return np.dtype([("time_s", "f8"), ("config", "i4"), ("state", "i4"), ("pattern", "i4"),
+                     ("dac_codes", "u2", (n_inputs,)), ("current_a", "f8"), ("current_std_a", "f8"),
+                     ("readings", "i4")])
+
+
+class SupplyTables(NamedTuple):
+    """``/raw/supply_*``: every configuration (:func:`supply_configuration_dtype`) and pattern
+    (:func:`supply_reading_dtype`); ``state`` numbers the run's weight configurations."""
+
+    configurations: np.ndarray
+    readings: np.ndarray
+
+    @classmethod
+    def read(cls, raw: h5py.Group) -> "SupplyTables":
+        return cls(*(raw[name][()] for name in SUPPLY_TABLES))
+
+    def of_configs(self, configs: set[int]) -> "SupplyTables":
+        """Only the rows of the given configuration ids (the finished runs)."""
+        return SupplyTables(*(table[np.isin(table["config"], sorted(configs))] for table in self))
+
+
+def _create_supply_tables(raw: h5py.Group, chip: ChipDescription) -> None:
+    """The extendable ``/raw/supply_*`` datasets (before SWMR starts: it creates nothing)."""
+    configurations, readings = SUPPLY_TABLES
+    n_syn = sum(a * b for a, b in zip(chip.layer_sizes[:-1], chip.layer_sizes[1:]))
+    raw.create_dataset(configurations, shape=(0,), maxshape=(None,), dtype=supply_configuration_dtype(n_syn),
+                       chunks=(1,), compression="gzip")
+    raw.create_dataset(readings, shape=(0,), maxshape=(None,), dtype=supply_reading_dtype(chip.n_inputs),
+                       chunks=(64,))
+    raw[configurations].attrs["units"] = "time_s: s of bench time, vdd_v: V, nibbles: latch codes as read back"
+    raw[readings].attrs["units"] = ("time_s: s of bench time, dac_codes: DAC codes, current_a: A (mean of "
+                                    "`readings` supply readings), current_std_a: A (its standard error)")
+
+
+_SUPPLY_FIELDS = ("quiescent_a", "soma", "drive", "synapse", "vdd_v", "held_out_rms", "held_out_max")
+_SUPPLY_COUNTS = ("n_fitted", "n_held_out")
+
+
+def _write_supply(g: h5py.Group, model: SupplyModel) -> None:
+    s = g.create_group(SUPPLY_GROUP)
+    for name in _SUPPLY_FIELDS:
+        s.attrs[name] = float(getattr(model, name))
+    for name in _SUPPLY_COUNTS:
+        s.attrs[name] = int(getattr(model, name))
+    s.attrs["std"] = np.asarray(model.std, np.float64)
+    s.attrs["units"] = ("quiescent_a: A; soma, drive, synapse: A of supply current per A of branch current; "
+                        "vdd_v: V; held_out_rms, held_out_max: relative residuals on states not fitted")
+
+
+def _read_supply(g: h5py.Group) -> SupplyModel | None:
+    """The fitted supply model; None in files written before it existed."""
+    if SUPPLY_GROUP not in g:
+        return None
+    a = g[SUPPLY_GROUP].attrs
+    return SupplyModel(**{name: float(a[name]) for name in _SUPPLY_FIELDS},
+                       **{name: int(a[name]) for name in _SUPPLY_COUNTS},
+                       std=tuple(float(v) for v in a["std"]))
+
+# -- end of the supply-current section ---------------------------------------------------------------
 
 
 def c2f_dtype(n_outputs: int) -> np.dtype:
@@ -197,6 +279,7 @@ class CharacterisationFile:
         raw["config_codes"].attrs["layout"] = "latch nibbles of matrix 0, 1, ... flattened row-major"
         raw.create_dataset("done", shape=(0,), maxshape=(None,), dtype=DONE_DTYPE, chunks=(64,))
         raw["done"].attrs["meaning"] = "configuration ids whose run finished (resume skips them)"
+        _create_supply_tables(raw, chip)
         if swmr:
             f.swmr_mode = True
         return cls(f, p)
@@ -226,6 +309,8 @@ class CharacterisationFile:
         n = min(configs.shape[0], codes.shape[0])
         configs.resize((n,))
         codes.resize((n,) + codes.shape[1:])
+        if SUPPLY_TABLES[0] not in f["raw"]:  # a run started before issue 14 reads the supply too
+            _create_supply_tables(f["raw"], chip)
         f.swmr_mode = True
         return cls(f, p)
 
@@ -259,6 +344,11 @@ class CharacterisationFile:
 
     def append_c2f(self, rows: np.ndarray) -> None:
         self._append("c2f", rows)
+
+    def append_supply(self, configuration: np.ndarray, readings: np.ndarray) -> None:
+        """One weight configuration of the supply run and its patterns' readings (``/raw/supply_*``)."""
+        self._append(SUPPLY_TABLES[0], configuration)
+        self._append(SUPPLY_TABLES[1], readings)
 
     def close(self) -> None:
         if self._f.id.valid:
@@ -345,6 +435,8 @@ def _write_params(g: h5py.Group, p: DieParameters) -> None:
     _dataset(g, "c2f_dark_hz", p.c2f_dark_hz, "Hz")
     g.attrs["synapse_spread"] = float(p.synapse_spread)
     g.attrs["notes"] = json.dumps(p.notes)
+    if p.supply is not None:
+        _write_supply(g, p.supply)
 
 
 def load_die_parameters(path: str | Path, group: str = "calibration") -> DieParameters:
@@ -370,6 +462,7 @@ def load_die_parameters(path: str | Path, group: str = "calibration") -> DiePara
                 c2f_gain_hz_per_a=g["c2f_gain_hz_per_a"][()], c2f_dark_hz=g["c2f_dark_hz"][()],
                 synapse_spread=float(g.attrs.get("synapse_spread", np.nan)),
                 notes=json.loads(g.attrs.get("notes", "{}")),
+                supply=_read_supply(g),
             )
         except KeyError as exc:
             raise DataFileError(f"{path}: /{group} is incomplete (missing {exc})") from None
@@ -392,6 +485,8 @@ def save_weights(path: str | Path, weights: WeightSet) -> None:
         f.attrs["software_accuracy"] = float(weights.software_accuracy)
         f.attrs["naive"] = bool(weights.naive)
         f.attrs["metadata"] = _provenance_attr(weights.provenance)
+        f.attrs["predicted_supply_power_w"] = float(weights.predicted_supply_power_w)
+        f.attrs["predicted_network_power_w"] = float(weights.predicted_network_power_w)
         for m, codes in enumerate(weights.codes):
             ds = f.create_dataset(f"weights/matrix_{m}/codes", data=np.asarray(codes, np.int8))
             ds.attrs["units"] = "signed magnitude code, -7..7 (rows: layer m, columns: layer m+1)"
@@ -423,6 +518,8 @@ def load_weights(path: str | Path) -> WeightSet:
                 dataset=str(f.attrs["dataset"]), software_accuracy=float(f.attrs["software_accuracy"]),
                 calibration_sha256=str(f.attrs.get("calibration_sha256", "")), naive=bool(f.attrs.get("naive", False)),
                 provenance=_provenance_of(f.attrs.get("metadata", "{}")),
+                predicted_supply_power_w=float(f.attrs.get("predicted_supply_power_w", np.nan)),
+                predicted_network_power_w=float(f.attrs.get("predicted_network_power_w", np.nan)),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise DataFileError(f"{path}: weights file is incomplete or inconsistent ({exc})") from None
@@ -430,6 +527,7 @@ def load_weights(path: str | Path) -> WeightSet:
 
 _PROVENANCE_INTS = ("seed", "split_seed", "stuck_bits", "in_situ_rounds")
 _PROVENANCE_BOOLS = ("fine_tuned", "distilled")
+_PROVENANCE_FLOATS = ("power_weight", "power_budget_w", "power_reference_w")
 _PROVENANCE_KEYS = tuple(f.name for f in fields(TrainingProvenance) if f.name != "other")
 
 
@@ -440,7 +538,8 @@ def _provenance_attr(provenance: TrainingProvenance) -> str:
     for name in _PROVENANCE_KEYS:
         value = getattr(provenance, name)
         if value is not None:
-            out[name] = ",".join(str(n) for n in value) if name == "layer_sizes_used" else str(value)
+            out[name] = ",".join(str(n) for n in value) if name == "layer_sizes_used" else (
+                repr(float(value)) if name in _PROVENANCE_FLOATS else str(value))
     return json.dumps(out | provenance.other)
 
 
@@ -456,6 +555,8 @@ def _provenance_of(text: str) -> TrainingProvenance:
 def _provenance_value(name: str, value: Any) -> Any:
     if name in _PROVENANCE_INTS:
         return int(value)
+    if name in _PROVENANCE_FLOATS:
+        return float(value)
     if name in _PROVENANCE_BOOLS:
         return value if isinstance(value, bool) else str(value) == "True"
     if name == "layer_sizes_used":

@@ -119,13 +119,20 @@ def run_training(calibration: Path, dataset_name: str, out: Path, *, naive: bool
 def _trained_for_power(params, dataset, blind: WeightSet, power_weight: float, power_budget_w: float | None, *,
                        seed: int, epochs: int | None, progress: Callable | None):
     """The power-blind weights fine-tuned towards the goal under their own encoding, the goal recorded."""
-    from labctl.families.cmna.training.power_aware import PowerGoal, power_term_for, record_power_goal
+    from labctl.families.cmna.training.power_aware import (
+        POWER_AWARE_LEARNING_RATE,
+        POWER_AWARE_STEPS,
+        PowerGoal,
+        power_term_for,
+        record_power_goal,
+    )
     from labctl.families.cmna.training.trainer import finetune
 
     if blind.naive:
         raise ConfigError("power-aware training needs the measured die: not with --naive")
     term = power_term_for(params, blind, PowerGoal(power_weight, power_budget_w), dataset)
-    weights, report = finetune(params, dataset, blind, seed=seed, epochs=epochs, progress=progress, power=term)
+    weights, report = finetune(params, dataset, blind, seed=seed, epochs=epochs, progress=progress, power=term,
+                               steps=POWER_AWARE_STEPS, learning_rate=POWER_AWARE_LEARNING_RATE)
     record_power_goal(weights, term)
     return weights, report
 
@@ -150,7 +157,7 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
                          dataset_name: str | None = None,
                          calibration: Path | None = None, in_situ_rounds: int = 1,
                          programmed_out: Path | None = None, keep_powered: bool = False, gate_ms: int | None = None,
-                         presentation_rate_hz: float = DEFAULT_PRESENTATION_RATE_HZ, power_patterns: int | None = 0,
+                         presentation_rate_hz: float = DEFAULT_PRESENTATION_RATE_HZ, power_patterns: int | None = None,
                          progress: Progress | None = None, bench_options: dict | None = None) -> OnChipResult:
     """Power up, program and verify (latches are volatile), then optionally classify the test split.
 
@@ -164,10 +171,10 @@ def program_and_evaluate(bench_file: Path, weights_file: Path, *, evaluate: bool
     are saved to ``programmed_out`` (default: ``<weights>-programmed.h5``
     next to the weights file, which is never overwritten) and evaluated.
 
-    After the classification, the supply is read over the first ``power_patterns``
-    test patterns (None: all; the default 0 measures no power, so callers that
-    only want the accuracy, such as replay, pay nothing), energies at
-    ``presentation_rate_hz`` (:mod:`labctl.families.cmna.power`).
+    After the classification, the supply is read while each of the first
+    ``power_patterns`` test patterns is held (None: all, as ``labctl evaluate``;
+    0: no power measurement), energies at ``presentation_rate_hz``
+    (:mod:`labctl.families.cmna.power`); the figures are in ``OnChipResult.power``.
     """
     weights = load_weights(weights_file)
     # every input is checked before anything is powered

@@ -10,7 +10,9 @@ Negative twins and negative-weight probes give a-/a+ of each source soma in one
 joint fit per layer (:mod:`labctl.families.cmna.characterisation.probe_fit`). The output layer's
 C2F gain and dark rate come from the C2F rate against the MON reading of the
 same soma; the linear-range runs give each soma's onset of compression
-(:mod:`labctl.families.cmna.characterisation.linear_range`).
+(:mod:`labctl.families.cmna.characterisation.linear_range`). The supply run's
+readings give the supply-current model, fitted on the final gains
+(:mod:`labctl.families.cmna.characterisation.supply_fit`).
 
 Network method (C2F only, the paper's procedure): the slope of each output's
 rate against the common input code is the product of the gains along its path;
@@ -55,6 +57,7 @@ from labctl.families.cmna.characterisation.linear_range import LINEAR_RANGE_KIND
 from labctl.families.cmna.characterisation.plans import held_codes
 from labctl.families.cmna.characterisation.probe_fit import ProbeColumn, probe_columns, probe_equations
 from labctl.families.cmna.characterisation.probing import driven_channels
+from labctl.families.cmna.characterisation.supply_fit import recorded_supply_model, supply_summary
 from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import NOMINAL_W_LSB, DieParameters, LayerGains
 from labctl.families.cmna.options import CHARACTERISATION_METHODS as METHODS
@@ -486,6 +489,7 @@ def analyse(chip: ChipDescription, raw: RawTables, method: str = "both") -> Anal
     final, unmeasured = fill_unmeasured(final)
     flags = [replace(f, unmeasured=u) for f, u in zip(flags, unmeasured)]
     final = with_linear_range(final, mon)
+    final = replace(final, supply=recorded_supply_model(final, raw))  # needs the gains: fitted after them
     trace = drift_trace(raw, configs, _MonIndex(raw.mon)) if method != "network" else DriftTrace(*(np.zeros(0),) * 4)
     summary = {
         "method": method,
@@ -496,6 +500,7 @@ def analyse(chip: ChipDescription, raw: RawTables, method: str = "both") -> Anal
         "layers": [layer_summary(lay, f) for lay, f in zip(final.layers, flags)],
         "drift": drift_summary(trace),
         "linear_range": linear_range_summary(final),
+        "supply": supply_summary(final.supply),
     }
     return AnalysisResult(final, methods, flags, summary)
 

@@ -3,7 +3,8 @@
 The run is a list of jobs (dark, reference, EXT_IN sweep, linear range of layer
 0 and, unless the die is large or it is switched off, of every deeper layer,
 bias sweep, chain configurations and their negative twins or, on a large die,
-negative-weight probes). Once the linear-range runs have found where the somas
+negative-weight probes, and last the supply-current states the supply model is
+fitted to: :mod:`.supply_probe`). Once the linear-range runs have found where the somas
 compress, every later operating point is kept below the lowest onset. Raw readings are appended as they
 are taken and every finished job is marked done, so an interrupted run keeps
 every reading and ``--resume`` continues without repeating a finished job.
@@ -33,6 +34,7 @@ from labctl.families.cmna.characterisation.negative_probe import CALIBRATION_LEV
 from labctl.families.cmna.characterisation.configurations import ChainConfig, chain_config, chain_shift_plan, stuck_sources
 from labctl.families.cmna.characterisation import plans
 from labctl.families.cmna.characterisation.probing import ProbeSettings, Progress, Prober, chain_nodes
+from labctl.families.cmna.characterisation import supply_probe
 from labctl.families.cmna.chip import ChipDescription
 from labctl.errors import ConfigError, DataFileError
 from labctl import files
@@ -123,7 +125,10 @@ def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int, linea
     The deeper layers' linear-range runs (``layer_knees``, job tag = layer) come
     before any chain, so every chain stays below the lowest onset found.
     Negative weights come from twins of the chains, or (``probe_rounds``) from
-    negative-weight probes of every matrix, spread over the run.
+    negative-weight probes of every matrix, spread over the run. The supply run
+    comes last (job tag = its configuration), with the direct method only: the
+    branch currents it is fitted to need absolute gains, which the network
+    method does not measure.
     """
     direct = method != "network"
     jobs = [Job("dark")]
@@ -145,6 +150,8 @@ def plan_jobs(chip: ChipDescription, method: str, n_pairs: int, seed: int, linea
                 break
         if direct and (k + 1) % REFERENCE_EVERY == 0:
             jobs.append(Job("reference", tag=k + 1))
+    if direct:
+        jobs += [Job(supply_probe.SUPPLY_KIND, tag=k) for k in range(supply_probe.supply_plan(chip).configurations)]
     return jobs
 
 
@@ -166,6 +173,8 @@ def estimate_job_s(job: Job, chip: ChipDescription, s: ProbeSettings, seed: int 
         return chip.n_inputs * s.knee_points * s.reading_s(s.ext_nplc)
     if job.kind == "bias_sweep":
         return chip.n_inputs * s.bias_points * reading
+    if job.kind == supply_probe.SUPPLY_KIND:
+        return supply_probe.estimate_s(chip, s.reading_s(supply_probe.SUPPLY_NPLC))
     if job.kind == "negative_probe":
         probe = job.probe(chip, s, seed)
         nodes = chain_nodes(probe)
@@ -269,8 +278,9 @@ def _run_parameters(chip: ChipDescription, method: str, settings: ProbeSettings 
     check_gate(chip, settings.gate_ms)
     if method == "network":  # C2F only: the paper's one-source chains, whose output paths are unique
         settings = replace(settings, read_mon=False, fan_in=(), probe_rounds=())
-    budget_pairs = 1
-    while len(_plan(chip, method, budget_pairs + 1, seed, settings)) <= targets.max_configurations:
+    budget_pairs = 1  # the budget is the gain measurement's: the supply run is not counted against it
+    while sum(j.kind != supply_probe.SUPPLY_KIND for j in _plan(chip, method, budget_pairs + 1, seed, settings)) \
+            <= targets.max_configurations:
         budget_pairs += 1
     n_pairs = min(n_configs or budget_pairs, budget_pairs) if targets.adaptive else \
         (n_configs or default_config_count(chip.layer_sizes))
@@ -338,11 +348,14 @@ def _measure(bench: Bench, store: CharacterisationFile, jobs: list[Job], method:
     dark_held = plans.dark_held(chip, store.read_raw())
     target = settings.target_soma_input_a
     _keep_below_onsets(prober, store.read_raw(), target)
+    stopped = False
     for job in todo:
-        if job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
+        if not stopped and job.kind == "chain" and targets.adaptive and chains_done >= 2 * MIN_CHAIN_PAIRS \
                 and _targets_met(chip, store, method, targets, spent):
             say("precision targets met" if targets.a_plus or targets.ratio else "time budget spent")
-            break
+            stopped = True
+        if stopped and job.kind != supply_probe.SUPPLY_KIND:
+            continue  # the supply run still reads: the die's model needs it, and it is short
         _run_job(prober, job, next_id, top_codes, dark_held, seed)
         store.mark_done(next_id, job.key)
         if job.kind == "dark":
@@ -397,6 +410,8 @@ def _run_job(prober: Prober, job: Job, config_id: int, top_codes: dict[tuple[int
         prober.bias_sweep(config_id)
     elif job.kind == "negative_probe":
         prober.negative_probe(config_id, job.probe(prober.chip, prober.settings, seed, dark_held))
+    elif job.kind == supply_probe.SUPPLY_KIND:
+        supply_probe.measure_configuration(prober, config_id, job.tag, seed)
     else:
         top = prober.chain(config_id, job.chain(prober.chip, prober.settings, dark_held),
                            top_code=top_codes.get(job.shifts)
@@ -440,6 +455,7 @@ def _recorded_top_codes(raw: RawTables) -> dict[tuple[int, ...], int]:
 def _next_config_id(raw: RawTables) -> int:
     """One past every configuration id in the file (readings of a run a kill cut short keep theirs)."""
     tables = (raw.configs, raw.mon, raw.c2f, raw.done if raw.done is not None else raw.configs)
+    tables += (raw.supply.configurations, raw.supply.readings) if raw.supply is not None else ()
     ids = [int(table["config"].max()) for table in tables if len(table)]
     return max(ids) + 1 if ids else 0
 

@@ -6,6 +6,10 @@ is drawn as rows (pre-synaptic neurons, layer m) by columns (post-synaptic,
 layer m+1), coloured by the signed code the latch holds; a latch whose
 read-back equals what was written is verified, one with a stuck bit is marked
 with a red cross.
+
+An evaluation also reads the die's supply while each test pattern is held:
+the panel states the supply and network power and the energy per inference,
+with the presentation rate that energy assumes (issue 14).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from labctl.families.cmna.latch_codes import MAGNITUDE_MASK
 from labctl.gui.plots import plot_widget
 
 COLOURMAP = "CET-D1"
+NO_POWER = "No power measured (programming only, or evaluate with --power-patterns 0)."
 
 
 class ProgrammingPanel(QWidget):
@@ -35,12 +40,15 @@ class ProgrammingPanel(QWidget):
         top.addWidget(QLabel("Weights:"))
         top.addWidget(self.choice)
         top.addWidget(self.header, 1)
+        self.power = QLabel(NO_POWER)
+        self.power.setWordWrap(True)
         self.maps = QHBoxLayout()
         self._plots: list[pg.PlotWidget] = []
         self._bars: list[pg.ColorBarItem] = []
         self._outcomes: dict[str, object] = {}
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.power)
         layout.addLayout(self.maps, 1)
         legend = QLabel("Colour: the signed code each latch holds (read back), blue negative, red positive, "
                         "-7..7. Red cross: a stuck bit (read-back differs from what was written); "
@@ -52,6 +60,7 @@ class ProgrammingPanel(QWidget):
         self._outcomes.clear()
         self.choice.clear()
         self.header.setText("Nothing programmed yet.")
+        self.power.setText(NO_POWER)
 
     def step_done(self, kind: str, outcome) -> None:
         self.show_outcome(outcome)
@@ -99,6 +108,8 @@ class ProgrammingPanel(QWidget):
         state = "verified" if report.verified else f"{len(report.stuck)} stuck bit(s) will not take"
         self.header.setText(f"<b>{name}</b> weights for die {outcome.weights.die_serial}: {total} latches written "
                             f"and read back in {report.attempts} pass(es); {state}.")
+        power = outcome.result.power
+        self.power.setText(NO_POWER if power is None else "<br>".join(power.summary_lines()))
 
     def _make_plots(self, n: int) -> None:
         if len(self._plots) == n:

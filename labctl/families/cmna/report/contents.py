@@ -50,6 +50,8 @@ class ReportData:
     max_input_a: list[np.ndarray | None]
     """Per layer, the largest soma input applied per soma (A) where the file has it."""
     missing: list[str] = field(default_factory=list)
+    power: list[PowerRecord] = field(default_factory=list)
+    """On-chip power measurements of this die found next to the file (a run folder's evaluations)."""
 
     @property
     def has_linear_range(self) -> bool:
@@ -79,7 +81,49 @@ def load(path: str | Path) -> ReportData:
     # a single-method run has only its own group (and /calibration is that method)
     methods = {m: _fits(path, f"methods/{m}", missing) for m in METHOD_NAMES if f"methods/{m}" in present}
     return ReportData(path, chip, created, parameters, raw, fits,
-                      {m: p for m, p in methods.items() if p is not None}, flags, onset, max_input, missing)
+                      {m: p for m, p in methods.items() if p is not None}, flags, onset, max_input, missing,
+                      power_records(path.parent, chip.serial))
+
+
+@dataclass(frozen=True)
+class PowerRecord:
+    """One evaluation's power figures (``evaluation_<name>.json``), per-pattern readings (``power_<name>.csv``)."""
+
+    weights: str
+    figures: dict
+    """The evaluation record: issue 14's power figures with their ``_se``, the presentation rate, the ops."""
+    supply_w: np.ndarray | None
+    """VDD x each pattern's supply reading (None without the CSV)."""
+    predicted_supply_w: np.ndarray | None
+    """The supply model's prediction per pattern (None where the calibration had no supply model)."""
+
+
+def power_records(folder: Path, serial: str) -> list[PowerRecord]:
+    """The power measurements of die ``serial`` in ``folder``: ``labctl evaluate --out-dir`` and recipe runs
+    write them next to the characterisation. Records of other dies, without power, or unreadable are left out
+    (the report is about the characterisation; these are its sequel when present)."""
+    out = []
+    for path in sorted(folder.glob("evaluation_*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("die_serial") != serial or "supply_power_w" not in record:
+            continue
+        name = path.stem.removeprefix("evaluation_")
+        table = _power_table(folder / f"power_{name}.csv")
+        names = (table.dtype.names or ()) if table is not None else ()
+        column = lambda key: table[key] if key in names else None
+        out.append(PowerRecord(name, record, column("supply_power_w"), column("predicted_supply_power_w")))
+    return out
+
+
+def _power_table(path: Path) -> np.ndarray | None:
+    """The per-pattern CSV as a structured array, None when absent or unreadable."""
+    try:
+        return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+    except (OSError, ValueError):
+        return None
 
 
 def _fits(path: Path, group: str, missing: list[str]) -> DieParameters | None:

@@ -232,3 +232,20 @@ def raw_readings(data: ReportData) -> Figure:
     left.set_title(f"{len(mon)} MON readings", fontsize=10)
     right.set_title(f"{len(c2f)} C2F gates", fontsize=10)
     return fig
+
+
+def power(data: ReportData) -> Figure:
+    """Per test pattern, the measured supply power and, where the calibration has a supply model, its prediction."""
+    records = [p for p in data.power if p.supply_w is not None]
+    fig = _figure(3.2, "Supply power per test pattern")
+    ax = fig.add_subplot()
+    for record in records:
+        index = np.arange(len(record.supply_w))
+        line = ax.plot(index, record.supply_w * 1e6, "o", ms=4, label=f"{record.weights}: measured")[0]
+        if record.predicted_supply_w is not None:
+            ax.plot(index, record.predicted_supply_w * 1e6, "x", color=line.get_color(),
+                    label=f"{record.weights}: supply model")
+    ax.set_xlabel("test pattern")
+    ax.set_ylabel("supply power (uW)")
+    ax.legend(fontsize=8)
+    return fig

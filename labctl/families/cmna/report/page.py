@@ -96,6 +96,7 @@ def _sections(data: ReportData) -> list[Section]:
     if data.raw is not None:
         out.append(_figure_section("Raw readings", figures.raw_readings, data,
                                    "Every recorded reading, coloured by the kind of configuration it belongs to."))
+    out.append(_power_section(data))
     return out
 
 
@@ -162,6 +163,41 @@ def _linear_range_table(data: ReportData) -> str:
             for r in linear_range_rows(data)]
     return _table(["layer", "somas with onset", "lowest onset (nA)", "largest input applied (nA)",
                    "somas driven to their onset"], rows, left=0)
+
+
+def _power_section(data: ReportData) -> Section:
+    """The on-chip power of the evaluations found next to the file (issue 14's figures, with the assumed rate)."""
+    if not data.power:
+        return Section("Power on chip", "<p class='note'>not measured: no evaluation record of this die with power "
+                                        "figures next to this file (labctl evaluate --out-dir into this folder, or a "
+                                        "recipe's evaluate step, writes one).</p>")
+    rows = []
+    for p in data.power:
+        r = p.figures
+        rows.append([p.weights, str(r["n_patterns"]), _micro(r, "supply_power_w"), _micro(r, "dynamic_power_w"),
+                     _micro(r, "network_power_w"), _micro(r, "predicted_supply_power_w"),
+                     _micro(r, "predicted_network_power_w"), f"{r['presentation_rate_hz'] / 1e3:g}",
+                     f"{r['energy_per_inference_j'] * 1e12:.4g}",
+                     f"{r['ops_per_inference']} ({r['nonzero_ops_per_inference']})", f"{r['ops_per_joule']:.3g}",
+                     r["input_currents_from"]])
+    text = ("Supply power: VDD x the supply current, mean over the test patterns, each held while the supply SMU "
+            "read; dynamic: less the draw with every input at code 0; network: less VDD x the input currents "
+            "themselves (the part the weights control). ± one standard error of the readings. Energy per inference "
+            "is the supply power over the presentation rate, an assumption stated per row; ops are the network's "
+            "synapses (non-zero codes in brackets).")
+    table = _table(["weights", "patterns", "supply (uW)", "dynamic (uW)", "network (uW)", "predicted supply (uW)",
+                    "predicted network (uW)", "rate (kHz, assumed)", "energy per inference (pJ)", "ops (non-zero)",
+                    "ops per J", "input currents from"], rows)
+    png = figures.to_png(figures.power(data)) if any(p.supply_w is not None for p in data.power) else None
+    return Section("Power on chip", f"<p class='note'>{html.escape(text)}</p>" + table, png)
+
+
+def _micro(record: dict, key: str) -> str:
+    """A power in uW, with its standard error where the record has one; "-" where it has none."""
+    if key not in record:
+        return "-"
+    se = record.get(f"{key}_se")
+    return f"{record[key] * 1e6:.4g}" + ("" if se is None else f" ± {se * 1e6:.2g}")
 
 
 def _drift_text(data: ReportData) -> str:

@@ -112,8 +112,7 @@ def train_weights(
     loss: str = "margin",
     naive: bool = False,
     progress: Progress | None = None,
-    batch_size: int | None = None,
-    learning_rate: float = 0.05,
+    batch_size: int | None = None, learning_rate: float = 0.05, steps: int | None = None,
     variation_aware: bool = True,
     restarts: int | None = None,
     rounding: str | Sequence[str] = ROUNDINGS,
@@ -123,8 +122,7 @@ def train_weights(
     population: bool = False,
     margin_sigmas: float = objectives.DEFAULT_MARGIN_SIGMAS,
     synapse_spread: float | None = None,
-    teacher: Teacher | None = None,
-    augment: int | None = None,
+    teacher: Teacher | None = None, augment: int | None = None,
     in_situ: MirrorEstimate | None = None,
     power: PowerTerm | None = None,
 ) -> tuple[WeightSet, TrainReport]:
@@ -135,16 +133,17 @@ def train_weights(
     units, full die geometry); the most robust codes are kept. ``defects`` are
     known stuck latch bits (training uses what those latches really hold).
     ``population`` trains for the contract's population of dies instead of
-    ``params`` (only its geometry is used; see :mod:`population`). ``gate_ms`` is
-    the on-chip gate whose count noise the margin is measured against;
+    ``params`` (only its geometry is used; see :mod:`population`); the margin
+    is measured against the count noise of the on-chip gate ``gate_ms``;
     ``synapse_spread`` overrides the measured per-bit mirror spread.
     ``teacher`` replaces the labels by a reference network's decisions
     (distillation: the die then computes what the reference computes), on
     the training split and ``augment`` jittered copies of it (default 4 for
     small data sets, none from 1000 samples on). ``in_situ`` holds the
     mirror gains measured on the programmed die (:mod:`in_situ`); ``power``
-    makes it power-aware (:mod:`power_aware`). Returns the weights on the
-    full die geometry with their input encoding, and a report (seeded).
+    makes it power-aware (:mod:`power_aware`); ``steps`` overrides the budget
+    of optimiser steps. Returns the weights (full die geometry) with their
+    input encoding, and a report (seeded).
     """
     roundings = _checked_roundings(loss, epochs, rounding)
     started = time.perf_counter()
@@ -153,7 +152,7 @@ def train_weights(
     network = map_network(chip, dataset.n_features, dataset.n_classes, hidden)
     features, labels = _targets(dataset, teacher, augment, seed)
     fine = bool(starts)
-    batch_size, epochs, restarts = _budget(len(labels), batch_size, epochs, restarts, starts)
+    batch_size, epochs, restarts = _budget(len(labels), batch_size, epochs, restarts, starts, steps)
     distribution = _die_distribution(model_params, population, synapse_spread, in_situ)
     with _torch_threads(TORCH_THREADS):
         fit = _Fit(distribution, network, dataset, features, labels, loss=loss, batch_size=batch_size,
@@ -247,7 +246,7 @@ def _targets(dataset: Dataset, teacher: Teacher | None, augment: int | None,
 
 
 def _budget(n_train: int, batch_size: int | None, epochs: int | None, restarts: int | None,
-            starts: Sequence[Sequence[np.ndarray]] | None) -> tuple[int, int, int]:
+            starts: Sequence[Sequence[np.ndarray]] | None, steps: int | None = None) -> tuple[int, int, int]:
     """Batch size, epochs and restarts not given. The defaults are a budget of optimiser steps
     (:data:`SCRATCH_STEPS`, :data:`FINETUNE_STEPS`), not of epochs, so that a data set of any size gets
     about the same training; one restart per start when fine-tuning."""
@@ -255,7 +254,7 @@ def _budget(n_train: int, batch_size: int | None, epochs: int | None, restarts: 
     batch_size = batch_size or int(np.clip(n_train // 8, 16, 200))
     steps_per_epoch = math.ceil(n_train / batch_size)
     if epochs is None:
-        budget = FINETUNE_STEPS if fine else SCRATCH_STEPS
+        budget = steps or (FINETUNE_STEPS if fine else SCRATCH_STEPS)
         epochs = int(np.clip(math.ceil(budget / steps_per_epoch), 10 if fine else 50, 400))
     restarts = restarts if restarts is not None else (len(starts) if fine else DEFAULT_RESTARTS)
     if restarts < 1:
