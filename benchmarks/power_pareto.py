@@ -26,13 +26,13 @@ Usage (long; run it with ``nice``)::
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from results_sections import write_task_section
 
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.workflow import program_and_evaluate, run_characterisation, run_training
@@ -194,10 +194,7 @@ def write_section(section: str, name: str) -> None:
     """Replace this task's section of the results file, keeping the other task's."""
     head = ("# Power on chip: accuracy against measured network power\n\n"
             "Written by `benchmarks/power_pareto.py` (method in `docs/training.md`, power-aware training).\n\n")
-    text = RESULTS.read_text() if RESULTS.is_file() else head
-    pattern = re.compile(rf"<!-- task:{name} -->.*?<!-- /task:{name} -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_task_section(RESULTS, head, section, name)
 
 
 def main() -> None:

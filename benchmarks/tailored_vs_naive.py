@@ -36,13 +36,13 @@ Usage (long; run it with ``nice``)::
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from results_sections import write_task_section
 
 from labctl.families.cmna.bench import Bench
 from labctl.families.cmna.die_parameters import DieParameters
@@ -192,11 +192,7 @@ def write_section(path: Path, section: str, name: str) -> None:
     head = ("# Tailored training against naive weights and the ideal network\n\n"
             "Written by `benchmarks/tailored_vs_naive.py` (method in `docs/training.md`). Accuracies are on "
             "the test split, measured on chip through RUN_BATCH at a 20 ms gate, except the ideal row.\n\n")
-    text = path.read_text() if path.is_file() else head
-    pattern = re.compile(rf"<!-- task:{name} -->.*?<!-- /task:{name} -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_task_section(path, head, section, name)
 
 
 def main() -> int:

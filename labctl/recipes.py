@@ -389,11 +389,17 @@ class RunResult:
         for name, programmed in self.on_chip.items():
             entry = out["weights"].setdefault(name, {})
             o = programmed.outcome
-            entry |= {k: v for k, v in o.json_extra.items() if k == "stuck_bits"}
+            entry |= {k: v for k, v in o.json_extra.items() if k in SUMMARY_EXTRAS}
             if o.on_chip_accuracy is not None:
                 entry["on_chip_accuracy"] = o.on_chip_accuracy
                 entry["n_test_samples"] = o.n_samples
         return out
+
+
+SUMMARY_EXTRAS = ("stuck_bits", "supply_power_w", "dynamic_power_w", "network_power_w", "energy_per_inference_j",
+                  "dynamic_energy_per_inference_j", "ops_per_joule", "presentation_rate_hz")
+"""What a run's summary keeps of a program or evaluate step's extra figures: stuck bits and the power
+figures every family reports under the same names (issue 14); the rest stays in the step's own record."""
 
 
 def characterisation_name(n: int) -> str:

@@ -19,28 +19,15 @@ from labctl import families  # noqa: E402
 from labctl.files import partial_path  # noqa: E402
 from labctl.families.cmna.storage import read_raw  # noqa: E402
 from labctl.session import load_session  # noqa: E402
+from quick_recipes import iris_recipe
 
 TESTS = Path(__file__).resolve().parent
 PADS = ("VDD", "EXT_IN", "MON")
-FAST = """
-name = "fast"
-part = "CMNA-777"
-
-[[steps]]
-kind = "characterise"
-levels = 3
-configs = 4
-
-[[steps]]
-kind = "train"
-name = "tailored"
-dataset = "iris"
-epochs = 2
-
-[[steps]]
-kind = "evaluate"
-weights = "tailored"
-"""
+FAST = iris_recipe('fast', epochs=2, then=(
+    '[[steps]]\n'
+    'kind = "evaluate"\n'
+    'weights = "tailored"\n'
+))
 
 
 @pytest.fixture

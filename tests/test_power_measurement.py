@@ -29,30 +29,17 @@ from labctl.families.cmna.storage import load_die_parameters, load_weights
 from labctl.families.cmna.workflow import dataset_of, program_and_evaluate
 from labctl.recipes import parse_recipe, run_recipe
 from labctl.session import SessionRecorder, load_session
+from quick_recipes import iris_recipe
 
 SEED = 6
 LABCTL = shutil.which("labctl", path=str(Path(sys.executable).parent)) or "labctl"
-RECIPE = """
-name = "Iris power"
-part = "CMNA-777"
-
-[[steps]]
-kind = "characterise"
-levels = 3
-configs = 4
-
-[[steps]]
-kind = "train"
-name = "tailored"
-dataset = "iris"
-epochs = 10
-
-[[steps]]
-kind = "evaluate"
-weights = "tailored"
-gate_ms = 20
-in_situ_rounds = 0
-"""
+RECIPE = iris_recipe('Iris power', epochs=10, then=(
+    '[[steps]]\n'
+    'kind = "evaluate"\n'
+    'weights = "tailored"\n'
+    'gate_ms = 20\n'
+    'in_situ_rounds = 0\n'
+))
 IDLE_EACH_SIDE = IDLE_READINGS // 2
 """Idle readings before and after the patterns."""
 READING_NOISE = 0.01

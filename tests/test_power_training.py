@@ -25,7 +25,7 @@ from labctl.families.cmna.characterisation.characterise import characterise
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.storage import load_die_parameters, load_weights
 from labctl.families.cmna.training.power_aware import power_term_of, predicted_power
-from labctl.families.cmna.workflow import run_training
+from labctl.families.cmna.workflow import program_and_evaluate, run_training
 from labctl.train.datasets import load_dataset
 
 LABCTL = [sys.executable, "-m", "labctl"]
@@ -86,8 +86,27 @@ def test_a_budget_is_met_in_the_model_and_an_unreachable_one_is_refused(trained,
     assert held.predicted_network_power_w <= budget
     assert held.provenance.power_budget_w == budget
     with pytest.raises(ConfigError, match="no weights within the power budget"):
-        run_training(calibration, "iris", folder / "never.h5", power_budget_w=0.01 * budget)
+        run_training(calibration, "iris", folder / "never.h5", power_budget_w=0.01 * budget, epochs=5)
     assert not (folder / "never.h5").exists()
+
+
+def test_a_budget_is_honoured_on_chip(die) -> None:
+    """Programmed with stuck-bit retraining and an in-situ round (which keep the goal), the die's measured
+    network power is within 10 % of the budget or below it."""
+    _, bench_file, calibration, folder = die
+    held = load_weights(folder / "budget.h5") if (folder / "budget.h5").exists() else None
+    if held is None:
+        blind = load_weights(folder / "blind.h5")
+        run_training(calibration, "iris", folder / "budget.h5", power_budget_w=0.7 * blind.predicted_network_power_w)
+        held = load_weights(folder / "budget.h5")
+    budget = held.provenance.power_budget_w
+    result = program_and_evaluate(bench_file, folder / "budget.h5", evaluate=True, calibration=calibration,
+                                  programmed_out=folder / "budget-programmed.h5")
+    measured = result.power.as_json()
+    assert measured["network_power_w"] <= 1.1 * budget, (measured["network_power_w"], budget)
+    assert result.weights.provenance.power_budget_w == budget  # retraining kept the goal ...
+    assert np.array_equal(result.weights.encoding.input_scale, held.encoding.input_scale)  # ... and the encoding
+    assert result.evaluation.on_chip_accuracy >= 0.9
 
 
 @pytest.mark.parametrize("args, words", [

@@ -23,33 +23,20 @@ from labctl.recipes import (
     run_recipe,
 )
 from labctl.families.cmna.sim.bench import SimulatedBench
+from quick_recipes import iris_recipe
 
 PADS = ("VDD", "EXT_IN", "MON")
-FAST = """
-name = "fast Iris"
-part = "CMNA-777"
-
-[[steps]]
-kind = "characterise"
-levels = 3
-configs = 4
-
-[[steps]]
-kind = "train"
-name = "tailored"
-dataset = "iris"
-epochs = 2
-
-[[steps]]
-kind = "program"
-weights = "tailored"
-keep_powered = true
-
-[[steps]]
-kind = "evaluate"
-weights = "tailored"
-gate_ms = 20
-"""
+FAST = iris_recipe('fast Iris', epochs=2, then=(
+    '[[steps]]\n'
+    'kind = "program"\n'
+    'weights = "tailored"\n'
+    'keep_powered = true\n'
+    '\n'
+    '[[steps]]\n'
+    'kind = "evaluate"\n'
+    'weights = "tailored"\n'
+    'gate_ms = 20\n'
+))
 
 
 def test_shipped_recipes_load_and_say_what_they_run():
@@ -176,6 +163,9 @@ def test_recipe_runs_every_step_on_a_simulated_die(sim, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["outcome"] == "completed" and summary["die_serial"] == "CMNA-777-000002"
     assert summary["weights"]["tailored"]["on_chip_accuracy"] == evaluation["on_chip_accuracy"]
+    for key in ("supply_power_w", "network_power_w", "energy_per_inference_j", "ops_per_joule"):
+        assert summary["weights"]["tailored"][key] == evaluation[key] > 0, key  # the power figures, measured
+    assert summary["weights"]["tailored"]["presentation_rate_hz"] == 66e3
     assert (run / "recipe.toml").read_text() == FAST
     # the last step did not keep the die powered: every output is off
     assert not any(sim.channel_of(pad).output_on for pad in PADS)

@@ -26,29 +26,17 @@ from labctl.session import SessionRecorder, load_session
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.sim.truth import DieTruth
 from labctl.families.cmna.sim.twin import stuck_bits_seen, twin_bench, twin_truth
+from quick_recipes import iris_recipe
 
 SEED = 4
 STUCK = (0, 6, 2, 3, 1)
 """Matrix 0, row 6 (unused by Iris), column 2, sign bit stuck at 1."""
-RECIPE = """
-name = "Iris, recorded"
-part = "CMNA-777"
-
-[[steps]]
-kind = "characterise"
-levels = 3
-configs = 4
-
-[[steps]]
-kind = "train"
-name = "tailored"
-dataset = "iris"
-
-[[steps]]
-kind = "evaluate"
-weights = "tailored"
-gate_ms = 100
-"""
+RECIPE = iris_recipe('Iris, recorded', epochs=None, then=(
+    '[[steps]]\n'
+    'kind = "evaluate"\n'
+    'weights = "tailored"\n'
+    'gate_ms = 100\n'
+))
 
 
 @pytest.fixture(scope="module")
