@@ -130,9 +130,9 @@ def test_measured_powers_agree_with_the_simulators_truth(recorded) -> None:
     # the tolerances are a fraction of what they guard: a missing idle or input subtraction fails them
     assert dynamic_tolerance < 0.1 * dynamic_true and BIAS_GAIN_ERROR * inputs_true < 0.1 * network_true
     assert idle_true > dynamic_tolerance and inputs_true > 2 * (dynamic_tolerance + BIAS_GAIN_ERROR * inputs_true)
-    if params.supply is not None:  # the calibration's supply model predicts the same patterns
-        assert power.predicted is not None
-        assert np.mean(power.predicted.supply_w) == pytest.approx(supply_true, rel=0.05)
+    # the characterisation fitted a supply model, and it predicts the same patterns
+    assert params.supply is not None and power.predicted is not None
+    assert np.mean(power.predicted.supply_w) == pytest.approx(supply_true, rel=0.05)
 
 
 def test_energy_ops_and_standard_errors(recorded) -> None:
@@ -169,8 +169,7 @@ def test_the_run_records_hold_the_power_figures_and_readings(recorded) -> None:
     assert len(table) == 30
     assert np.array_equal(table[:, 1], power.supply_current_a)
     assert np.allclose(table[:, 2], power.vdd_v.value * power.supply_current_a, rtol=1e-12)
-    if power.predicted is not None:
-        assert header[3] == "predicted_supply_power_w" and np.allclose(table[:, 3], power.predicted.supply_w)
+    assert header[3] == "predicted_supply_power_w" and np.allclose(table[:, 3], power.predicted.supply_w)
     # the session record: every supply reading of the evaluation, and the figures among the results
     session = load_session(recorded.run)
     supply = session.readings[(session.readings["role"] == b"supply") & (session.readings["quantity"] == b"current")]

@@ -52,9 +52,13 @@ def register(sub) -> None:
     s = add_command(sub, "train", "Train weights tailored to a characterised device (or naive ones).",
                     "Large CMNA networks (MNIST on CMNA-L) are fine-tuned from a network pre-trained once per part\n"
                     "and data set on the contract's population of dies (the first run pre-trains for a few minutes,\n"
-                    "later ones load it from the cache and take seconds); small ones are trained from scratch.\n\n"
+                    "later ones load it from the cache and take seconds); small ones are trained from scratch.\n"
+                    "Power-aware training (--power-weight, --power-budget) trains the power-blind weights first,\n"
+                    "then fine-tunes them under their own input encoding; see docs/training.md.\n\n"
                     "examples:\n  labctl train --calibration die.h5 --dataset iris --out weights.h5\n"
                     "  labctl train --calibration die.h5 --dataset iris --out naive.h5 --naive\n"
+                    "  labctl train --calibration die.h5 --dataset iris --out low-power.h5 --power-weight 0.9\n"
+                    "  labctl train --calibration die.h5 --dataset iris --out budget.h5 --power-budget 4e-6\n"
                     "  labctl train --calibration die.h5 --dataset samples.csv --label-column species --out w.h5")
     s.add_argument("--calibration", type=Path, required=True, help="characterisation file (HDF5) of the device")
     s.add_argument("--out", type=Path, required=True, help="weights file to write (HDF5)")
