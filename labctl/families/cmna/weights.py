@@ -79,7 +79,8 @@ class TrainingProvenance:
     power_budget_w: float | None = None
     """Power-aware training's budget of predicted mean network power (``--power-budget``)."""
     power_reference_w: float | None = None
-    """The power-blind weights' predicted network power, the unit of the loss's power term."""
+    """The power-blind weights' predicted controlled power (the power term's unit: what the weights draw
+    above the quiescent current, under the patterns and idle, less the inputs)."""
     other: dict[str, str] = field(default_factory=dict)
     """Entries this version does not know (a later labctl's), kept as they were."""
 

@@ -1,9 +1,11 @@
 """Power-aware training: trade accuracy for network power on purpose (seeds 001 and 002; issue 14).
 
 The loss becomes ``(1 - alpha) x task loss + alpha x P / P_blind``, where ``P``
-is the model's mean network power (:mod:`power_model`: supply less the idle
-draw less the input currents, the part the weights control) and ``P_blind``
-that of the power-blind tailored weights. With a budget instead, ``alpha`` is
+is the model's mean controlled power (:meth:`power_model.PowerModel.controlled_current_a`:
+every branch above the quiescent current under the pattern and in the idle
+state, less the input currents; at least the network power, and not lowered
+by raising the idle draw as the network power would be) and ``P_blind`` that
+of the power-blind tailored weights. A budget bounds it, hence the network power. With a budget instead, ``alpha`` is
 a multiplier that rises while the predicted power is above the budget and
 falls below it (dual ascent), and only epochs within the budget may be kept.
 
@@ -64,11 +66,13 @@ class PredictedPower:
 
     supply_w: float
     network_w: float
+    controlled_w: float
+    """What power-aware training minimises and a budget bounds (>= ``network_w``)."""
 
 
 def predicted_power(params: DieParameters, weights: WeightSet, features: np.ndarray) -> PredictedPower:
-    prediction = predict_power(params, weights.codes, weights.encoding.encode(features))
-    return PredictedPower(float(prediction.supply_w.mean()), float(prediction.network_w.mean()))
+    p = predict_power(params, weights.codes, weights.encoding.encode(features))
+    return PredictedPower(float(p.supply_w.mean()), float(p.network_w.mean()), float(p.controlled_w.mean()))
 
 
 class PowerTerm:
@@ -77,8 +81,8 @@ class PowerTerm:
     def __init__(self, params: DieParameters, goal: PowerGoal, encoding: InputEncoding, reference_w: float,
                  n_train: int, dtype: torch.dtype = torch.float32) -> None:
         if not reference_w > 0:
-            raise ConfigError(f"the power-blind weights draw no network power in the model ({reference_w:g} W): "
-                              "nothing to trade")
+            raise ConfigError(f"the power-blind weights draw no power above the quiescent current and the inputs "
+                              f"in the model ({reference_w:g} W): nothing to trade")
         self.goal = goal
         self.encoding = encoding
         self.model = PowerModel(params, dtype=dtype)
@@ -90,16 +94,16 @@ class PowerTerm:
         self.lowest_a = math.inf
 
     def loss(self, draws: DieDraws, dac: torch.Tensor, codes: list[torch.Tensor]) -> torch.Tensor:
-        """Mean predicted network power of the batch over the dies drawn, relative to the power-blind weights'."""
-        return self.model.network_current_a(draws, dac, codes).mean() / self.reference_a
+        """Mean predicted controlled power of the batch over the dies drawn, relative to the power-blind weights'."""
+        return self.model.controlled_current_a(draws, dac, codes).mean() / self.reference_a
 
     def blend(self, task: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
         return (1.0 - self.weight) * task + self.weight * power
 
     @torch.no_grad()
     def predicted_a(self, mean: DieDraws, dac: torch.Tensor, codes: list[torch.Tensor]) -> float:
-        """The measured die's mean network current over the training split."""
-        return float(self.model.network_current_a(mean, dac, codes).mean())
+        """The measured die's mean controlled current over the training split."""
+        return float(self.model.controlled_current_a(mean, dac, codes).mean())
 
     def judge_epoch(self, expected_errors: float, predicted_a: float) -> float | None:
         """The epoch's score (lower is better), or None if it breaks the budget; then adapt alpha."""
@@ -115,12 +119,12 @@ class PowerTerm:
     def unreachable(self) -> ConfigError:
         vdd = self.model.supply.vdd_v
         return ConfigError(f"no weights within the power budget of {self.goal.budget_w:g} W were found: the lowest "
-                           f"predicted network power was {self.lowest_a * vdd:g} W (raise the budget or --epochs)")
+                           f"predicted power bound was {self.lowest_a * vdd:g} W (raise the budget or --epochs)")
 
 
 def power_term_for(params: DieParameters, blind: WeightSet, goal: PowerGoal, dataset: Dataset) -> PowerTerm:
     """The power term of training from ``blind`` (the power-blind weights) with their encoding."""
-    reference = predicted_power(params, blind, dataset.X_train).network_w
+    reference = predicted_power(params, blind, dataset.X_train).controlled_w
     return PowerTerm(params, goal, blind.encoding, reference, len(dataset.y_train))
 
 
