@@ -129,9 +129,10 @@ def front(runs: list[DieRun]) -> list[dict]:
     return rows
 
 
-def summarise(task: Task, runs: list[DieRun], rows: list[dict], rate_hz: float, plot: Path) -> tuple[str, bool]:
-    """Markdown section: the front, the goal, ops per joule, the per-die table."""
-    lines = [f"<!-- task:{task.dataset} -->",
+def summarise(task: Task, runs: list[DieRun], rows: list[dict], rate_hz: float, plot: Path,
+              name: str) -> tuple[str, bool]:
+    """Markdown section ``name``: the front, the goal, ops per joule, the per-die table."""
+    lines = [f"<!-- task:{name} -->",
              f"## {task.dataset}: {task.network} on {task.part}, {len(runs)} dies", "",
              f"Presentation rate assumed: {rate_hz / 1e3:g} kHz. Every figure measured on chip (supply SMU with "
              "each test pattern held; accuracy through RUN_BATCH at a 20 ms gate), mean over dies.", "",
@@ -161,7 +162,7 @@ def summarise(task: Task, runs: list[DieRun], rows: list[dict], rate_hz: float, 
     for run in runs:
         lines.append(f"| {run.serial} | " + " | ".join(f"{p.accuracy * 100:.1f}, {p.network_w * 1e6:.3f}"
                                                       for p in run.points) + f" | {run.seconds:.0f} |")
-    lines.append(f"<!-- /task:{task.dataset} -->")
+    lines.append(f"<!-- /task:{name} -->")
     return "\n".join(lines) + "\n", ok
 
 
@@ -205,6 +206,8 @@ def main() -> None:
     parser.add_argument("--alphas", default="0.5,0.8,0.9,0.95", help="power weights besides 0 (comma-separated)")
     parser.add_argument("--in-situ", type=int, default=1, help="in-situ rounds when programming")
     parser.add_argument("--presentation-rate", type=float, default=66e3, help="Hz (seed 004's 66 kHz)")
+    parser.add_argument("--section", default=None, help="name of the results section and plot (default: the task's; "
+                                                         "another name adds a section, e.g. for more alphas)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()
     task = TASKS[args.task]
@@ -215,12 +218,13 @@ def main() -> None:
             print(f"die seed {seed}", flush=True)
             runs.append(run_die(task, seed, alphas, args.in_situ, args.presentation_rate, Path(tmp) / f"die{seed}"))
     rows = front(runs)
-    plot = DOCS / f"power-pareto-{task.dataset}.png"
-    section, ok = summarise(task, runs, rows, args.presentation_rate, plot)
+    name = args.section or task.dataset
+    plot = DOCS / f"power-pareto-{name}.png"
+    section, ok = summarise(task, runs, rows, args.presentation_rate, plot, name)
     print(section)
     if not args.no_write:
         plot_front(task, runs, rows, plot)
-        write_section(section, task.dataset)
+        write_section(section, name)
     print("goal met" if ok else "goal NOT met")
 
 
