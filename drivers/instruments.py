@@ -12,11 +12,14 @@ from labctl.errors import InstrumentError
 
 from .keithley2450 import Keithley2450
 from .keithley2636b import Keithley2636B
+from .keysight_34980a import Keysight34980A
 from .keysight_b2900 import KeysightB2900
 from .visa_instrument import DEFAULT_TIMEOUT_S, VisaInstrument, identify, model_from_idn, open_session
 
 DRIVERS: dict[str, type[VisaInstrument]] = {
-    model: driver for driver in (Keithley2450, KeysightB2900, Keithley2636B) for model in driver.CHANNELS
+    model: driver
+    for driver in (Keithley2450, KeysightB2900, Keithley2636B, Keysight34980A)
+    for model in driver.CHANNELS
 }
 """Normalised model name (see :func:`model_from_idn`) -> driver class."""
 
