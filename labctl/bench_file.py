@@ -92,8 +92,19 @@ def load_bench_file(path: str | Path) -> BenchConfig:
 
 
 def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
+    """A bridge bench file (this module's schema), or the bench file of a family that has its own layout.
+
+    A family whose bench has no bridge (the printed family: a switch/measure
+    mainframe and an SMU) names its own parser (:attr:`DeviceFamily.bench_file_parser`);
+    the file must then say ``family = "..."``. What every parser returns has
+    ``path``, ``family``, ``name``, ``bridge_port`` (None without a bridge),
+    ``instruments`` (name -> section with ``resource``) and ``text``.
+    """
     where = f"bench file {source}" if source else "bench file"
     raw = parse_toml(text, where)
+    parser = _family_parser(raw.get("family"))
+    if parser is not None:
+        return parser(raw, text, source)
     try:
         schema = BenchSchema.model_validate(raw)
     except ValidationError as exc:
@@ -126,6 +137,16 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
         roles=roles,
         text=text,
     )
+
+
+def _family_parser(name: object):
+    """The bench-file parser of the family ``name`` names, if it has its own (None: this module's schema)."""
+    from labctl import families
+
+    if not isinstance(name, str) or name not in families.installed():
+        return None
+    spec = getattr(families.named(name), "bench_file_parser", None)
+    return families.load_object(spec, f"bench-file parser of family {name}") if spec else None
 
 
 def _check_role_names(schema: BenchSchema, where: str) -> None:

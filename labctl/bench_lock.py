@@ -142,9 +142,9 @@ def instrument_key(resource: str) -> LockKey:
     return LockKey("instrument", resource, normalise_resource(resource))
 
 
-def bench_keys(bridge_port: str, resources: Iterable[str]) -> list[LockKey]:
-    """The bridge's key, then one per distinct instrument resource."""
-    keys = [bridge_key(bridge_port)]
+def bench_keys(bridge_port: str | None, resources: Iterable[str]) -> list[LockKey]:
+    """The bridge's key (a bench without a bridge has none), then one per distinct instrument resource."""
+    keys = [bridge_key(bridge_port)] if bridge_port is not None else []
     for resource in resources:
         key = instrument_key(resource)
         if all(k.key != key.key for k in keys):
@@ -153,7 +153,8 @@ def bench_keys(bridge_port: str, resources: Iterable[str]) -> list[LockKey]:
 
 
 def keys_of(config) -> list[LockKey]:
-    """The keys of a bench file (:class:`labctl.bench_file.BenchConfig`): its bridge port and instruments."""
+    """The keys of a bench file (:class:`labctl.bench_file.BenchConfig` or a family's): its bridge port and
+    instruments."""
     return bench_keys(config.bridge_port, [section.resource for section in config.instruments.values()])
 
 

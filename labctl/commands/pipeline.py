@@ -60,8 +60,9 @@ def register(sub) -> None:
                     "  labctl train --calibration die.h5 --dataset iris --out low-power.h5 --power-weight 0.9\n"
                     "  labctl train --calibration die.h5 --dataset iris --out budget.h5 --power-budget 4e-6\n"
                     "  labctl train --calibration die.h5 --dataset samples.csv --label-column species --out w.h5")
-    s.add_argument("--calibration", type=Path, required=True, help="characterisation file (HDF5) of the device")
-    s.add_argument("--out", type=Path, required=True, help="weights file to write (HDF5)")
+    s.add_argument("--calibration", type=Path, required=True,
+                   help="characterisation file (HDF5) of the device (printed: of the process)")
+    s.add_argument("--out", type=Path, required=True, help="weights file (printed: design file) to write (HDF5)")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_options(s, options_of("train"))
     s.set_defaults(handler=train)
@@ -73,11 +74,15 @@ def register(sub) -> None:
     add_options(s, options_of("program"))
     s.set_defaults(handler=program_or_evaluate, stage="program", json=False, out_dir=None)
 
-    s = add_command(sub, "evaluate", "Program the weights, then classify the test split on the device.",
+    s = add_command(sub, "evaluate", "Program the weights (a printed circuit: verify the printed design), then "
+                                     "classify the test split on the device.",
                     "examples:\n  labctl evaluate --bench bench.toml --weights weights.h5 --json\n"
-                    "  labctl evaluate --bench bench.toml --weights weights.h5 --calibration die.h5 --out-dir run/")
+                    "  labctl evaluate --bench bench.toml --weights weights.h5 --calibration die.h5 --out-dir run/\n"
+                    "  labctl evaluate --bench printed.toml --design design.h5 --json")
     s.add_argument("--bench", type=Path, required=True, help=BENCH_HELP)
-    s.add_argument("--weights", type=Path, required=True, help="weights file (HDF5) trained for this device")
+    s.add_argument("--weights", "--design", dest="weights", type=Path, required=True,
+                   help="weights file (HDF5) trained for this device, or the design (HDF5) a printed sample was "
+                        "printed from")
     s.add_argument("--json", action="store_true",
                    help="print one JSON object (on_chip_accuracy, software_accuracy, n_samples, and the family's "
                         "figures) instead of sentences")
@@ -116,12 +121,13 @@ def identify(args: argparse.Namespace) -> int:
     config = load_bench_file(args.bench)
     family = families.for_bench(config)
     description, identities = family.describe(args.bench, StepContext(bench_file=args.bench))
-    print(f"bridge  {config.bridge_port}")
+    if config.bridge_port is not None:
+        print(f"bridge  {config.bridge_port}")
     for line in description.lines():
         print(line)
     for name, idn in identities.items():
         print(f"{name:<7} {idn}")
-    for role, b in config.roles.items():
+    for role, b in getattr(config, "roles", {}).items():
         print(f"role    {role:<8}-> {b.instrument}:{b.channel}")
     return 0
 

@@ -46,6 +46,10 @@ def register(sub) -> None:
         if family.simulator:
             simulator_of(family).add_arguments(s)
     s.set_defaults(handler=serve)
+    for family in families.installed().values():  # a family's own sim commands (printed: sim print)
+        add_sim_commands = getattr(simulator_of(family), "add_sim_commands", None) if family.simulator else None
+        if add_sim_commands is not None:
+            add_sim_commands(simsub)
 
 
 def demo(args: argparse.Namespace) -> int:
