@@ -104,7 +104,7 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
     raw = parse_toml(text, where)
     parser = _family_parser(raw.get("family"))
     if parser is not None:
-        return parser(raw, text, source)
+        return parser(text, source)
     try:
         schema = BenchSchema.model_validate(raw)
     except ValidationError as exc:
