@@ -1,0 +1,1 @@
+"""Printed neuromorphic circuits (pNC): the second device family (issue 13)."""

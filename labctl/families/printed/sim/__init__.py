@@ -1,0 +1,1 @@
+"""Simulated PNC-1 process: EGT compact model, cell DC solves and printing variation."""
