@@ -1,0 +1,245 @@
+"""CellMap: the measured map from a cell's component values to its transfer and power (contract 1.4, 1.5, 2.3).
+
+The authors learn a small network from 10,000 SPICE-simulated component sets
+(seed 000); labctl measures ~14 ACT and ~13 NEG designs on a PNC-TS sample
+instead, which identifies only a few coefficients per target. The form is
+therefore linear in the logarithms of the components, per target:
+
+    y_t = b_t0 + sum_j b_tj z_j,   z_j = (log c_j - mid_j) / half_j
+
+with ``mid``/``half`` the centre and half-width of the printable range in log
+space (contract 1.4/1.5, so coefficients are comparable between runs and a
+design inside the ranges has |z| <= 1). ``eta4`` (> 0, spanning 5 to 105 /V)
+and ``p1`` (the cell's mean power, > 0) are fitted in log. Each target is a
+weighted ridge least-squares fit (weights 1/se^2 of the structure fits); the
+ridge strength is chosen by weighted leave-one-out error (closed form via the
+hat matrix), so 13 points can carry 8 coefficients without over-fitting, and
+the leave-one-out residuals are reported as the map's held-out error.
+
+Targets: ``V_out = +-(eta1 + eta2 tanh((V - eta3) eta4))`` (+ for ACT, - for
+NEG) and the cell's supply + input power ``P(V) = p1 + p2 tanh((V - eta3)
+eta4) + p3 V^2`` in W (contract 1.8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from labctl.errors import DataFileError
+from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, COMPONENT_RANGES, NEG_COMPONENTS
+
+__all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "CellMap", "fit_cell_map", "component_matrix"]
+
+TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "eta4", "p1", "p2", "p3")
+TARGET_UNITS: Mapping[str, str] = {"eta1": "V", "eta2": "V", "eta3": "V", "eta4": "1/V",
+                                   "p1": "W", "p2": "W", "p3": "W/V^2"}
+LOG_TARGETS = ("eta4", "p1")
+"""Targets fitted in log when every measurement is positive (they are by construction of the cells)."""
+RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""Candidate ridge strengths (relative to unit-mean weights); the leave-one-out error picks one."""
+
+
+def _log_range(kind: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(mid, half) of log(component) over the printable ranges of ``kind``."""
+    ranges = COMPONENT_RANGES[kind]
+    lo = np.log([ranges[c].low for c in CELL_COMPONENTS[kind]])
+    hi = np.log([ranges[c].high for c in CELL_COMPONENTS[kind]])
+    return (hi + lo) / 2, (hi - lo) / 2
+
+
+def component_matrix(kind: str, components) -> NDArray[np.float64]:
+    """(n, k) component values in ``CELL_COMPONENTS[kind]`` order from a Mapping, a structured array
+    or an (n, k) array (columns already in that order)."""
+    names = CELL_COMPONENTS[kind]
+    if isinstance(components, Mapping):
+        missing = [n for n in names if n not in components]
+        if missing:
+            raise ValueError(f"{kind} components lack {', '.join(missing)}")
+        return np.column_stack([np.atleast_1d(np.asarray(components[n], dtype=float)) for n in names])
+    arr = np.asarray(components)
+    if arr.dtype.names:
+        return np.column_stack([np.asarray(arr[n], dtype=float) for n in names])
+    arr = np.atleast_2d(arr.astype(float))
+    if arr.shape[-1] != len(names):
+        raise ValueError(f"{kind} components need {len(names)} columns ({', '.join(names)}), got {arr.shape[-1]}")
+    return arr
+
+
+@dataclass(frozen=True)
+class TargetFit:
+    """One target's fit: coefficients on [1, z], their covariance, ridge strength and errors."""
+
+    coef: NDArray[np.float64]
+    cov: NDArray[np.float64]
+    ridge: float
+    log: bool
+    residual_rms: float
+    loo_rms: float
+
+
+def _ridge_solve(x: NDArray, y: NDArray, w: NDArray, lam: float) -> tuple[NDArray, NDArray, NDArray]:
+    """Weighted ridge (intercept not penalised): coefficients, A^-1 and the hat-matrix diagonal."""
+    penalty = lam * np.eye(x.shape[1])
+    penalty[0, 0] = 0.0
+    a_inv = np.linalg.pinv(x.T @ (w[:, None] * x) + penalty)
+    coef = a_inv @ (x.T @ (w * y))
+    hat = np.einsum("ij,jk,ik->i", x, a_inv, x) * w
+    return coef, a_inv, hat
+
+
+def _fit_target(x: NDArray, y: NDArray, se: NDArray, log: bool) -> TargetFit:
+    """Weighted ridge fit of one target; ridge strength by weighted leave-one-out error."""
+    if log:
+        se, y_fit = se / y, np.log(y)
+    else:
+        y_fit = y
+    good_se = se[np.isfinite(se) & (se > 0)]
+    floor = np.median(good_se) if good_se.size else 1.0
+    se = np.where(np.isfinite(se) & (se > 0), se, floor)
+    w = 1.0 / se**2
+    w_n = w / w.mean()
+    best = None
+    for lam in RIDGE_GRID:
+        coef, a_inv, hat = _ridge_solve(x, y_fit, w_n, lam)
+        loo = (y_fit - x @ coef) / np.clip(1.0 - hat, 1e-6, None)
+        score = float(np.sum(w_n * loo**2))
+        if best is None or score < best[0] - 1e-12:
+            best = (score, lam, coef, a_inv, hat, loo)
+    _, lam, coef, a_inv, hat, loo = best
+    resid = y_fit - x @ coef
+    dof = max(len(y) - float(hat.sum()), 1.0)
+    scale = max(1.0, float(np.sum(w * resid**2)) / dof)  # measured scatter beyond the stated se widens the cov
+    a_inv_w = a_inv / w.mean()  # back to the un-normalised weights
+    cov = scale * a_inv_w @ (x.T @ (w[:, None] * x)) @ a_inv_w
+    if log:
+        resid_nat, loo_nat = y - np.exp(y_fit - resid), y - np.exp(y_fit - loo)
+    else:
+        resid_nat, loo_nat = resid, loo
+    return TargetFit(coef, cov, lam, log, float(np.sqrt(np.mean(resid_nat**2))), float(np.sqrt(np.mean(loo_nat**2))))
+
+
+def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
+                 target_se: Mapping[str, np.ndarray]) -> "CellMap":
+    """Fit the map of ``kind`` ("ACT" or "NEG") from measured structures (one row each; replicas are rows).
+
+    ``components``: a Mapping name -> values, a structured array or an (n, k) array in component order;
+    ``targets``/``target_se``: every name of TARGETS -> (n,) values and standard errors from the
+    structures' sweep fits. Needs at least as many structures as coefficients (k + 1) to be well posed;
+    the ridge keeps fewer from failing but the leave-one-out error then says how little it knows.
+    """
+    if kind not in CELL_COMPONENTS:
+        raise ValueError(f"cell kind {kind!r}: expected ACT or NEG")
+    comps = component_matrix(kind, components)
+    if np.any(~np.isfinite(comps)) or np.any(comps <= 0):
+        raise ValueError(f"{kind} components must be finite and positive")
+    mid, half = _log_range(kind)
+    x = np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
+    fits = {}
+    for t in TARGETS:
+        y = np.asarray(targets[t], dtype=float)
+        se = np.asarray(target_se[t], dtype=float)
+        if y.shape != (len(comps),) or se.shape != y.shape:
+            raise ValueError(f"target {t}: expected {len(comps)} values and standard errors")
+        fits[t] = _fit_target(x, y, se, log=t in LOG_TARGETS and bool(np.all(y > 0)))
+    return CellMap(kind=kind, fits=fits, n_structures=len(comps))
+
+
+@dataclass(frozen=True)
+class CellMap:
+    """The fitted map of one cell kind; numpy ``predict`` and a differentiable torch forward share it."""
+
+    kind: str
+    fits: Mapping[str, TargetFit]
+    n_structures: int
+    _torch_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return CELL_COMPONENTS[self.kind]
+
+    @property
+    def residual_rms(self) -> dict[str, float]:
+        """In-sample rms residual per target, in the target's unit (TARGET_UNITS)."""
+        return {t: f.residual_rms for t, f in self.fits.items()}
+
+    @property
+    def loo_rms(self) -> dict[str, float]:
+        """Held-out (leave-one-out) rms residual per target: the map's error on an unseen design."""
+        return {t: f.loo_rms for t, f in self.fits.items()}
+
+    def _features(self, comps: NDArray) -> NDArray:
+        mid, half = _log_range(self.kind)
+        return np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
+
+    def predict(self, components) -> dict[str, NDArray[np.float64]]:
+        """Target values for designs given as a Mapping name -> values (or an array; see component_matrix)."""
+        x = self._features(component_matrix(self.kind, components))
+        out = {}
+        for t, f in self.fits.items():
+            y = x @ f.coef
+            out[t] = np.exp(y) if f.log else y
+        return out
+
+    def predict_se(self, components) -> dict[str, NDArray[np.float64]]:
+        """Standard error of each prediction (coefficient covariance; delta method for log targets)."""
+        x = self._features(component_matrix(self.kind, components))
+        pred = self.predict(components)
+        out = {}
+        for t, f in self.fits.items():
+            se = np.sqrt(np.einsum("ij,jk,ik->i", x, f.cov, x))
+            out[t] = se * pred[t] if f.log else se
+        return out
+
+    def _torch_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        if dtype not in self._torch_cache:
+            mid, half = _log_range(self.kind)
+            coef = np.stack([self.fits[t].coef for t in TARGETS])  # (7, k + 1)
+            log = np.array([self.fits[t].log for t in TARGETS])
+            self._torch_cache[dtype] = tuple(torch.as_tensor(a, dtype=dtype) for a in (mid, half, coef)) + (
+                torch.as_tensor(log),)
+        return self._torch_cache[dtype]
+
+    def etas_and_power(self, components: torch.Tensor) -> torch.Tensor:
+        """Differentiable map: components (..., k) in component order -> (..., 7) in TARGETS order."""
+        mid, half, coef, log = self._torch_params(components.dtype)
+        z = (torch.log(components) - mid) / half
+        y = coef[:, 0] + z @ coef[:, 1:].T
+        return torch.where(log, torch.exp(y), y)
+
+    def write(self, group) -> None:
+        """Store the map in an h5py group (attrs: kind, components, targets; one dataset per quantity)."""
+        group.attrs["kind"] = self.kind
+        group.attrs["components"] = list(self.components)
+        group.attrs["targets"] = list(TARGETS)
+        group.attrs["target_units"] = [TARGET_UNITS[t] for t in TARGETS]
+        group.attrs["form"] = "y = b0 + sum_j b_j (log c_j - mid_j)/half_j over the printable ranges; " \
+                              "exp(y) where fitted_in_log"
+        group.attrs["n_structures"] = self.n_structures
+        group["coef"] = np.stack([self.fits[t].coef for t in TARGETS])
+        group["coef_cov"] = np.stack([self.fits[t].cov for t in TARGETS])
+        group["ridge"] = np.array([self.fits[t].ridge for t in TARGETS])
+        group["fitted_in_log"] = np.array([self.fits[t].log for t in TARGETS])
+        group["residual_rms"] = np.array([self.fits[t].residual_rms for t in TARGETS])
+        group["loo_rms"] = np.array([self.fits[t].loo_rms for t in TARGETS])
+
+    @classmethod
+    def read(cls, group) -> "CellMap":
+        """The map stored by ``write``; DataFileError naming the group if it is not one."""
+        try:
+            kind = str(group.attrs["kind"])
+            if tuple(str(t) for t in group.attrs["targets"]) != TARGETS or kind not in CELL_COMPONENTS:
+                raise KeyError("targets")
+            arrays = {k: group[k][()] for k in ("coef", "coef_cov", "ridge", "fitted_in_log", "residual_rms",
+                                                 "loo_rms")}
+            n = int(group.attrs["n_structures"])
+        except KeyError as exc:
+            raise DataFileError(f"{group.file.filename}:{group.name}: not a printed cell map (lacks {exc})") from None
+        fits = {t: TargetFit(arrays["coef"][i], arrays["coef_cov"][i], float(arrays["ridge"][i]),
+                             bool(arrays["fitted_in_log"][i]), float(arrays["residual_rms"][i]),
+                             float(arrays["loo_rms"][i])) for i, t in enumerate(TARGETS)}
+        return cls(kind=kind, fits=fits, n_structures=n)

@@ -1,0 +1,109 @@
+"""Printed training (issue 13): design record, CSV splits, power-aware training, valid-only choices.
+
+Small synthetic slices made here (no /work/shared/data), a synthetic calibration (test_printed_model).
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from labctl.errors import ConfigError, DataFileError
+from labctl.families.printed.dataset import load_csv
+from labctl.families.printed.design import Design
+from labctl.families.printed.training import TrainingSettings, train_design
+from test_printed_model import synthetic_calibration
+
+FAST = TrainingSettings(epochs=300, eval_every=10, patience=300, train_samples=10, test_samples=100)
+
+
+def blobs(n: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three separable classes in 4 features (in [0, 1])."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    centres = np.array([[0.2, 0.8, 0.3, 0.5], [0.8, 0.2, 0.5, 0.3], [0.5, 0.5, 0.9, 0.8]])
+    return np.clip(centres[labels] + rng.normal(0, 0.08, (n, 4)), 0, 1), labels
+
+
+@pytest.fixture(scope="module")
+def blind_and_aware():
+    cal = synthetic_calibration()
+    x, y = blobs()
+    blind = train_design(cal, (x, y), restarts=1, seed=0, settings=FAST)
+    aware = train_design(cal, (x, y), restarts=1, seed=0, power_weight=0.5, settings=FAST)
+    return blind, aware
+
+
+def test_a_variation_aware_design_predicts_a_distribution(blind_and_aware):
+    blind, _ = blind_and_aware
+    p = blind.prediction
+    assert p.software_accuracy > 0.9 and p.test_mean > 0.85
+    assert p.test_q05 <= p.test_mean <= p.test_q95 and p.test_sd > 0 and p.n_samples == 100 and p.eps == 0.10
+    assert 1e-4 < p.power_w < 0.1                 # cells dominate: about a mW each (contract 1.8)
+    assert blind.provenance.split_generated and blind.split is not None
+    assert blind.layers == (4, 3, 3) and blind.process == "sim-test"
+
+
+def test_power_aware_training_lowers_predicted_power_with_small_accuracy_loss(blind_and_aware):
+    blind, aware = blind_and_aware
+    assert aware.prediction.power_blind_power_w == pytest.approx(blind.prediction.power_w, rel=0.05)
+    assert blind.prediction.power_w / aware.prediction.power_w >= 1.5
+    assert aware.prediction.test_mean >= blind.prediction.test_mean - 0.1
+    neg_blind = sum(int(layer.neg_present.sum()) for layer in blind.layer_values)
+    neg_aware = sum(int(layer.neg_present.sum()) for layer in aware.layer_values)
+    assert neg_aware < neg_blind                   # fewer NEG cells is where the power goes (seed 001)
+
+
+def test_design_round_trips_through_hdf5_atomically(tmp_path, blind_and_aware):
+    design, _ = blind_and_aware
+    path = tmp_path / "design.h5"
+    design.write(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["design.h5"]          # no temp file left
+    back = Design.read(path)
+    assert back.prediction == design.prediction and back.provenance == design.provenance
+    for a, b in zip(back.layer_values, design.layer_values):
+        np.testing.assert_array_equal(a.theta, b.theta)
+        np.testing.assert_array_equal(a.neg_present, b.neg_present)
+        np.testing.assert_array_equal(a.act_components, b.act_components)
+    np.testing.assert_array_equal(back.split, design.split)
+    with h5py.File(path) as fh:
+        assert (fh.attrs["family"], fh.attrs["kind"], fh.attrs["process"]) == ("printed", "design", "sim-test")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as fh:
+        fh.attrs["family"] = "printed"
+        fh.attrs["kind"] = "characterisation"
+    with pytest.raises(DataFileError, match="not a printed design"):
+        Design.read(other)
+
+
+def test_fixed_circuits_keep_the_reference_cells():
+    cal = synthetic_calibration()
+    x, y = blobs(90, seed=1)
+    design = train_design(cal, (x, y), restarts=1, fixed_circuits=True, nominal=True,
+                          settings=TrainingSettings(epochs=40, eval_every=10))
+    act = design.layer_values[0].act_components
+    np.testing.assert_allclose(act, np.tile([1.0e6, 15e3, 90, 60, 490, 35], (3, 1)))
+    assert design.provenance.train_eps == 0.0 and design.prediction.eps == 0.10   # predicted at the run's eps
+
+
+def test_csv_split_column_is_kept_and_a_missing_one_is_generated_stratified(tmp_path):
+    x, y = blobs(100)
+    split = np.array(["train"] * 60 + ["valid"] * 20 + ["test"] * 20)
+    lines = ["f0,f1,f2,f3,cls,split"] + [",".join([*(f"{v:.4f}" for v in row), str(c), s])
+                                         for row, c, s in zip(x, y, split)]
+    with_split = tmp_path / "a.csv"
+    with_split.write_text("\n".join(lines) + "\n")
+    data = load_csv(with_split, label_column="cls")
+    assert list(data.split) == list(split) and not data.split_generated and data.feature_names == ("f0", "f1", "f2",
+                                                                                                   "f3")
+    without = tmp_path / "b.csv"
+    without.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    data = load_csv(without, label_column="cls", seed=4)
+    assert data.split_generated
+    for cls in range(3):
+        counts = {s: int(np.sum((data.labels == cls) & (data.split == s))) for s in ("train", "valid", "test")}
+        assert abs(counts["train"] - 0.6 * sum(counts.values())) <= 1 and counts["valid"] >= 6
+    assert list(load_csv(without, label_column="cls", seed=4).split) == list(data.split)
+    with pytest.raises(ConfigError, match="no column 'label'"):
+        load_csv(without)
