@@ -486,3 +486,21 @@ def test_argument_errors_raise_value_error_and_change_nothing() -> None:
     assert (die._dac == 7).all() and (die.read_latches(0, 0, 7) == 0).all()
     die.set_monitor(99, None)  # 0xFFFF disconnects whatever the layer
     die.set_dac(0, [])  # count 0 is a no-op
+
+
+def test_a_forced_level_reads_back_with_the_instruments_floor_not_the_dies_noise() -> None:
+    """The die's reading noise is in what the die decides (VDD current), not in the SMU's own setpoint:
+    a CMNA-L die with large noise once read VDD 5 % low and failed its power-up check (issue 14 benchmark)."""
+    from labctl.sim.smu_emulators import Keithley2450Emulator
+
+    die, _ = powered_die(seed=4)
+    channel = Keithley2450Emulator(seed=3).channel("1")
+    die.pads["VDD"].noise_frac = 0.03
+    channel.attach(die.pads["VDD"])
+    channel.set_limit("I", 2e-3)
+    channel.set_level("V", 1.8)
+    channel.set_output(True)
+    volts = np.array([channel.read("V") for _ in range(200)])
+    amps = np.array([channel.read("I") for _ in range(200)])
+    assert np.std(volts) < 3e-6 and abs(volts.mean() - 1.8) < 1e-6
+    assert 0.02 < np.std(amps) / amps.mean() < 0.04

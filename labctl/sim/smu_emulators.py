@@ -174,7 +174,11 @@ class EmulatedChannel:
         else:
             value, floor = (point.voltage_v or 0.0), VOLTAGE_FLOOR_V
         nplc = self.nplc[quantity]
-        sigma = math.hypot(abs(value) * self.pad.noise_frac / math.sqrt(nplc), floor)
+        # the pad's noise is in what the pad decides: the current under a forced voltage, the voltage under
+        # a forced current (or in compliance); the read-back of a forced level has the instrument's floor only
+        forced = quantity == self.mode and self.output_on and not point.in_compliance
+        noise_frac = 0.0 if forced else self.pad.noise_frac
+        sigma = math.hypot(abs(value) * noise_frac / math.sqrt(nplc), floor)
         self.clock.advance(nplc / POWER_LINE_HZ + READING_OVERHEAD_S)
         return value + sigma * float(self._rng.standard_normal())
 
