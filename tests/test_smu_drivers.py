@@ -650,9 +650,11 @@ def test_reading_noise_falls_with_sqrt_nplc() -> None:
     channel.set_output(True)
     for nplc, sigma in ((1.0, 0.01), (4.0, 0.005)):
         channel.set_nplc("I", nplc)
-        readings = np.array([channel.read("I") for _ in range(2000)])
-        assert readings.mean() == pytest.approx(1e-6, rel=1e-3)
-        assert readings.std() / 1e-6 == pytest.approx(sigma, rel=0.1)
+        channel.set_nplc("V", nplc)
+        # the pad decides the voltage under a forced current: that reading carries the pad's noise
+        readings = np.array([channel.read("V") for _ in range(2000)])
+        assert readings.mean() == pytest.approx(1.0, rel=1e-3)
+        assert readings.std() / 1.0 == pytest.approx(sigma, rel=0.1)
 
 
 def test_pad_sees_every_change_at_once() -> None:
