@@ -48,6 +48,8 @@ RAIL_SLOT = 8
 ABUS_FIRST_CHANNEL = 900
 """Channels ``s9xx`` of a 34922A are its analog-bus relays (7911..7924, 8911..8924)."""
 
+DAC_LSB_V = 16.0 / 32768
+"""The 34951A's 16-bit grid (contract 4.3): a setpoint is realised as the nearest multiple of 0.48828125 mV."""
 PAD_ABSOLUTE_MAX_V = 2.0
 """Every D pad's absolute maximum (contract 4.4): beyond it EGT gates break down."""
 NPLC_VALUES = (0.02, 0.2, 1.0, 2.0, 10.0, 20.0, 100.0, 200.0)
@@ -320,3 +322,22 @@ def shunt_channel(pad: int) -> int:
         raise ConfigError(f"there is no pad D{pad:02d} (D01 to D24)")
     return 7000 + pad
 
+
+
+def dac_realised_v(volts: float) -> float:
+    """The level a DAC realises for setpoint ``volts``: the nearest point of its 16-bit grid (contract 4.3)."""
+    return round(float(volts) / DAC_LSB_V) * DAC_LSB_V
+
+
+def sense_channel(pad: int) -> int:
+    """The slot-7 channel reading sense pad S<pad> (contract 4.2): 7024 + n, S01 7025, S46 7070."""
+    if not 1 <= pad <= 46:
+        raise ConfigError(f"there is no pad S{pad:02d} (S01 to S46)")
+    return 7024 + pad
+
+
+def rail_channels(group: int) -> tuple[int, int]:
+    """The slot-8 channels (VDD, VSS) of rail group ``group`` (contract 4.2): VDD13 8013, VSS13 8048."""
+    if not 1 <= group <= 35:
+        raise ConfigError(f"there is no rail group {group} (1 to 35)")
+    return RAIL_SLOT * 1000 + group, RAIL_SLOT * 1000 + 35 + group

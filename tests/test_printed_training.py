@@ -1,6 +1,7 @@
 """Printed training (issue 13): design record, CSV splits, power-aware training, valid-only choices.
 
-Small synthetic slices made here (no /work/shared/data), a synthetic calibration (test_printed_model).
+Small synthetic slices made here (no /work/shared/data), a synthetic calibration (test_printed_model)
+with the cells' port targets, so training runs the loaded model (contract 1.3).
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ FAST = TrainingSettings(epochs=300, eval_every=10, patience=300, train_samples=1
 
 
 def blobs(n: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Three separable classes in 4 features (in [0, 1])."""
+    """Three classes in 4 features (in [0, 1]), overlapping a little."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
     centres = np.array([[0.2, 0.8, 0.3, 0.5], [0.8, 0.2, 0.5, 0.3], [0.5, 0.5, 0.9, 0.8]])
-    return np.clip(centres[labels] + rng.normal(0, 0.08, (n, 4)), 0, 1), labels
+    return np.clip(centres[labels] + rng.normal(0, 0.15, (n, 4)), 0, 1), labels
 
 
 @pytest.fixture(scope="module")
 def blind_and_aware():
-    cal = synthetic_calibration()
+    cal = synthetic_calibration(ports=True)
     x, y = blobs()
-    blind = train_design(cal, (x, y), restarts=1, seed=0, settings=FAST)
-    aware = train_design(cal, (x, y), restarts=1, seed=0, power_weight=0.5, settings=FAST)
+    # Overlapping classes, so printed variation costs accuracy and the prediction is a spread (seeds 0,
+    # 1, 2, 6 all train: software 93 to 100 %, predicted 93 to 97 % with sd 2 to 4 points).
+    blind = train_design(cal, (x, y), restarts=1, seed=6, settings=FAST)
+    aware = train_design(cal, (x, y), restarts=1, seed=6, power_weight=0.5, settings=FAST)
     return blind, aware
 
 
@@ -66,6 +69,8 @@ def test_design_round_trips_through_hdf5_atomically(tmp_path, blind_and_aware):
         np.testing.assert_array_equal(a.theta, b.theta)
         np.testing.assert_array_equal(a.neg_present, b.neg_present)
         np.testing.assert_array_equal(a.act_components, b.act_components)
+        np.testing.assert_array_equal(a.neg_ports, b.neg_ports)
+        assert np.all(b.act_ports[:, 0] > 1e3) and np.all(np.isinf(b.act_ports[:, 1]))   # r_out; a gate input
     np.testing.assert_array_equal(back.split, design.split)
     with h5py.File(path) as fh:
         assert (fh.attrs["family"], fh.attrs["kind"], fh.attrs["process"]) == ("printed", "design", "sim-test")

@@ -10,7 +10,8 @@ training provenance. Written atomically (temp file in the same folder, then
 ``os.replace``); layout:
 
     /            attrs family="printed", kind="design", process, format
-    /layers/<l>  theta, g_s, negated, neg_present, act_components, neg_components, act_etas, neg_etas
+    /layers/<l>  theta, g_s, negated, neg_present, act_components, neg_components, act_etas, neg_etas,
+                 act_ports, neg_ports (absent in designs made before the loaded model)
     /input       offset, scale (feature -> V); attrs feature_names, class_names
     /prediction  attrs (accuracies as fractions, power in W)
     /provenance  attrs; dataset ``split`` when the split was generated
@@ -18,7 +19,7 @@ training provenance. Written atomically (temp file in the same folder, then
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import h5py
@@ -32,7 +33,7 @@ DESIGN_FORMAT = "pnc-design/1"
 
 @dataclass(frozen=True)
 class DesignLayer:
-    """One crossbar layer's nominal printed values (network.LayerValues as arrays, plus the cells' etas)."""
+    """One crossbar layer's nominal printed values (network.LayerValues as arrays; the cells' etas, ports)."""
 
     theta: np.ndarray           # (n_in + 2, n_out): inputs, bias, GND
     g_s: np.ndarray             # conductance (S), 0 where not printed
@@ -42,6 +43,11 @@ class DesignLayer:
     neg_components: np.ndarray  # (n_in + 1, 7) R1..R5 (ohm), W, L (um)
     act_etas: np.ndarray        # (n_out, 7) process_map.TARGETS at the nominal components
     neg_etas: np.ndarray        # (n_in + 1, 7)
+    act_ports: np.ndarray | None = None
+    """(n_out, 3) process_map.PORT_TARGETS the model used (r_out ohm, r_in ohm, i_in0 A; contract 1.3,
+    1.5): 0 ohm / inf / 0 A where the calibration did not measure them. None in older designs."""
+    neg_ports: np.ndarray | None = None
+    """(n_in + 1, 3) as ``act_ports``, for the NEG cells."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,8 @@ class Design:
         for index, layer in enumerate(self.layer_values, start=1):
             group = fh.create_group(f"layers/{index}")
             for f in fields(DesignLayer):
-                group[f.name] = getattr(layer, f.name)
+                if getattr(layer, f.name) is not None:
+                    group[f.name] = getattr(layer, f.name)
         inputs = fh.create_group("input")
         inputs["offset"], inputs["scale"] = self.input_offset, self.input_scale
         inputs.attrs["feature_names"] = list(self.feature_names)
@@ -148,8 +155,7 @@ class Design:
     @classmethod
     def _from_file(cls, fh: h5py.File) -> "Design":
         layers = tuple(int(n) for n in fh.attrs["layers"])
-        values = tuple(DesignLayer(**{f.name: fh[f"layers/{i}/{f.name}"][()] for f in fields(DesignLayer)})
-                       for i in range(1, len(layers)))
+        values = tuple(_design_layer(fh[f"layers/{i}"]) for i in range(1, len(layers)))
         prov_group = fh["provenance"]
         prov = {f.name: _plain(prov_group.attrs[f.name]) for f in fields(Provenance)}
         pred = {f.name: _plain(fh["prediction"].attrs[f.name]) for f in fields(Prediction)}
@@ -160,6 +166,12 @@ class Design:
                    feature_names=tuple(str(s) for s in fh["input"].attrs["feature_names"]),
                    class_names=tuple(str(s) for s in fh["input"].attrs["class_names"]),
                    prediction=Prediction(**pred), provenance=Provenance(**prov), split=split)
+
+
+def _design_layer(group: h5py.Group) -> DesignLayer:
+    """One stored layer; the optional fields (defaults) may be absent, the others raise KeyError."""
+    return DesignLayer(**{f.name: group[f.name][()] for f in fields(DesignLayer)
+                          if f.name in group or f.default is MISSING})
 
 
 def _plain(value):

@@ -2,9 +2,10 @@
 
 Replay, live views and export rebuild the very model training used from a
 design (``network_from_design``); training stores the model's nominal printed
-values in the design (``design_layers``), including the etas and power
-coefficients the calibration predicts for each cell, so the exporter needs
-no calibration to write the SPICE netlist.
+values in the design (``design_layers``), including the etas, power
+coefficients and port values (output and NEG input resistances, contract
+1.3/1.5) the calibration predicts for each cell, so the exporter needs no
+calibration to write the SPICE netlist.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from labctl.families.printed.dataset import encode
 from labctl.families.printed.design import Design, DesignLayer
 from labctl.families.printed.network import PrintedNetwork
 from labctl.families.printed.process_calibration import ProcessCalibration, require_process
+from labctl.families.printed.process_map import TARGETS
 
 
 @torch.no_grad()
@@ -23,12 +25,14 @@ def design_layers(network: PrintedNetwork) -> tuple[DesignLayer, ...]:
     """The nominal printed values of every layer, as arrays."""
     out = []
     for values in network.printed():
-        act_etas = network.act_map.etas_and_power(values.act)
-        neg_etas = network.neg_map.etas_and_power(values.neg)
+        act = network.act_map.targets_and_ports(values.act).numpy()
+        neg = network.neg_map.targets_and_ports(values.neg).numpy()
+        n = len(TARGETS)
         out.append(DesignLayer(theta=values.theta.numpy().copy(), g_s=values.g_s.numpy().copy(),
                                negated=values.negated.numpy().copy(), neg_present=values.neg_present.numpy().copy(),
                                act_components=values.act.numpy().copy(), neg_components=values.neg.numpy().copy(),
-                               act_etas=act_etas.numpy().copy(), neg_etas=neg_etas.numpy().copy()))
+                               act_etas=act[:, :n].copy(), neg_etas=neg[:, :n].copy(),
+                               act_ports=act[:, n:].copy(), neg_ports=neg[:, n:].copy()))
     return tuple(out)
 
 

@@ -7,7 +7,7 @@ Training, prediction, export and replay all use this forward pass.
   the layer's inputs, the bias at 1 V and GND at 0 V. theta < 0 puts the
   resistor on the input's negated line (one NEG per input and layer, also
   for the bias); the GND row has no negated line, so its |theta| is used.
-  ``V_z = sum g V / sum g``.
+  ``V_z = sum g V / sum g`` over the rows' loaded voltages (Loading below).
 - Conductances: a column's thetas are scaled so that its smallest printed
   |theta| is g_min = 1e-7 S (1.3); V_z depends only on ratios, power on g.
   Given the run's RH sheet resistance, g_min and the largest ratio are what
@@ -18,12 +18,18 @@ Training, prediction, export and replay all use this forward pass.
   (process_map); components learnable in range or fixed (cell_design).
 - Variation (1.6, seed 000): every printed value (each conductance, each cell
   component) times ``1 + U(-eps, eps)``, drawn per sample.
-- Power (1.8, seed 001): crossbar ``sum g (V_r - V_z)^2`` + every printed
-  cell's ``P(V)`` from the CellMap (a NEG's includes its input current).
-- Loading: the calibration's maps are measured unloaded (the bench reads cell
-  outputs at > 10 Gohm); the authors ignore the crossbar's load on cell
-  outputs and so does this model. ``loading_report`` (network_loading)
-  bounds the error it causes for a given design.
+- Power (1.8, seed 001): crossbar ``sum g (V_r - V_z)^2`` at the loaded row
+  voltages + every printed cell's ``P(V)`` from the CellMap at its input's
+  (loaded) voltage (a NEG's includes its input current).
+- Loading (1.3, 1.5; module ``loading``): the maps' etas are measured
+  unloaded (the bench reads cell outputs at > 10 Gohm), so they give each
+  cell's open-circuit output. The authors ignore the crossbar's load on
+  cell outputs; this model does not: every cell-driven line (an ACT output
+  feeding the next layer, a NEG output) is a Thevenin source with the map's
+  ``r_out_ohm``, loaded by the columns it feeds and, for a positive line in
+  layer >= 2, by its NEG's input (``I = i_in0_a + V / r_in_ohm``). Pads and
+  the bias are ideal (the 1 kohm input shunt of 4.3 is neglected). A
+  calibration without port targets gives the unloaded model exactly.
 """
 
 from __future__ import annotations
@@ -34,12 +40,34 @@ import torch
 from torch import nn
 
 from labctl.families.printed.cell_design import CellBank
+from labctl.families.printed.loading import LineGroup, LoadedCrossbar
 from labctl.families.printed.printable import (BIAS_V, G_MAX_S, G_MIN_S, THETA_MAX, THETA_PRINT_MIN,
                                                crossbar_g_range_s)
-from labctl.families.printed.process_map import CellMap
+from labctl.families.printed.process_map import TARGETS, CellMap
 
 _PRESENCE_SCALE = 0.1
 """Soft NEG-presence slope (theta units) for the gradient of the NEG count (straight-through)."""
+LOADED_ITERATIONS = 3
+
+SURROGATE_SLOPE_PER_V = 5.0
+"""Slope of the tanh whose gradient is added while training. A printed ACT switches within tens of mV
+(contract 1.4: eta4 up to about 100 /V); where every column voltage starts outside that window the true
+gradient vanishes and training never moves (measured: a sim-7 calibration left Iris at chance). The forward
+value is the cell's own curve; only the backward pass sees the broader slope (a surrogate gradient)."""
+
+
+def _switching(u: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``tanh(u slope)``, with a surrogate gradient of slope SURROGATE_SLOPE_PER_V while autograd records."""
+    exact = torch.tanh(u * slope)
+    if not torch.is_grad_enabled():
+        return exact
+    soft = torch.tanh(u * SURROGATE_SLOPE_PER_V)
+    return exact + soft - soft.detach()
+"""Solves per layer when a NEG's input line is loaded (layer >= 2): its input is the loaded voltage,
+which depends on its own output through the columns; the fixed point converges by the third pass on
+the simulated kit (the coupling is R_out g / G times the NEG gain, well below 1)."""
+_R_OUT, _R_IN, _I_IN0 = (len(TARGETS) + i for i in range(3))
+"""Columns of ``CellMap.targets_and_ports`` holding the port values (PORT_TARGETS order)."""
 
 
 def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -51,6 +79,15 @@ def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Gene
         return values.unsqueeze(0).expand(max(n_samples, 1), *values.shape)
     u = torch.rand((n_samples, *values.shape), generator=generator, dtype=values.dtype)
     return values * (1.0 + eps * (2.0 * u - 1.0))
+
+
+@dataclass(frozen=True)
+class Drive:
+    """What drives a layer's input lines: open-circuit voltages (S or 1, B, n) and the sources'
+    Thevenin resistances (S, 1, n); None for ideal sources (the input pads, contract 4.3)."""
+
+    v: torch.Tensor
+    r_out_ohm: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -103,34 +140,55 @@ class PrintedLayer(nn.Module):
         hard = values.neg_present.to(soft.dtype)
         return hard + soft - soft.detach()
 
-    def forward(self, v_in: torch.Tensor, maps: tuple[CellMap, CellMap], n_samples: int, eps: float,
-                generator: torch.Generator | None, with_power: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S or 1, B, n_in) input voltages -> ((S, B, n_out) outputs, (S, B) power in W, 0 unless asked)."""
-        values = self.printed()
-        dtype, s = v_in.dtype, max(n_samples, 1)
-        g = vary(values.g_s, n_samples, eps, generator).to(dtype)                       # (S, R, C)
+    def _crossbar(self, values: LayerValues, g: torch.Tensor, source_r: torch.Tensor | None,
+                  neg: torch.Tensor) -> LoadedCrossbar:
+        """The layer's loaded crossbar: positive lines (inputs, bias) from ``source_r``, with their NEG
+        inputs as extra loads where the NEG is printed; negated lines from the NEGs' outputs."""
         negated = values.negated
         g_neg = torch.where(negated, g, torch.zeros_like(g))
         g_pos = g - g_neg
-        neg_etas = maps[1].etas_and_power(vary(values.neg, n_samples, eps, generator).to(dtype))[:, None]
-        act_etas = maps[0].etas_and_power(vary(values.act, n_samples, eps, generator).to(dtype))[:, None]
-        batch = v_in.shape[1]
-        ones = torch.full((s, batch, 1), BIAS_V, dtype=dtype)
-        v_src = torch.cat([v_in.expand(s, batch, v_in.shape[2]), ones], dim=2)          # inputs and bias
-        neg_t = torch.tanh((v_src - neg_etas[..., 2]) * neg_etas[..., 3])             # (S, B, n_in + 1)
-        v_negline = -(neg_etas[..., 0] + neg_etas[..., 1] * neg_t)
-        g_pos, g_neg = g_pos[:, :-1], g_neg[:, :-1]                     # the GND row adds only to sum g
-        g_total = g.sum(dim=1)[:, None, :]                                              # (S, 1, C)
-        v_z = (v_src @ g_pos + v_negline @ g_neg) / g_total
-        act_t = torch.tanh((v_z - act_etas[..., 2]) * act_etas[..., 3])
-        out = act_etas[..., 0] + act_etas[..., 1] * act_t
+        present = values.neg_present.to(g.dtype)
+        positive = LineGroup(g_pos[:, :-1], source_r, present / neg[..., _R_IN], present * neg[..., _I_IN0])
+        negative = LineGroup(g_neg[:, :-1], neg[..., _R_OUT])
+        return LoadedCrossbar((positive, negative), g.sum(dim=1)[:, None, :])
+
+    def forward(self, drive: Drive, maps: tuple[CellMap, CellMap], n_samples: int, eps: float,
+                generator: torch.Generator | None, with_power: bool = True) -> tuple[Drive, torch.Tensor]:
+        """The layer's ACT outputs as the next layer's drive, and its (S, B) power in W (0 unless asked).
+
+        ``drive``: (S or 1, B, n_in) open-circuit voltages of what drives the inputs and their source
+        resistances (loading module). The NEG cells see their input line's loaded voltage, so when that
+        line is loaded the solve is repeated LOADED_ITERATIONS times with the NEG outputs updated.
+        """
+        values = self.printed()
+        dtype, s = drive.v.dtype, max(n_samples, 1)
+        g = vary(values.g_s, n_samples, eps, generator).to(dtype)                       # (S, R, C)
+        neg = maps[1].targets_and_ports(vary(values.neg, n_samples, eps, generator).to(dtype))[:, None]
+        act = maps[0].targets_and_ports(vary(values.act, n_samples, eps, generator).to(dtype))[:, None]
+        batch, zero = drive.v.shape[1], torch.zeros((1, 1, 1), dtype=dtype)
+        v_src = torch.cat([drive.v.expand(s, batch, drive.v.shape[2]),
+                           torch.full((s, batch, 1), BIAS_V, dtype=dtype)], dim=2)       # inputs and bias
+        source_r = None if drive.r_out_ohm is None else torch.cat(
+            [drive.r_out_ohm, zero.expand(drive.r_out_ohm.shape[0], 1, 1)], dim=2)
+        crossbar = self._crossbar(values, g, source_r, neg)
+        v_neg_in, coupled = v_src, crossbar.loaded(0) and bool(values.neg_present[:-1].any())
+        z_pos = crossbar.v_z_part(0, v_src)
+        for step in range(LOADED_ITERATIONS if coupled else 1):
+            neg_t = torch.tanh((v_neg_in - neg[..., 2]) * neg[..., 3])                 # (S, B, n_in + 1)
+            v_negline = -(neg[..., 0] + neg[..., 1] * neg_t)
+            solution = crossbar.solve((v_src, v_negline), z_pos + crossbar.v_z_part(1, v_negline))
+            if step < LOADED_ITERATIONS - 1 and coupled:
+                v_neg_in = solution.lines(0)
+        v_z = solution.v_z
+        act_t = _switching(v_z - act[..., 2], act[..., 3])
+        out = Drive(act[..., 0] + act[..., 1] * act_t, act[..., _R_OUT])
         if not with_power:
             return out, torch.zeros((), dtype=dtype)
-        crossbar = ((v_src**2) @ g_pos + (v_negline**2) @ g_neg - v_z**2 * g_total).sum(dim=2)
-        act_power = (act_etas[..., 4] + act_etas[..., 5] * act_t + act_etas[..., 6] * v_z**2).sum(dim=2)
-        neg_cells = neg_etas[..., 4] + neg_etas[..., 5] * neg_t + neg_etas[..., 6] * v_src**2
+        crossbar_w = solution.dissipation_w()
+        act_power = (act[..., 4] + act[..., 5] * act_t + act[..., 6] * v_z**2).sum(dim=2)
+        neg_cells = neg[..., 4] + neg[..., 5] * neg_t + neg[..., 6] * v_neg_in**2
         neg_power = (neg_cells * self.neg_presence(values).to(dtype)).sum(dim=2)
-        return out, crossbar + act_power + neg_power
+        return out, crossbar_w + act_power + neg_power
 
 
 class PrintedNetwork(nn.Module):
@@ -154,12 +212,12 @@ class PrintedNetwork(nn.Module):
 
         Training runs in float32 (2 to 3 times faster on CPU); predictions and export use float64.
         """
-        v = x.to(dtype)[None]
+        drive = Drive(x.to(dtype)[None], None)
         power = torch.zeros((), dtype=dtype)
         for layer in self.layers:
-            v, p = layer(v, (self.act_map, self.neg_map), n_samples, eps, generator, with_power)
+            drive, p = layer(drive, (self.act_map, self.neg_map), n_samples, eps, generator, with_power)
             power = power + p
-        return v, power
+        return drive.v, power
 
     def printed(self) -> list[LayerValues]:
         return [layer.printed() for layer in self.layers]

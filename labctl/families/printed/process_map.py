@@ -19,6 +19,17 @@ the leave-one-out residuals are reported as the map's held-out error.
 Targets: ``V_out = +-(eta1 + eta2 tanh((V - eta3) eta4))`` (+ for ACT, - for
 NEG) and the cell's supply + input power ``P(V) = p1 + p2 tanh((V - eta3)
 eta4) + p3 V^2`` in W (contract 1.8).
+
+Port targets (optional, PORT_TARGETS; contract 1.3 "rows driven by cell
+outputs have a source resistance", 1.5 "the input is resistive"): the
+Thevenin output resistance ``r_out_ohm`` around the operating point (both
+kinds) and, for NEG only, its input line ``I_in = i_in0_a + V / r_in_ohm``
+(the ACT input is an EGT gate). ``i_in0_a`` is needed besides ``r_in_ohm``
+because a NEG input is not a resistor to GND: in the reference kit it ends
+near VSS, so it already draws ~2 V / r_in at 0 V. A calibration that lacks a
+port target has not measured it; ``has_target`` says so and ``ports``
+returns the neutral value (0 ohm output, no input current: the unloaded
+model of the authors). r_out, r_in and a positive i_in0 are fitted in log.
 """
 
 from __future__ import annotations
@@ -33,12 +44,22 @@ from numpy.typing import NDArray
 from labctl.errors import DataFileError
 from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, COMPONENT_RANGES, NEG_COMPONENTS
 
-__all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "CellMap", "fit_cell_map", "component_matrix"]
+__all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_TARGETS_OF", "CellMap",
+           "fit_cell_map", "component_matrix"]
 
 TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "eta4", "p1", "p2", "p3")
 TARGET_UNITS: Mapping[str, str] = {"eta1": "V", "eta2": "V", "eta3": "V", "eta4": "1/V",
                                    "p1": "W", "p2": "W", "p3": "W/V^2"}
-LOG_TARGETS = ("eta4", "p1")
+PORT_TARGETS: tuple[str, ...] = ("r_out_ohm", "r_in_ohm", "i_in0_a")
+"""Optional port targets, in the order ``CellMap.ports`` returns them (module docstring)."""
+PORT_TARGETS_OF: Mapping[str, tuple[str, ...]] = {"ACT": ("r_out_ohm",), "NEG": PORT_TARGETS}
+"""Which port targets a kind has: the ACT input is an EGT gate (contract 1.3), so it has no input line."""
+PORT_UNITS: Mapping[str, str] = {"r_out_ohm": "ohm", "r_in_ohm": "ohm", "i_in0_a": "A"}
+NEUTRAL_PORTS: tuple[float, ...] = (0.0, float("inf"), 0.0)
+"""Port values when not measured: an ideal output and an input that draws nothing (the unloaded model)."""
+MIN_PORT_STRUCTURES = 2
+"""A port target measured on fewer structures than this counts as not measured."""
+LOG_TARGETS = ("eta4", "p1", "r_out_ohm", "r_in_ohm", "i_in0_a")
 """Targets fitted in log when every measurement is positive (they are by construction of the cells)."""
 RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Candidate ridge strengths (relative to unit-mean weights); the leave-one-out error picks one."""
@@ -129,8 +150,10 @@ def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
 
     ``components``: a Mapping name -> values, a structured array or an (n, k) array in component order;
     ``targets``/``target_se``: every name of TARGETS -> (n,) values and standard errors from the
-    structures' sweep fits. Needs at least as many structures as coefficients (k + 1) to be well posed;
-    the ridge keeps fewer from failing but the leave-one-out error then says how little it knows.
+    structures' sweep fits, plus any of the kind's PORT_TARGETS_OF that were measured (optional: absent,
+    all-NaN or on fewer than MIN_PORT_STRUCTURES structures means not measured; NaN rows are left out).
+    Needs at least as many structures as coefficients (k + 1) to be well posed; the ridge keeps fewer
+    from failing but the leave-one-out error then says how little it knows.
     """
     if kind not in CELL_COMPONENTS:
         raise ValueError(f"cell kind {kind!r}: expected ACT or NEG")
@@ -141,12 +164,41 @@ def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
     x = np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
     fits = {}
     for t in TARGETS:
-        y = np.asarray(targets[t], dtype=float)
-        se = np.asarray(target_se[t], dtype=float)
-        if y.shape != (len(comps),) or se.shape != y.shape:
-            raise ValueError(f"target {t}: expected {len(comps)} values and standard errors")
+        y, se = _target_values(t, targets, target_se, len(comps))
         fits[t] = _fit_target(x, y, se, log=t in LOG_TARGETS and bool(np.all(y > 0)))
+    fits.update(_port_fits(kind, x, targets, target_se))
     return CellMap(kind=kind, fits=fits, n_structures=len(comps))
+
+
+def _target_values(t: str, targets: Mapping, target_se: Mapping, n: int) -> tuple[NDArray, NDArray]:
+    """One target's (values, se) as float arrays of ``n`` structures; ValueError naming it otherwise."""
+    if t not in target_se:
+        raise ValueError(f"target {t}: values given without standard errors")
+    y = np.asarray(targets[t], dtype=float)
+    se = np.asarray(target_se[t], dtype=float)
+    if y.shape != (n,) or se.shape != y.shape:
+        raise ValueError(f"target {t}: expected {n} values and standard errors")
+    return y, se
+
+
+def _port_fits(kind: str, x: NDArray, targets: Mapping, target_se: Mapping) -> dict[str, TargetFit]:
+    """Fits of the measured port targets (module docstring); the structures lacking one are left out."""
+    fits = {}
+    for t in PORT_TARGETS:
+        if t not in targets:
+            continue
+        y, se = _target_values(t, targets, target_se, len(x))
+        rows = np.isfinite(y)
+        if t not in PORT_TARGETS_OF[kind]:
+            if rows.any():
+                raise ValueError(f"{kind} has no {t}: its input is an EGT gate (contract 1.3)")
+            continue
+        if rows.sum() < MIN_PORT_STRUCTURES:
+            continue
+        if t != "i_in0_a" and np.any(y[rows] <= 0):
+            raise ValueError(f"target {t}: a resistance must be positive")
+        fits[t] = _fit_target(x[rows], y[rows], se[rows], log=bool(np.all(y[rows] > 0)))
+    return fits
 
 
 @dataclass(frozen=True)
@@ -164,7 +216,7 @@ class CellMap:
 
     @property
     def residual_rms(self) -> dict[str, float]:
-        """In-sample rms residual per target, in the target's unit (TARGET_UNITS)."""
+        """In-sample rms residual per target, in the target's unit (TARGET_UNITS, PORT_UNITS)."""
         return {t: f.residual_rms for t, f in self.fits.items()}
 
     @property
@@ -195,44 +247,84 @@ class CellMap:
             out[t] = se * pred[t] if f.log else se
         return out
 
+    def has_target(self, name: str) -> bool:
+        """Whether the calibration measured ``name``: always for TARGETS, for PORT_TARGETS when fitted."""
+        return name in self.fits
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The fitted targets: TARGETS, then the measured port targets in PORT_TARGETS order."""
+        return TARGETS + tuple(t for t in PORT_TARGETS if t in self.fits)
+
     def _torch_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """(mid, half, coef, log, measured, neutral) over TARGETS + PORT_TARGETS; unmeasured ports coef 0."""
         if dtype not in self._torch_cache:
             mid, half = _log_range(self.kind)
-            coef = np.stack([self.fits[t].coef for t in TARGETS])  # (7, k + 1)
-            log = np.array([self.fits[t].log for t in TARGETS])
+            zero = np.zeros(len(self.components) + 1)
+            names = TARGETS + PORT_TARGETS
+            coef = np.stack([self.fits[t].coef if t in self.fits else zero for t in names])
+            log = np.array([t in self.fits and self.fits[t].log for t in names])
+            measured = np.array([t in self.fits for t in names])
+            neutral = np.concatenate([np.zeros(len(TARGETS)), NEUTRAL_PORTS])
             self._torch_cache[dtype] = tuple(torch.as_tensor(a, dtype=dtype) for a in (mid, half, coef)) + (
-                torch.as_tensor(log),)
+                torch.as_tensor(log), torch.as_tensor(measured), torch.as_tensor(neutral, dtype=dtype))
         return self._torch_cache[dtype]
+
+    def _evaluate(self, components: torch.Tensor, rows: slice) -> torch.Tensor:
+        """The linear-in-log form for the targets ``rows`` of TARGETS + PORT_TARGETS; neutral if unmeasured."""
+        mid, half, coef, log, measured, neutral = self._torch_params(components.dtype)
+        coef, log, measured, neutral = coef[rows], log[rows], measured[rows], neutral[rows]
+        z = (torch.log(components) - mid) / half
+        y = coef[:, 0] + z @ coef[:, 1:].T
+        y = torch.where(log, torch.exp(y), y)
+        return torch.where(measured, y, neutral)
 
     def etas_and_power(self, components: torch.Tensor) -> torch.Tensor:
         """Differentiable map: components (..., k) in component order -> (..., 7) in TARGETS order."""
-        mid, half, coef, log = self._torch_params(components.dtype)
-        z = (torch.log(components) - mid) / half
-        y = coef[:, 0] + z @ coef[:, 1:].T
-        return torch.where(log, torch.exp(y), y)
+        return self._evaluate(components, slice(0, len(TARGETS)))
+
+    def ports(self, components: torch.Tensor) -> torch.Tensor:
+        """Differentiable port values (..., 3) in PORT_TARGETS order: r_out (ohm), r_in (ohm), i_in0 (A).
+
+        A target the calibration lacks gives NEUTRAL_PORTS (0 ohm, inf ohm, 0 A), as does r_in/i_in0 of
+        an ACT (a gate input): the unloaded model, so an older calibration predicts what it did before.
+        """
+        return self._evaluate(components, slice(len(TARGETS), None))
+
+    def targets_and_ports(self, components: torch.Tensor) -> torch.Tensor:
+        """``etas_and_power`` and ``ports`` in one evaluation: (..., 10), TARGETS then PORT_TARGETS."""
+        return self._evaluate(components, slice(None))
 
     def write(self, group) -> None:
-        """Store the map in an h5py group (attrs: kind, components, targets; one dataset per quantity)."""
+        """Store the map in an h5py group (attrs: kind, components, targets; one dataset per quantity).
+
+        ``targets`` lists TARGETS then the measured port targets; an older reader that expects
+        exactly TARGETS refuses a map with ports instead of misreading it.
+        """
+        names = self.targets
         group.attrs["kind"] = self.kind
         group.attrs["components"] = list(self.components)
-        group.attrs["targets"] = list(TARGETS)
-        group.attrs["target_units"] = [TARGET_UNITS[t] for t in TARGETS]
+        group.attrs["targets"] = list(names)
+        group.attrs["target_units"] = [{**TARGET_UNITS, **PORT_UNITS}[t] for t in names]
         group.attrs["form"] = "y = b0 + sum_j b_j (log c_j - mid_j)/half_j over the printable ranges; " \
                               "exp(y) where fitted_in_log"
         group.attrs["n_structures"] = self.n_structures
-        group["coef"] = np.stack([self.fits[t].coef for t in TARGETS])
-        group["coef_cov"] = np.stack([self.fits[t].cov for t in TARGETS])
-        group["ridge"] = np.array([self.fits[t].ridge for t in TARGETS])
-        group["fitted_in_log"] = np.array([self.fits[t].log for t in TARGETS])
-        group["residual_rms"] = np.array([self.fits[t].residual_rms for t in TARGETS])
-        group["loo_rms"] = np.array([self.fits[t].loo_rms for t in TARGETS])
+        group["coef"] = np.stack([self.fits[t].coef for t in names])
+        group["coef_cov"] = np.stack([self.fits[t].cov for t in names])
+        group["ridge"] = np.array([self.fits[t].ridge for t in names])
+        group["fitted_in_log"] = np.array([self.fits[t].log for t in names])
+        group["residual_rms"] = np.array([self.fits[t].residual_rms for t in names])
+        group["loo_rms"] = np.array([self.fits[t].loo_rms for t in names])
 
     @classmethod
     def read(cls, group) -> "CellMap":
-        """The map stored by ``write``; DataFileError naming the group if it is not one."""
+        """The map stored by ``write`` (with or without port targets); DataFileError naming the group if
+        it is not one."""
         try:
             kind = str(group.attrs["kind"])
-            if tuple(str(t) for t in group.attrs["targets"]) != TARGETS or kind not in CELL_COMPONENTS:
+            names = tuple(str(t) for t in group.attrs["targets"])
+            if kind not in CELL_COMPONENTS or names[:len(TARGETS)] != TARGETS or \
+                    not set(names[len(TARGETS):]) <= set(PORT_TARGETS_OF[kind]):
                 raise KeyError("targets")
             arrays = {k: group[k][()] for k in ("coef", "coef_cov", "ridge", "fitted_in_log", "residual_rms",
                                                  "loo_rms")}
@@ -241,5 +333,5 @@ class CellMap:
             raise DataFileError(f"{group.file.filename}:{group.name}: not a printed cell map (lacks {exc})") from None
         fits = {t: TargetFit(arrays["coef"][i], arrays["coef_cov"][i], float(arrays["ridge"][i]),
                              bool(arrays["fitted_in_log"][i]), float(arrays["residual_rms"][i]),
-                             float(arrays["loo_rms"][i])) for i, t in enumerate(TARGETS)}
+                             float(arrays["loo_rms"][i])) for i, t in enumerate(names)}
         return cls(kind=kind, fits=fits, n_structures=n)

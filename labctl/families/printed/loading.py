@@ -1,0 +1,163 @@
+"""The crossbar with the load it puts on its drivers: one exact linear solve per layer (contract 1.3, 1.5, 1.8).
+
+Contract 1.3: "rows driven by cell outputs have a source resistance ...;
+crossbar conductances load them. This loading is the process's behaviour".
+The authors (seeds 000/001) ignore it; in the simulated kit an ACT output
+has R_out ~ R2 || 100 kohm (5 to 25 kohm) and a NEG output up to ~50 kohm,
+so a row with sum g ~ 2.5e-5 S sags by 10 to 60 % of its swing.
+
+Model. Each line j of a layer (a row other than GND) is a Thevenin source
+(open-circuit voltage ``V_oc,j``, resistance ``R_j``; R_j = 0 for pads and
+the bias, which the bench holds) loaded by the crossbar columns it feeds
+and by whatever else sits on it: a NEG input, ``I = i_j + y_j V_j``
+(contract 1.5: resistive, with an intercept). The column nodes have no
+other load (the ACT input is a gate), so KCL at column c gives
+``G_c V_zc = sum_j g_jc V_j`` (G_c includes the GND row), and at line j
+
+    V_j = V_oc,j - R_j (sum_c g_jc (V_j - V_zc) + i_j + y_j V_j)
+        = a_j + w_j sum_c g_jc V_zc,   d_j = 1 + R_j (sum_c g_jc + y_j),
+          a_j = (V_oc,j - R_j i_j) / d_j,   w_j = R_j / d_j.
+
+Eliminating the lines: ``(diag(G) - g^T diag(w) g) V_z = g^T a``. The
+matrix is (C, C) per printed sample and the same for every input row and
+every V_oc, so it is inverted once per layer and forward pass; each solve
+is then one matmul per group of lines, as cheap as the unloaded
+``V_z = g^T V / G``, which it reproduces (to rounding) when every R_j is 0. The cells' V_oc are fixed during a
+solve; a NEG whose input line is itself loaded (layer >= 2) needs its
+input's loaded voltage, which the network gets by re-solving 2 to 3 times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class LineGroup:
+    """Lines of one layer driven alike (positive lines, or negated lines).
+
+    ``g`` (S, J, C) conductances to the columns; ``r_out_ohm`` (S or 1, 1, J) the sources' Thevenin
+    resistances; ``g_load_s``/``i_load_a`` (S or 1, 1, J) an extra load on each line, I = i + g V
+    (a NEG input), None for none.
+    """
+
+    g: torch.Tensor
+    r_out_ohm: torch.Tensor | None = None
+    g_load_s: torch.Tensor | None = None
+    i_load_a: torch.Tensor | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether any source of the group has a resistance (else its lines sit at V_oc)."""
+        return self.r_out_ohm is not None and bool(torch.any(self.r_out_ohm != 0))
+
+
+@dataclass(frozen=True)
+class _Coupling:
+    """Per line: ``V = a + w (g V_z)`` with ``a = V_oc / d + offset``; None members when unloaded.
+
+    ``g_a`` (S, J, C) is ``g / d`` and ``rhs_offset`` (S, 1, C) is ``offset @ g``, so the right-hand
+    side ``a @ g = V_oc @ g_a + rhs_offset``.
+    """
+
+    inv_d: torch.Tensor | None = None
+    w: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    g_a: torch.Tensor | None = None
+    rhs_offset: torch.Tensor | None = None
+
+
+def _coupling(group: LineGroup) -> _Coupling:
+    """d, w and the current-source offset of one group (module docstring)."""
+    if not group.loaded:
+        return _Coupling()
+    r = group.r_out_ohm
+    y = group.g.sum(dim=2).unsqueeze(1)                                             # (S, 1, J)
+    if group.g_load_s is not None:
+        y = y + group.g_load_s
+    inv_d = 1.0 / (1.0 + r * y)
+    g_a = inv_d.transpose(1, 2) * group.g
+    if group.i_load_a is None:
+        return _Coupling(inv_d, r * inv_d, None, g_a, None)
+    offset = -r * group.i_load_a * inv_d
+    return _Coupling(inv_d, r * inv_d, offset, g_a, offset @ group.g)
+
+
+class LoadedCrossbar:
+    """One layer's crossbar with its line sources: solve V_z and the line voltages for given V_oc.
+
+    Everything that depends only on the printed sample (not on the input rows) is done here once:
+    ``V_z = sum_i V_oc,i @ to_z_i + z_offset`` with ``to_z_i = (g_i / d_i) K^-1`` (``g_i / G`` unloaded),
+    so a solve is one matmul per group of lines, as unloaded.
+    """
+
+    def __init__(self, groups: Sequence[LineGroup], g_total_s: torch.Tensor) -> None:
+        """``g_total_s`` (S, 1, C): each column's total conductance, the GND row included."""
+        self.groups = tuple(groups)
+        self.g_total_s = g_total_s
+        self.couplings = tuple(_coupling(group) for group in self.groups)
+        if all(c.w is None for c in self.couplings):
+            self.to_z = tuple(group.g / g_total_s for group in self.groups)
+            self.z_offset = None
+            return
+        k = torch.diag_embed(g_total_s[:, 0, :])
+        for group, c in zip(self.groups, self.couplings):
+            if c.w is not None:
+                k = k - group.g.transpose(1, 2) @ (c.w.transpose(1, 2) * group.g)
+        k_inv = torch.linalg.inv(k)                                                     # (S, C, C)
+        self.to_z = tuple((group.g if c.g_a is None else c.g_a) @ k_inv
+                          for group, c in zip(self.groups, self.couplings))
+        offsets = [c.rhs_offset for c in self.couplings if c.rhs_offset is not None]
+        self.z_offset = sum(offsets) @ k_inv if offsets else None
+
+    def loaded(self, index: int) -> bool:
+        """Whether group ``index``'s lines move with the load (their voltages differ from V_oc)."""
+        return self.couplings[index].w is not None
+
+    def v_z_part(self, index: int, v_oc: torch.Tensor) -> torch.Tensor:
+        """(S, B, C) group ``index``'s contribution to V_z for its (S, B, J) open-circuit voltages.
+
+        V_z is linear in the V_oc: a caller re-solving with only some groups' V_oc changed (the NEG
+        lines while the network iterates) adds the fixed groups' parts once.
+        """
+        return v_oc @ self.to_z[index]
+
+    def solve(self, v_oc: Sequence[torch.Tensor], v_z_parts: torch.Tensor | None = None) -> "Solution":
+        """(S, B, J) open-circuit voltages per group -> the column voltages; line voltages on demand.
+
+        ``v_z_parts``: the sum of ``v_z_part`` over the groups when the caller has it.
+        """
+        v_z = sum(self.v_z_part(i, v) for i, v in enumerate(v_oc)) if v_z_parts is None else v_z_parts
+        if self.z_offset is not None:
+            v_z = v_z + self.z_offset
+        return Solution(self, v_z, tuple(v_oc))
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved crossbar: ``v_z`` (S, B, C); each group's line voltages computed only when asked (the
+    forward needs the NEG inputs' lines while iterating and every line only for the power)."""
+
+    crossbar: LoadedCrossbar
+    v_z: torch.Tensor
+    v_oc: tuple[torch.Tensor, ...]
+
+    def lines(self, index: int) -> torch.Tensor:
+        """(S, B, J) voltages of group ``index``'s lines: V_oc when unloaded, else ``a + w (g V_z)``."""
+        c, group = self.crossbar.couplings[index], self.crossbar.groups[index]
+        if c.w is None:
+            return self.v_oc[index]
+        a = self.v_oc[index] * c.inv_d if c.offset is None else self.v_oc[index] * c.inv_d + c.offset
+        return a + c.w * (self.v_z @ group.g.transpose(1, 2))
+
+    def dissipation_w(self) -> torch.Tensor:
+        """(S, B) crossbar power ``sum g (V_r - V_z)^2`` over every row, GND included (contract 1.8).
+
+        Written as ``sum g V_r^2 - V_z^2 G``, which equals it because every column obeys KCL (1.8) at
+        the loaded line voltages.
+        """
+        total = sum((self.lines(i) ** 2) @ group.g for i, group in enumerate(self.crossbar.groups))
+        return (total - self.v_z**2 * self.crossbar.g_total_s).sum(dim=2)
