@@ -284,17 +284,9 @@ class Keysight34980A(VisaInstrument):
     # -- plumbing ----------------------------------------------------------
 
     def _query_floats(self, command: str, count: int | None) -> list[float]:
-        """A query answering comma-separated numbers; a wrong answer is explained by the error queue."""
-        with self.lock:
-            answer = self.query(command)
-            try:
-                values = [float(field) for field in answer.split(",")]
-            except ValueError:
-                values = []
-            if not values or (count is not None and len(values) != count):
-                self.check_errors(command)
-                raise InstrumentError(f"{self.label}: {command!r} answered {answer!r}")
-        return [math.copysign(math.inf, value) if abs(value) >= OVERLOAD_V else value for value in values]
+        """Numbers of a query, an overload (+-9.9E37) as an infinity."""
+        return [math.copysign(math.inf, value) if abs(value) >= OVERLOAD_V else value
+                for value in self.query_floats(command, count)]
 
     def _drain_errors(self) -> list[str]:
         """``SYST:ERR?`` until ``+0,"No error"``, oldest first."""

@@ -66,14 +66,4 @@ class KeysightB2900(ScpiInstrument):
         """``:MEASure:CURRent? (@1,2)``: one current per channel, in list order, in one exchange (5.3)."""
         for name in names:
             self.channel(name)  # refuses a channel the model lacks, before anything is sent
-        command = f":MEASure:CURRent? (@{','.join(names)})"
-        with self.lock:
-            answer = self.query(command)
-            try:
-                values = [float(field) for field in answer.split(",")]
-            except ValueError:
-                values = []
-            if len(values) != len(names):
-                self.check_errors(command)
-                raise InstrumentError(f"{self.label}: {command!r} answered {answer!r}")
-        return values
+        return self.query_floats(f":MEASure:CURRent? (@{','.join(names)})", len(names))

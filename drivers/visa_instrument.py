@@ -238,6 +238,20 @@ class VisaInstrument:
                 self.check_errors(command)
                 raise InstrumentError(f"{self.label}: {command!r} answered {answer!r}, not a number") from None
 
+    def query_floats(self, command: str, count: int | None = None) -> list[float]:
+        """A query answering comma-separated numbers (``count`` of them if given); a wrong answer is
+        explained by the error queue."""
+        with self.lock:
+            answer = self.query(command)
+            try:
+                values = [float(field) for field in answer.split(",")]
+            except ValueError:
+                values = []
+            if not values or (count is not None and len(values) != count):
+                self.check_errors(command)
+                raise InstrumentError(f"{self.label}: {command!r} answered {answer!r}")
+        return values
+
     def configure(self, command: str) -> None:
         """One configuration step: send it, then make sure the instrument accepted it."""
         with self.lock:

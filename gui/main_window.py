@@ -48,7 +48,7 @@ from labctl.gui.training_panel import TrainingPanel
 from labctl.gui.worker import LiveReadings, RecipeWorker, StatusPoller
 from labctl.recipes import DEFAULT_RECIPE, LoadedRecipe, load_recipe, resolve_run_dir
 
-SIMULATED = tuple(f"Simulated {part}" for part in families.simulated_parts())
+SIMULATED = tuple(f"Simulated {part}" for part in families.demo_parts())
 BENCH_FILE = "Bench file"
 REFRESH_MS = 250
 
@@ -270,7 +270,8 @@ class MainWindow(QMainWindow):
         if self.running or self.bench_file is None or self.parts is None:
             return
         try:
-            loaded = load_recipe(Path(self.recipe_path.text().strip()))
+            # bound to the bench's family now, so a step the family refuses is shown before anything runs
+            loaded = load_recipe(Path(self.recipe_path.text().strip())).bound_to(self.parts.family)
         except LabctlError as exc:
             self.show_error(str(exc))
             return

@@ -315,3 +315,28 @@ def test_simulated_pnc_ts_sample(tmp_path: Path) -> None:
         # <= 20 mV), so its "best tanh" depends on where the points lie: a looser bound there
         limit = 12e-3 if result.cell.kind == "ACT" else 25e-3
         assert np.sqrt(np.mean(error ** 2)) < limit, result.cell.id
+    _ports_match_the_truth(outcome, sample, run)
+
+
+def _ports_match_the_truth(outcome, sample, run) -> None:
+    """The loading the printed network shows (contract 1.3, 1.5) is measured: each structure's output source
+    resistance at its high level (the DMM's 10 Mohm as the known load) and each NEG's input line (its pad's
+    shunt current less the bleed), against the printed cell solved alone; the maps carry them."""
+    from labctl.families.printed.sim.transfer import cell_curve
+
+    for result in (r for r in outcome.analysis.cells if r.used):
+        parts = sample.cells[result.cell.id].parts
+        ends = cell_curve(parts, run.material, [-1.5, 1.5])
+        high = int(np.argmax(ends.v_out))
+        loaded = cell_curve(parts, run.material, [[-1.5, 1.5][high]], load_ohm=10e6).v_out[0]
+        r_true = 10e6 * (ends.v_out[high] - loaded) / loaded
+        r_out, r_se = result.ports["r_out_ohm"]
+        assert r_out == pytest.approx(r_true, abs=max(3 * r_se, 0.1 * r_true)), result.cell.id
+        if result.cell.kind == "NEG":
+            v = np.linspace(-1.5, 1.5, 31)
+            slope, i0 = np.polyfit(v, cell_curve(parts, run.material, v).i_in, 1)
+            assert result.ports["r_in_ohm"][0] == pytest.approx(1 / slope, rel=0.05), result.cell.id
+            assert result.ports["i_in0_a"][0] == pytest.approx(i0, rel=0.05, abs=2e-8), result.cell.id
+    calibration = outcome.calibration
+    assert calibration.act.has_target("r_out_ohm") and calibration.act.has_target("r_out_low_ohm")
+    assert all(calibration.neg.has_target(t) for t in ("r_out_ohm", "r_out_low_ohm", "r_in_ohm", "i_in0_a"))

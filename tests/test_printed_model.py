@@ -16,7 +16,7 @@ from labctl.errors import ConfigError, DataFileError
 from labctl.families.printed import process_calibration
 from labctl.families.printed.printable import CELL_COMPONENTS, COMPONENT_RANGES, neg_constraints_hold
 from labctl.families.printed.process_calibration import ProcessCalibration, require_process
-from labctl.families.printed.process_map import PORT_TARGETS, PORT_TARGETS_OF, TARGETS, CellMap, fit_cell_map
+from labctl.families.printed.process_map import PORT_TARGETS, TARGETS, CellMap, fit_cell_map
 
 # -- a synthetic process: linear-in-log truth ---------------------------------------------
 
@@ -33,6 +33,9 @@ SE = {"eta1": 2e-3, "eta2": 2e-3, "eta3": 2e-3, "eta4": 0.02, "p1": 0.01, "p2": 
       "r_out_ohm": 0.02, "r_in_ohm": 0.02, "i_in0_a": 0.02}
 """Measurement se (eta4, p1 and the port targets relative)."""
 RELATIVE = ("eta4", "p1", *PORT_TARGETS)
+SYNTHETIC_PORTS = {"ACT": ("r_out_ohm",), "NEG": ("r_out_ohm", "r_in_ohm", "i_in0_a")}
+"""The port targets the synthetic process measures: one output resistance for both levels (an unmeasured
+r_out_low_ohm takes r_out_ohm's value, process_map.NEUTRAL_PORTS)."""
 
 
 def truth(kind: str, comps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -42,7 +45,7 @@ def truth(kind: str, comps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     z = {c: (np.log(comps[c]) - np.log(ranges[c].low * ranges[c].high) / 2)
          / (np.log(ranges[c].high / ranges[c].low) / 2) for c in names}
     out = {}
-    for i, t in enumerate(TARGETS + PORT_TARGETS_OF[kind]):
+    for i, t in enumerate(TARGETS + SYNTHETIC_PORTS[kind]):
         y = BASE[kind][t] + SLOPES[t] * (z[names[i % len(names)]] - 0.5 * z[names[(i + 1) % len(names)]])
         out[t] = np.exp(y) if t in RELATIVE else y
     return out
@@ -64,7 +67,7 @@ def measured(kind: str, n: int, seed: int, ports: bool = False) -> tuple[dict, d
     rng = np.random.default_rng(seed)
     comps = spread_designs(kind, n, rng)
     true = truth(kind, comps)
-    names = TARGETS + (PORT_TARGETS_OF[kind] if ports else ())
+    names = TARGETS + (SYNTHETIC_PORTS[kind] if ports else ())
     se = {t: (SE[t] * true[t] if t in RELATIVE else np.full(n, SE[t])) for t in names}
     meas = {t: true[t] + rng.normal(0.0, 1.0, n) * se[t] for t in names}
     return comps, meas, se
@@ -254,10 +257,11 @@ def _matrix(kind: str, comps: dict[str, np.ndarray]) -> np.ndarray:
 @pytest.mark.parametrize("kind, n", [("ACT", 14), ("NEG", 13)])
 def test_port_targets_are_fitted_in_log_and_the_torch_ports_equal_predict(kind, n):
     cell_map = fit_cell_map(kind, *measured(kind, n, seed=5, ports=True))
-    assert [cell_map.has_target(t) for t in PORT_TARGETS] == [t in PORT_TARGETS_OF[kind] for t in PORT_TARGETS]
+    assert [cell_map.has_target(t) for t in PORT_TARGETS] == [t in SYNTHETIC_PORTS[kind] for t in PORT_TARGETS]
     fresh = spread_designs(kind, 40, np.random.default_rng(7))
     pred, true = cell_map.predict(fresh), truth(kind, fresh)
-    for t in PORT_TARGETS_OF[kind]:
+    pred["r_out_low_ohm"] = pred["r_out_ohm"]                           # unmeasured: the one resistance
+    for t in SYNTHETIC_PORTS[kind]:
         assert cell_map.fits[t].log
         assert np.max(np.abs(pred[t] / true[t] - 1)) < 0.06, t          # 2 % se, 13-14 structures
     ports = cell_map.ports(torch.tensor(_matrix(kind, fresh))).numpy()
@@ -271,7 +275,7 @@ def test_port_targets_are_optional_and_partial_rows_are_left_out():
     plain = fit_cell_map("NEG", comps, {t: meas[t] for t in TARGETS}, se)
     assert plain.has_target("eta1") and not any(plain.has_target(t) for t in PORT_TARGETS)
     np.testing.assert_array_equal(plain.ports(torch.tensor(_matrix("NEG", comps))).numpy(),
-                                  np.tile([0.0, np.inf, 0.0], (13, 1)))     # unloaded: ideal out, no input
+                                  np.tile([0.0, np.inf, 0.0, 0.0], (13, 1)))  # unloaded: ideal out, no input
     partial = dict(meas, r_in_ohm=np.where(np.arange(13) < 4, np.nan, meas["r_in_ohm"]),
                    i_in0_a=np.full(13, np.nan))
     m = fit_cell_map("NEG", comps, partial, se)
@@ -294,7 +298,7 @@ def test_a_map_with_ports_round_trips_and_an_older_map_still_reads(tmp_path):
         plain.write(fh.create_group("b"))
         assert tuple(fh["b"].attrs["targets"]) == TARGETS                  # what an older reader expects
         back_a, back_b = CellMap.read(fh["a"]), CellMap.read(fh["b"])
-    assert back_a.targets == TARGETS + PORT_TARGETS and back_b.targets == TARGETS
+    assert back_a.targets == TARGETS + SYNTHETIC_PORTS["NEG"] and back_b.targets == TARGETS
     for t in back_a.targets:
         np.testing.assert_array_equal(back_a.predict(comps)[t], with_ports.predict(comps)[t])
     assert not back_b.has_target("r_out_ohm")
@@ -336,6 +340,31 @@ def test_a_loaded_negated_line_gives_the_hand_solved_kcl_and_power():
         assert out[0, row, 0].item() == pytest.approx(v_out, abs=1e-12)
         crossbar = np.sum(g * (np.array([x0, v_n, 1.0, 0.0]) - v_z) ** 2)
         assert power[0, row].item() == pytest.approx(crossbar + p_act + p_neg, rel=1e-12)
+
+
+def test_a_cell_output_is_loaded_through_the_source_resistance_of_its_level():
+    """A NEG output's source resistance depends on its level (inverter off: its load resistors, ~48 kohm in
+    the simulated kit; on: its channel, a few kohm): the model interpolates r_out_low_ohm .. r_out_ohm by
+    the output's level. One resistance for both levels missed a printed NEG line by up to 1.2 V."""
+    cal = synthetic_calibration(ports=True)
+    comps, meas, se = measured("NEG", 13, seed=1, ports=True)
+    neg_map = fit_cell_map("NEG", comps, {**meas, "r_out_low_ohm": meas["r_out_ohm"] / 10},
+                           {**se, "r_out_low_ohm": se["r_out_ohm"] / 10})
+    net = PrintedNetwork((1, 1), cal.act, neg_map, fixed_circuits=True)
+    with torch.no_grad():
+        net.layers[0].theta.copy_(torch.tensor([[-8.0], [0.05], [4.0]], dtype=torch.float64))
+        out, _ = net(torch.tensor([[-1.5], [1.5]]))
+    a, n, ports = _etas(cal.act, "ACT"), _etas(neg_map, "NEG"), _ports(neg_map, "NEG")
+    assert ports["r_out_low_ohm"] == pytest.approx(ports["r_out_ohm"] / 10, rel=0.05)
+    g = np.array([-8.0, 0.05, 4.0]) / 0.05 * 1e-7                   # rows n.1.0, bias, GND
+    for row, x in enumerate((-1.5, 1.5)):
+        v_oc = _neg(n, x)[0]
+        high = (1 + np.tanh((x - n["eta3"]) * n["eta4"])) / 2         # NEG: its output is high when t = -1
+        r = ports["r_out_low_ohm"] + (ports["r_out_ohm"] - ports["r_out_low_ohm"]) * (1 - high)
+        # unknowns (V_n, V_z): V_n = V_oc - r |g_n| (V_n - V_z); KCL: |g_n| V_n + g_b - V_z sum|g| = 0
+        kcl = np.array([[1 + r * -g[0], -r * -g[0]], [-g[0], -np.abs(g).sum()]])
+        v_n, v_z = np.linalg.solve(kcl, [v_oc, -g[1]])
+        assert out[0, row, 0].item() == pytest.approx(_act(a, v_z)[0], abs=1e-9)
 
 
 def test_act_driven_rows_are_loaded_by_the_next_crossbar_exactly():

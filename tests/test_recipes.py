@@ -62,26 +62,27 @@ def test_shipped_recipes_load_and_say_what_they_run():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('name = "x"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "train"\ndataset = "irs"\n',
-     "recipe r.toml, line 6: steps[1].dataset: unknown data set 'irs'"),
-    ('name = "x"\n[[steps]]\nkind = "characterise"\nlevel = 3\n',
-     "recipe r.toml, line 4: steps[0].level: is not a known key"),
-    ('name = "x"\n[[steps]]\nkind = "characterize"\n',
-     "recipe r.toml, line 3: steps[0].kind: must be one of characterise, train, program, evaluate"),
-    ('name = "x"\n\n[[steps]]\nkind = "characterise"\ngate_ms = 0\n',
-     "recipe r.toml, line 5: steps[0].gate_ms: Input should be greater than or equal to 1"),
-    ('name = "x"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "train"\n',
-     "recipe r.toml, line 4: steps[1].dataset: is missing"),
-    ('name = "x"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "evaluate"\nweights = "tailored"\n',
-     "recipe r.toml, line 6: steps[1].weights: no earlier train step is named 'tailored'"),
-    ('name = "x"\n[[steps]]\nkind = "train"\ndataset = "iris"\n',
-     "recipe r.toml, line 3: steps[0]: a train step needs a characterise step before it"),
-    ('name = "x"\n[[steps]]\nkind = "characterise"\nlinear_range = "deep"\n',
-     "recipe r.toml, line 4: steps[0].linear_range: Input should be 'off', 'input' or 'all'"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "train"\ndataset = "irs"\n',
+     "recipe r.toml, line 7: steps[1].dataset: unknown data set 'irs'"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\nlevel = 3\n',
+     "recipe r.toml, line 5: steps[0].level: is not a known key"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterize"\n',
+     "recipe r.toml, line 4: steps[0].kind: must be one of characterise, train, program, evaluate"),
+    ('name = "x"\nfamily = "cmna"\n\n[[steps]]\nkind = "characterise"\ngate_ms = 0\n',
+     "recipe r.toml, line 6: steps[0].gate_ms: Input should be greater than or equal to 1"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "train"\n',
+     "recipe r.toml, line 5: steps[1].dataset: is missing"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "evaluate"\nweights = "tailored"\n',
+     "recipe r.toml, line 7: steps[1].weights: no earlier train step is named 'tailored'"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "train"\ndataset = "iris"\n',
+     "recipe r.toml, line 4: steps[0]: a train step needs a characterise step before it"),
+    ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\nlinear_range = "deep"\n',
+     "recipe r.toml, line 5: steps[0].linear_range: Input should be 'off', 'input' or 'all'"),
     ('[[steps]]\nkind = "characterise"\n', "recipe r.toml: name: is missing"),
     ('name = "x"\n[[steps]\nkind = "characterise"\n', "recipe r.toml: not valid TOML: "),
 ])
 def test_malformed_recipe_names_line_and_key(text, expected):
+    """Bound at once (family named; with several families installed an unnamed recipe waits for the bench)."""
     with pytest.raises(ConfigError) as err:
         parse_recipe(text, source=Path("r.toml"))
     message = str(err.value)

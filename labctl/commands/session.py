@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.commands import BENCH_HELP, add_command
-from labctl.families import simulated_parts
+from labctl.families import demo_parts
 from labctl.errors import ConfigError
 from labctl.progress import progress_bars
 
@@ -37,7 +37,7 @@ def register(sub) -> None:
                                 "curves, latch map, confusion matrix.",
                     "examples:\n  labctl gui --bench bench.toml\n  labctl gui --simulate CMNA-777 --seed 3")
     s.add_argument("--bench", type=Path, default=None, help=BENCH_HELP)
-    s.add_argument("--simulate", choices=simulated_parts(), default=None,
+    s.add_argument("--simulate", choices=demo_parts(), default=None,
                    help="start an embedded simulated device of this part instead of a bench file")
     s.add_argument("--seed", type=int, default=1, help="which simulated die (default 1)")
     s.add_argument("--recipe", type=Path, default=None,

@@ -17,11 +17,11 @@ from labctl.families import simulator_of
 
 
 def register(sub) -> None:
-    parts = families.simulated_parts()
     s = add_command(sub, "demo", "Start a simulated device, run its part's shipped recipe (characterise, train "
                                  "tailored and naive weights, program, evaluate on chip) and print the accuracies.",
                     "examples:\n  labctl demo\n  labctl demo --part CMNA-L --seed 3")
-    s.add_argument("--part", choices=parts, default=parts[0] if parts else None)
+    runnable = families.demo_parts()
+    s.add_argument("--part", choices=runnable, default=runnable[0] if runnable else None)
     s.add_argument("--seed", type=int, default=1, help="which simulated device (default 1)")
     s.add_argument("--dataset", default=None, help="default: the shipped recipe's (iris on CMNA-777, mnist on CMNA-L)")
     s.add_argument("--out-dir", type=Path, default=None, help="run folder (default runs/demo-<time>)")
@@ -30,6 +30,7 @@ def register(sub) -> None:
     sim = add_command(sub, "sim", "The simulated bench: a device, its bridge and instruments on loopback sockets.",
                       "example:\n  labctl sim serve --part CMNA-777 --seed 3 --bench-out bench.toml")
     simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    parts = families.simulated_parts()
     s = simsub.add_parser("serve", help="serve a simulated bench until interrupted", formatter_class=FORMATTER,
                           description="Serve a simulated bench (bridge + instruments over loopback TCP) until Ctrl-C.",
                           epilog="example:\n  labctl sim serve --part CMNA-777 --seed 3 --bench-out bench.toml")
@@ -69,11 +70,16 @@ def serve(args: argparse.Namespace) -> int:
         family = families.for_part(args.part)
         module = simulator_of(family)
         sim = module.start(args.part, args.seed, realtime=args.realtime, **module.serve_options(args))
+    return serve_until_interrupted(sim, args.bench_out, args.truth_out)
+
+
+def serve_until_interrupted(sim, bench_out: Path, truth_out: Path | None) -> int:
+    """Write the bench file (and the truth, if asked), then serve until Ctrl-C: every ``sim`` subcommand ends so."""
     with sim:
-        sim.write_bench_file(args.bench_out)
-        if args.truth_out:
-            sim.save_truth(args.truth_out)
-        print(f"serving {sim.label}: bench file {args.bench_out.resolve()}", flush=True)
+        sim.write_bench_file(bench_out)
+        if truth_out:
+            sim.save_truth(truth_out)
+        print(f"serving {sim.label}: bench file {bench_out.resolve()}", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -107,6 +107,12 @@ def simulated_parts() -> tuple[str, ...]:
     return tuple(part for family in installed().values() if family.simulator for part in family.parts)
 
 
+def demo_parts() -> tuple[str, ...]:
+    """Simulated parts with a shipped recipe: what ``labctl demo`` and the GUI's one-click flow can run."""
+    return tuple(part for family in installed().values() if family.simulator
+                 for part in family.parts if part in family.shipped_recipes)
+
+
 def simulator_of(family: DeviceFamily):
     """The family's simulator module, imported only now: by the commands that start a simulated bench."""
     if not family.simulator:

@@ -55,7 +55,7 @@ class DeviceDescription:
     geometry: tuple[int, ...]
     """Neurons per layer, inputs first."""
     weight_levels: tuple[float, ...]
-    """The values a programmed weight can take (codes or printable values)."""
+    """The values a programmed weight can take (codes); empty when weights are continuous (printed conductances)."""
     input_range: tuple[float, float]
     input_unit: str
     details: tuple[tuple[str, str], ...] = ()
@@ -66,8 +66,10 @@ class DeviceDescription:
     def lines(self) -> list[str]:
         """Human-readable lines for ``labctl identify``."""
         lo, hi = self.input_range
-        out = [f"device  {self.family} {self.part}, serial {self.serial}, layers {'-'.join(map(str, self.geometry))}, "
-               f"{len(self.weight_levels)} weight levels, inputs {lo:g}..{hi:g} {self.input_unit}"]
+        layers = f", layers {'-'.join(map(str, self.geometry))}" if self.geometry else ""
+        weights = f"{len(self.weight_levels)} weight levels" if self.weight_levels else "continuous weights"
+        out = [f"device  {self.family} {self.part}, serial {self.serial}{layers}, {weights}, "
+               f"inputs {lo:g}..{hi:g} {self.input_unit}"]
         out += [f"        {label}: {text}" for label, text in self.details]
         return out
 

@@ -37,7 +37,7 @@ def describe_sample(config, identity) -> DeviceDescription:
     geometry = tuple(job.layers) if job is not None else ()
     return DeviceDescription(
         family=FAMILY_NAME, part=part, serial=config.sample_id, geometry=geometry,
-        weight_levels=(-10.0, 10.0), input_range=INPUT_RANGE_V, input_unit="V",
+        weight_levels=(), input_range=INPUT_RANGE_V, input_unit="V",
         details=(("process", config.process), ("ID code", f"{identity.code} read from the ladder"),
                  ("file", str(config.sample_file))),
         attrs={"family": FAMILY_NAME, "part": part, "sample": config.sample_id, "process": config.process,
@@ -80,7 +80,7 @@ class PrintedFamily:
             raise ConfigError("characterise needs a bench file")
         outcome = characterise_process(context.bench_file, out, progress=context.progress, announce=context.announce,
                                        force=context.force)
-        description = DeviceDescription(FAMILY_NAME, "PNC-TS", outcome.sample, (), (-10.0, 10.0), INPUT_RANGE_V, "V")
+        description = DeviceDescription(FAMILY_NAME, "PNC-TS", outcome.sample, (), (), INPUT_RANGE_V, "V")
         return CharacterisationOutcome(out, description, tuple(outcome.summary_lines), outcome.summary, outcome)
 
     def train(self, calibration: Path, out: Path, options: TrainOptions, context: StepContext) -> TrainingOutcome:

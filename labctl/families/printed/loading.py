@@ -19,10 +19,12 @@ other load (the ACT input is a gate), so KCL at column c gives
           a_j = (V_oc,j - R_j i_j) / d_j,   w_j = R_j / d_j.
 
 Eliminating the lines: ``(diag(G) - g^T diag(w) g) V_z = g^T a``. The
-matrix is (C, C) per printed sample and the same for every input row and
-every V_oc, so it is inverted once per layer and forward pass; each solve
-is then one matmul per group of lines, as cheap as the unloaded
-``V_z = g^T V / G``, which it reproduces (to rounding) when every R_j is 0. The cells' V_oc are fixed during a
+matrix is (C, C) per printed sample and, while the source resistances are
+the same for every input row, per sample only; a cell output's resistance
+depends on its level (an inverter on or off), so it is in general per
+input row too, (S, B, C, C) with C a layer's few columns: inverted once per
+layer and forward pass. It reproduces the unloaded ``V_z = g^T V / G`` (to
+rounding) when every R_j is 0. The cells' V_oc are fixed during a
 solve; a NEG whose input line is itself loaded (layer >= 2) needs its
 input's loaded voltage, which the network gets by re-solving 2 to 3 times.
 """
@@ -39,8 +41,8 @@ import torch
 class LineGroup:
     """Lines of one layer driven alike (positive lines, or negated lines).
 
-    ``g`` (S, J, C) conductances to the columns; ``r_out_ohm`` (S or 1, 1, J) the sources' Thevenin
-    resistances; ``g_load_s``/``i_load_a`` (S or 1, 1, J) an extra load on each line, I = i + g V
+    ``g`` (S, J, C) conductances to the columns; ``r_out_ohm`` (S or 1, 1 or B, J) the sources' Thevenin
+    resistances (per input row where they depend on the source's level); ``g_load_s``/``i_load_a`` (S or 1, 1, J) an extra load on each line, I = i + g V
     (a NEG input), None for none.
     """
 
@@ -59,15 +61,13 @@ class LineGroup:
 class _Coupling:
     """Per line: ``V = a + w (g V_z)`` with ``a = V_oc / d + offset``; None members when unloaded.
 
-    ``g_a`` (S, J, C) is ``g / d`` and ``rhs_offset`` (S, 1, C) is ``offset @ g``, so the right-hand
-    side ``a @ g = V_oc @ g_a + rhs_offset``.
+    Each is (S, 1 or B, J): a source resistance may differ per input row (an output's resistance
+    depends on its level, process_map ``r_out_low_ohm``).
     """
 
     inv_d: torch.Tensor | None = None
     w: torch.Tensor | None = None
     offset: torch.Tensor | None = None
-    g_a: torch.Tensor | None = None
-    rhs_offset: torch.Tensor | None = None
 
 
 def _coupling(group: LineGroup) -> _Coupling:
@@ -79,19 +79,17 @@ def _coupling(group: LineGroup) -> _Coupling:
     if group.g_load_s is not None:
         y = y + group.g_load_s
     inv_d = 1.0 / (1.0 + r * y)
-    g_a = inv_d.transpose(1, 2) * group.g
-    if group.i_load_a is None:
-        return _Coupling(inv_d, r * inv_d, None, g_a, None)
-    offset = -r * group.i_load_a * inv_d
-    return _Coupling(inv_d, r * inv_d, offset, g_a, offset @ group.g)
+    offset = None if group.i_load_a is None else -r * group.i_load_a * inv_d
+    return _Coupling(inv_d, r * inv_d, offset)
 
 
 class LoadedCrossbar:
     """One layer's crossbar with its line sources: solve V_z and the line voltages for given V_oc.
 
-    Everything that depends only on the printed sample (not on the input rows) is done here once:
-    ``V_z = sum_i V_oc,i @ to_z_i + z_offset`` with ``to_z_i = (g_i / d_i) K^-1`` (``g_i / G`` unloaded),
-    so a solve is one matmul per group of lines, as unloaded.
+    What depends only on the printed sample and the source resistances is done here once: the matrix
+    ``K = diag(G) - g^T diag(w) g`` is inverted per sample and, where a resistance differs per input row,
+    per row ((S, 1 or B, C, C)); a solve is then ``V_z = (sum_i (V_oc,i / d_i) g_i + offset g) K^-1``
+    (``g_i / G`` when nothing is loaded, as in seeds 000/001).
     """
 
     def __init__(self, groups: Sequence[LineGroup], g_total_s: torch.Tensor) -> None:
@@ -99,19 +97,21 @@ class LoadedCrossbar:
         self.groups = tuple(groups)
         self.g_total_s = g_total_s
         self.couplings = tuple(_coupling(group) for group in self.groups)
+        self.k_inv, self.z_offset = None, None
         if all(c.w is None for c in self.couplings):
-            self.to_z = tuple(group.g / g_total_s for group in self.groups)
-            self.z_offset = None
             return
-        k = torch.diag_embed(g_total_s[:, 0, :])
+        k = torch.diag_embed(g_total_s[:, 0, :]).unsqueeze(1)                        # (S, 1, C, C)
         for group, c in zip(self.groups, self.couplings):
             if c.w is not None:
-                k = k - group.g.transpose(1, 2) @ (c.w.transpose(1, 2) * group.g)
-        k_inv = torch.linalg.inv(k)                                                     # (S, C, C)
-        self.to_z = tuple((group.g if c.g_a is None else c.g_a) @ k_inv
-                          for group, c in zip(self.groups, self.couplings))
-        offsets = [c.rhs_offset for c in self.couplings if c.rhs_offset is not None]
-        self.z_offset = sum(offsets) @ k_inv if offsets else None
+                k = k - torch.einsum("sjc,sbj,sjd->sbcd", group.g, c.w, group.g)
+        self.k_inv = torch.linalg.inv(k)
+        offsets = [c.offset @ group.g for group, c in zip(self.groups, self.couplings) if c.offset is not None]
+        if offsets:
+            self.z_offset = self._through_k(sum(offsets))
+
+    def _through_k(self, rhs: torch.Tensor) -> torch.Tensor:
+        """(S, B, C) right-hand side times K^-1, per sample and row."""
+        return (rhs.unsqueeze(-2) @ self.k_inv).squeeze(-2)
 
     def loaded(self, index: int) -> bool:
         """Whether group ``index``'s lines move with the load (their voltages differ from V_oc)."""
@@ -120,10 +120,14 @@ class LoadedCrossbar:
     def v_z_part(self, index: int, v_oc: torch.Tensor) -> torch.Tensor:
         """(S, B, C) group ``index``'s contribution to V_z for its (S, B, J) open-circuit voltages.
 
-        V_z is linear in the V_oc: a caller re-solving with only some groups' V_oc changed (the NEG
-        lines while the network iterates) adds the fixed groups' parts once.
+        V_z is linear in the V_oc: a caller re-solving with only some groups' V_oc changed adds the
+        fixed groups' parts once.
         """
-        return v_oc @ self.to_z[index]
+        c, group = self.couplings[index], self.groups[index]
+        if self.k_inv is None:
+            return v_oc @ (group.g / self.g_total_s)
+        a = v_oc if c.inv_d is None else v_oc * c.inv_d
+        return self._through_k(a @ group.g)
 
     def solve(self, v_oc: Sequence[torch.Tensor], v_z_parts: torch.Tensor | None = None) -> "Solution":
         """(S, B, J) open-circuit voltages per group -> the column voltages; line voltages on demand.

@@ -26,7 +26,8 @@ Training, prediction, export and replay all use this forward pass.
   cell's open-circuit output. The authors ignore the crossbar's load on
   cell outputs; this model does not: every cell-driven line (an ACT output
   feeding the next layer, a NEG output) is a Thevenin source with the map's
-  ``r_out_ohm``, loaded by the columns it feeds and, for a positive line in
+  ``r_out_ohm`` at its high level and ``r_out_low_ohm`` at its low level
+  (``output_resistance``), loaded by the columns it feeds and, for a positive line in
   layer >= 2, by its NEG's input (``I = i_in0_a + V / r_in_ohm``). Pads and
   the bias are ideal (the 1 kohm input shunt of 4.3 is neglected). A
   calibration without port targets gives the unloaded model exactly.
@@ -43,7 +44,7 @@ from labctl.families.printed.cell_design import CellBank
 from labctl.families.printed.loading import LineGroup, LoadedCrossbar
 from labctl.families.printed.printable import (BIAS_V, G_MAX_S, G_MIN_S, THETA_MAX, THETA_PRINT_MIN,
                                                crossbar_g_range_s)
-from labctl.families.printed.process_map import TARGETS, CellMap
+from labctl.families.printed.process_map import PORT_TARGETS, TARGETS, CellMap
 
 _PRESENCE_SCALE = 0.1
 """Soft NEG-presence slope (theta units) for the gradient of the NEG count (straight-through)."""
@@ -66,8 +67,18 @@ def _switching(u: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
 """Solves per layer when a NEG's input line is loaded (layer >= 2): its input is the loaded voltage,
 which depends on its own output through the columns; the fixed point converges by the third pass on
 the simulated kit (the coupling is R_out g / G times the NEG gain, well below 1)."""
-_R_OUT, _R_IN, _I_IN0 = (len(TARGETS) + i for i in range(3))
+_R_OUT, _R_IN, _I_IN0, _R_OUT_LOW = (len(TARGETS) + PORT_TARGETS.index(t) for t in
+                                     ("r_out_ohm", "r_in_ohm", "i_in0_a", "r_out_low_ohm"))
 """Columns of ``CellMap.targets_and_ports`` holding the port values (PORT_TARGETS order)."""
+
+
+def output_resistance(cell: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """A cell output's source resistance at its level: ``high`` (0 to 1) is how far the output sits toward
+    its high level, where its own inverter is off and only load resistors drive it (process_map
+    ``r_out_ohm``); at the low level the inverter's channel drives it (``r_out_low_ohm``), an order of
+    magnitude stiffer in the simulated kit (a NEG: 48 kohm against 1 to 4 kohm). Linear in between."""
+    low = cell[..., _R_OUT_LOW]
+    return low + (cell[..., _R_OUT] - low) * high
 
 
 def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -84,7 +95,8 @@ def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Gene
 @dataclass(frozen=True)
 class Drive:
     """What drives a layer's input lines: open-circuit voltages (S or 1, B, n) and the sources'
-    Thevenin resistances (S, 1, n); None for ideal sources (the input pads, contract 4.3)."""
+    Thevenin resistances (S, 1 or B, n: they depend on the output's level); None for ideal sources
+    (the input pads, contract 4.3)."""
 
     v: torch.Tensor
     r_out_ohm: torch.Tensor | None
@@ -141,15 +153,15 @@ class PrintedLayer(nn.Module):
         return hard + soft - soft.detach()
 
     def _crossbar(self, values: LayerValues, g: torch.Tensor, source_r: torch.Tensor | None,
-                  neg: torch.Tensor) -> LoadedCrossbar:
+                  neg: torch.Tensor, neg_r: torch.Tensor) -> LoadedCrossbar:
         """The layer's loaded crossbar: positive lines (inputs, bias) from ``source_r``, with their NEG
-        inputs as extra loads where the NEG is printed; negated lines from the NEGs' outputs."""
+        inputs as extra loads where the NEG is printed; negated lines from the NEGs' outputs (``neg_r``)."""
         negated = values.negated
         g_neg = torch.where(negated, g, torch.zeros_like(g))
         g_pos = g - g_neg
         present = values.neg_present.to(g.dtype)
         positive = LineGroup(g_pos[:, :-1], source_r, present / neg[..., _R_IN], present * neg[..., _I_IN0])
-        negative = LineGroup(g_neg[:, :-1], neg[..., _R_OUT])
+        negative = LineGroup(g_neg[:, :-1], neg_r)
         return LoadedCrossbar((positive, negative), g.sum(dim=1)[:, None, :])
 
     def forward(self, drive: Drive, maps: tuple[CellMap, CellMap], n_samples: int, eps: float,
@@ -165,23 +177,23 @@ class PrintedLayer(nn.Module):
         g = vary(values.g_s, n_samples, eps, generator).to(dtype)                       # (S, R, C)
         neg = maps[1].targets_and_ports(vary(values.neg, n_samples, eps, generator).to(dtype))[:, None]
         act = maps[0].targets_and_ports(vary(values.act, n_samples, eps, generator).to(dtype))[:, None]
-        batch, zero = drive.v.shape[1], torch.zeros((1, 1, 1), dtype=dtype)
+        batch = drive.v.shape[1]
         v_src = torch.cat([drive.v.expand(s, batch, drive.v.shape[2]),
                            torch.full((s, batch, 1), BIAS_V, dtype=dtype)], dim=2)       # inputs and bias
         source_r = None if drive.r_out_ohm is None else torch.cat(
-            [drive.r_out_ohm, zero.expand(drive.r_out_ohm.shape[0], 1, 1)], dim=2)
-        crossbar = self._crossbar(values, g, source_r, neg)
-        v_neg_in, coupled = v_src, crossbar.loaded(0) and bool(values.neg_present[:-1].any())
-        z_pos = crossbar.v_z_part(0, v_src)
+            [drive.r_out_ohm, torch.zeros((*drive.r_out_ohm.shape[:2], 1), dtype=dtype)], dim=2)
+        coupled = source_r is not None and bool(values.neg_present[:-1].any())
+        v_neg_in = v_src
         for step in range(LOADED_ITERATIONS if coupled else 1):
             neg_t = torch.tanh((v_neg_in - neg[..., 2]) * neg[..., 3])                 # (S, B, n_in + 1)
             v_negline = -(neg[..., 0] + neg[..., 1] * neg_t)
-            solution = crossbar.solve((v_src, v_negline), z_pos + crossbar.v_z_part(1, v_negline))
+            crossbar = self._crossbar(values, g, source_r, neg, output_resistance(neg, (1.0 - neg_t) / 2.0))
+            solution = crossbar.solve((v_src, v_negline))
             if step < LOADED_ITERATIONS - 1 and coupled:
                 v_neg_in = solution.lines(0)
         v_z = solution.v_z
         act_t = _switching(v_z - act[..., 2], act[..., 3])
-        out = Drive(act[..., 0] + act[..., 1] * act_t, act[..., _R_OUT])
+        out = Drive(act[..., 0] + act[..., 1] * act_t, output_resistance(act, (1.0 + act_t) / 2.0))
         if not with_power:
             return out, torch.zeros((), dtype=dtype)
         crossbar_w = solution.dissipation_w()

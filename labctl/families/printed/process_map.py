@@ -50,16 +50,18 @@ __all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_
 TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "eta4", "p1", "p2", "p3")
 TARGET_UNITS: Mapping[str, str] = {"eta1": "V", "eta2": "V", "eta3": "V", "eta4": "1/V",
                                    "p1": "W", "p2": "W", "p3": "W/V^2"}
-PORT_TARGETS: tuple[str, ...] = ("r_out_ohm", "r_in_ohm", "i_in0_a")
+PORT_TARGETS: tuple[str, ...] = ("r_out_ohm", "r_in_ohm", "i_in0_a", "r_out_low_ohm")
 """Optional port targets, in the order ``CellMap.ports`` returns them (module docstring)."""
-PORT_TARGETS_OF: Mapping[str, tuple[str, ...]] = {"ACT": ("r_out_ohm",), "NEG": PORT_TARGETS}
+PORT_TARGETS_OF: Mapping[str, tuple[str, ...]] = {"ACT": ("r_out_ohm", "r_out_low_ohm"), "NEG": PORT_TARGETS}
 """Which port targets a kind has: the ACT input is an EGT gate (contract 1.3), so it has no input line."""
-PORT_UNITS: Mapping[str, str] = {"r_out_ohm": "ohm", "r_in_ohm": "ohm", "i_in0_a": "A"}
-NEUTRAL_PORTS: tuple[float, ...] = (0.0, float("inf"), 0.0)
-"""Port values when not measured: an ideal output and an input that draws nothing (the unloaded model)."""
+PORT_UNITS: Mapping[str, str] = {"r_out_ohm": "ohm", "r_in_ohm": "ohm", "i_in0_a": "A", "r_out_low_ohm": "ohm"}
+NEUTRAL_PORTS: tuple[float, ...] = (0.0, float("inf"), 0.0, 0.0)
+"""Port values when not measured: an ideal output and an input that draws nothing (the unloaded model).
+An unmeasured ``r_out_low_ohm`` with a measured ``r_out_ohm`` takes its value (one resistance for both
+output levels)."""
 MIN_PORT_STRUCTURES = 2
 """A port target measured on fewer structures than this counts as not measured."""
-LOG_TARGETS = ("eta4", "p1", "r_out_ohm", "r_in_ohm", "i_in0_a")
+LOG_TARGETS = ("eta4", "p1", "r_out_ohm", "r_in_ohm", "i_in0_a", "r_out_low_ohm")
 """Targets fitted in log when every measurement is positive (they are by construction of the cells)."""
 RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Candidate ridge strengths (relative to unit-mean weights); the leave-one-out error picks one."""
@@ -195,8 +197,8 @@ def _port_fits(kind: str, x: NDArray, targets: Mapping, target_se: Mapping) -> d
             continue
         if rows.sum() < MIN_PORT_STRUCTURES:
             continue
-        if t != "i_in0_a" and np.any(y[rows] <= 0):
-            raise ValueError(f"target {t}: a resistance must be positive")
+        if t != "i_in0_a" and (np.any(y[rows] < 0) or (t == "r_in_ohm" and np.any(y[rows] == 0))):
+            raise ValueError(f"target {t}: a resistance must be positive (an output's may be 0: ideal)")
         fits[t] = _fit_target(x[rows], y[rows], se[rows], log=bool(np.all(y[rows] > 0)))
     return fits
 
@@ -261,10 +263,13 @@ class CellMap:
         if dtype not in self._torch_cache:
             mid, half = _log_range(self.kind)
             zero = np.zeros(len(self.components) + 1)
+            fits = dict(self.fits)
+            if "r_out_low_ohm" not in fits and "r_out_ohm" in fits:
+                fits["r_out_low_ohm"] = fits["r_out_ohm"]   # one resistance for both levels (NEUTRAL_PORTS)
             names = TARGETS + PORT_TARGETS
-            coef = np.stack([self.fits[t].coef if t in self.fits else zero for t in names])
-            log = np.array([t in self.fits and self.fits[t].log for t in names])
-            measured = np.array([t in self.fits for t in names])
+            coef = np.stack([fits[t].coef if t in fits else zero for t in names])
+            log = np.array([t in fits and fits[t].log for t in names])
+            measured = np.array([t in fits for t in names])
             neutral = np.concatenate([np.zeros(len(TARGETS)), NEUTRAL_PORTS])
             self._torch_cache[dtype] = tuple(torch.as_tensor(a, dtype=dtype) for a in (mid, half, coef)) + (
                 torch.as_tensor(log), torch.as_tensor(measured), torch.as_tensor(neutral, dtype=dtype))
@@ -276,8 +281,8 @@ class CellMap:
         coef, log, measured, neutral = coef[rows], log[rows], measured[rows], neutral[rows]
         z = (torch.log(components) - mid) / half
         y = coef[:, 0] + z @ coef[:, 1:].T
-        y = torch.where(log, torch.exp(y), y)
-        return torch.where(measured, y, neutral)
+        y = torch.where(log, torch.exp(torch.where(log, y, torch.zeros_like(y))), y)  # no exp of a linear
+        return torch.where(measured, y, neutral)      # target in ohm: its inf would make the gradient NaN
 
     def etas_and_power(self, components: torch.Tensor) -> torch.Tensor:
         """Differentiable map: components (..., k) in component order -> (..., 7) in TARGETS order."""

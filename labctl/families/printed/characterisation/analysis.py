@@ -11,11 +11,12 @@ EGTs at their drawn W and L.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from labctl.families.printed.characterisation.ports import Estimate, input_line, output_resistances
 from labctl.families.printed.characterisation.resistor_fit import (
     MeasuredResistor,
     SheetFit,
@@ -33,7 +34,7 @@ from labctl.families.printed.characterisation.variation import (
     resistor_term,
 )
 from labctl.families.printed.layout import CellStructure, Layout
-from labctl.families.printed.process_map import TARGETS, CellMap, fit_cell_map
+from labctl.families.printed.process_map import PORT_TARGETS_OF, TARGETS, CellMap, fit_cell_map
 
 MIN_STRUCTURES = 3
 """Fewer usable structures of a kind than this leave no cell map (and no calibration)."""
@@ -51,6 +52,8 @@ class CellResult:
     p_se: np.ndarray
     power_rms_w: float
     flags: tuple[str, ...]
+    ports: Mapping[str, Estimate] = field(default_factory=dict)
+    """The measured port targets (PORT_TARGETS_OF the kind; module ``ports``), (value, se), NaN if not."""
 
     @property
     def used(self) -> bool:
@@ -67,8 +70,10 @@ class ProcessAnalysis:
     maps: dict[str, CellMap]
 
 
-def fit_cell(cell: CellStructure, points: np.ndarray, skipped: str | None) -> CellResult:
-    """The etas and power curve of one structure (``skipped``: its flag when the bench cut it short)."""
+def fit_cell(cell: CellStructure, points: np.ndarray, skipped: str | None, ports: np.ndarray | None = None,
+             bleed_ohm: float = np.inf) -> CellResult:
+    """The etas, power curve and ports of one structure (``skipped``: its flag when the bench cut it short;
+    ``ports``: its ``/raw/ports`` rows; ``bleed_ohm``: its input pad's bleed, printed, module ``ports``)."""
     nan3 = np.full(3, np.nan)
     if skipped in ("rail_fault", "no_input", "no_output") or points.size == 0:
         return CellResult(cell, None, nan3, nan3, np.nan, (skipped or "no_output",))
@@ -77,7 +82,10 @@ def fit_cell(cell: CellStructure, points: np.ndarray, skipped: str | None) -> Ce
     if not fit.usable:
         return CellResult(cell, fit, nan3, nan3, np.nan, flags)
     p, p_se, rms = fit_power(points["v_pad"], points["power_w"], fit.eta[2], fit.eta[3])
-    return CellResult(cell, fit, p, p_se, rms, flags)
+    measured = output_resistances(ports if ports is not None else np.zeros(0), cell.kind)
+    if cell.kind == "NEG":
+        measured.update(input_line(points[points["direction"] == 1], bleed_ohm))
+    return CellResult(cell, fit, p, p_se, rms, flags, measured)
 
 
 def printed_components(cell: CellStructure, sheet: SheetFit) -> dict[str, float]:
@@ -90,8 +98,13 @@ def printed_components(cell: CellStructure, sheet: SheetFit) -> dict[str, float]
 
 
 def _targets(results: list[CellResult]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per target (TARGETS, then the kind's port targets where any structure measured them): values and se."""
     values = {t: np.array([[*r.fit.eta, *r.p][i] for r in results]) for i, t in enumerate(TARGETS)}
     ses = {t: np.array([[*r.fit.eta_se, *r.p_se][i] for r in results]) for i, t in enumerate(TARGETS)}
+    for t in PORT_TARGETS_OF[results[0].cell.kind]:
+        pairs = np.array([r.ports.get(t, (np.nan, np.nan)) for r in results], dtype=float)
+        if np.any(np.isfinite(pairs[:, 0])):
+            values[t], ses[t] = pairs[:, 0], pairs[:, 1]
     return values, ses
 
 
@@ -150,9 +163,11 @@ def analyse(layout: Layout, raw: Mapping[str, np.ndarray], id_resistances: tuple
         elif rows.size >= 2:
             resistors += chain_resistances(chain, rows)
     sheet = fit_sheet_resistance(resistors, {"RH": layout.rh_ohm_sq, "RL": layout.rl_ohm_sq})
-    points = raw["points"]
-    cells = tuple(fit_cell(cell, points[points["structure"] == cell.id.encode()], skipped.get(cell.id))
-                  for cell in layout.cells)
+    points, ports = raw["points"], raw.get("ports", np.zeros(0, [("structure", "S8")]))
+    bleed = layout.bleed
+    bleed_ohm = sheet.rh_ohm_sq * bleed.l_um / (bleed.w_um + sheet.dw_um)
+    cells = tuple(fit_cell(cell, points[points["structure"] == cell.id.encode()], skipped.get(cell.id),
+                           ports[ports["structure"] == cell.id.encode()], bleed_ohm) for cell in layout.cells)
     maps = fit_maps(cells, sheet)
     terms = [resistor_term("resistors", sheet.rel_residual, sheet.dof, RESISTOR_MEASUREMENT_REL_SE)]
     terms += replica_terms(cells, maps, sheet)

@@ -10,6 +10,7 @@ Layout::
     /raw/rails        every rail check         (tables.RAIL_DTYPE)
     /raw/contact      the D-pad proof          (tables.CONTACT_DTYPE)
     /raw/done         finished structures      (tables.DONE_DTYPE)
+    /raw/ports        output at > 10 Gohm and 10 Mohm at the sweep ends (tables.PORT_DTYPE)
     /raw/identification  attrs: code, digits, current_a, resistances_ohm; shunt_offsets_v (24,)
     /fits/ACT, /fits/NEG, /fits/resistors      (tables.cell_fit_dtype, RESISTOR_FIT_DTYPE)
     /calibration      ProcessCalibration.write (process_calibration)
@@ -37,6 +38,7 @@ from labctl.families.printed.characterisation.tables import (
     CONTACT_DTYPE,
     DONE_DTYPE,
     POINT_DTYPE,
+    PORT_DTYPE,
     RAIL_DTYPE,
     RESISTOR_DTYPE,
 )
@@ -45,10 +47,10 @@ from labctl.families.printed.process_calibration import ProcessCalibration
 FAMILY = "printed"
 KIND = "process-calibration"
 RAW_TABLES = {"points": POINT_DTYPE, "resistors": RESISTOR_DTYPE, "rails": RAIL_DTYPE, "contact": CONTACT_DTYPE,
-              "done": DONE_DTYPE}
+              "done": DONE_DTYPE, "ports": PORT_DTYPE}
 UNITS = {"points": "time_s: s (host clock), v_*: V, i_*_a: A (positive out of the source), power_w: W",
          "resistors": "time_s: s, v_set/v_pad/v_nodes: V (v_nodes: Kelvin tap or NaN, then taps), i_a: A",
-         "rails": "i_*_a: A", "contact": "current_a: A at +0.100 V"}
+         "rails": "i_*_a: A", "ports": "v_*: V (v_out_hiz at > 10 Gohm, v_out_10m at 10 Mohm)", "contact": "current_a: A at +0.100 V"}
 
 
 class ProcessFile:

@@ -18,7 +18,7 @@ import numpy as np
 from labctl.drivers.keysight_34980a import sense_channel, shunt_channel
 from labctl.families.printed.bench import FAST_NPLC, SLOW_NPLC, PrintedBench, RailFault
 from labctl.families.printed.characterisation.plan import SweepPlan, refinement_levels
-from labctl.families.printed.characterisation.tables import MAX_NODES, POINT_DTYPE, RAIL_DTYPE, RESISTOR_DTYPE
+from labctl.families.printed.characterisation.tables import MAX_NODES, POINT_DTYPE, PORT_DTYPE, RAIL_DTYPE, RESISTOR_DTYPE
 from labctl.families.printed.layout import CellStructure, ResistorStructure, pad_number
 
 REFINE_DIRECTION = 2
@@ -80,6 +80,7 @@ def sweep_cell(bench: PrintedBench, cell: CellStructure, plan: SweepPlan, record
             levels = refinement_levels(forward["v_set"], forward["v_out"], plan.refine_step_v)
             # from +1.5 V the backward sweep ended at -1.5 V: going up again is a forward approach
             refined = _sweep(bench, cell, levels, +REFINE_DIRECTION, record)
+            _output_loading(bench, cell, (plan.forward_v[0], plan.forward_v[-1]), record)
     except RailFault as fault:
         record("rails", _rail_row(cell, np.nan, np.nan, str(fault)))
         return CellSweep(np.zeros(0, POINT_DTYPE), str(fault), "rail_fault")
@@ -101,6 +102,24 @@ def _sweep(bench: PrintedBench, cell: CellStructure, levels: tuple[float, ...], 
                    rails.i_dd_a, rails.i_ss_a, power)
         record("points", rows[i:i + 1])
     return rows
+
+
+def _output_loading(bench: PrintedBench, cell: CellStructure, levels: tuple[float, ...], record: Record) -> None:
+    """At each level: the output at > 10 Gohm, then at 10 Mohm (a known load, 5.2), then at > 10 Gohm again.
+
+    Contract 1.3: cell-driven rows have a source resistance that the crossbar loads; the only load the
+    test-structure layout offers is the DMM's own 10 Mohm, so ``r_out = 10 Mohm (V_hiz - V_10M) / V_10M``
+    (analysis). The sweep ends are the output's two levels, whose source resistances differ (an inverter
+    on or off); NPLC 10 because the difference is a few mV. The two unloaded readings bracket any drift.
+    """
+    out, shunt = sense_channel(pad_number(cell.output_pad, "S")), shunt_channel(pad_number(cell.input_pad, "D"))
+    for level in levels:
+        bench.set_pad(cell.input_pad, level)
+        before, v_shunt = bench.read_volts([out, shunt], SLOW_NPLC, settle=True)
+        loaded = bench.read_volts([out], SLOW_NPLC, high_impedance=False)[0]
+        after = bench.read_volts([out], SLOW_NPLC)[0]
+        record("ports", np.array([(time.time(), cell.id, level, bench.pad_voltage(cell.input_pad, v_shunt),
+                                   (before + after) / 2, loaded)], PORT_DTYPE))
 
 
 def _rail_row(cell: CellStructure, i_dd: float, i_ss: float, problem: str | None) -> np.ndarray:

@@ -24,6 +24,13 @@ POINT_DTYPE = np.dtype([
 """One sweep point of a circuit structure; direction +1 forward, -1 backward (7), +2 the transition
 refinement (plan.py); power per 1.8."""
 
+PORT_DTYPE = np.dtype([
+    ("time_s", "f8"), ("structure", "S8"), ("v_set", "f8"), ("v_pad", "f8"), ("v_out_hiz", "f8"),
+    ("v_out_10m", "f8"),
+])
+"""A circuit structure's output read at > 10 Gohm and then at 10 Mohm at one input level (5.2, 6.2): the
+DMM's 10 Mohm is a known load, so the two readings give the output's source resistance (contract 1.3)."""
+
 RESISTOR_DTYPE = np.dtype([
     ("time_s", "f8"), ("structure", "S8"), ("v_set", "f8"), ("v_pad", "f8"), ("i_a", "f8"),
     ("v_nodes", "f8", (MAX_NODES,)),

@@ -13,7 +13,6 @@ module imports it.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from labctl.errors import ConfigError
@@ -95,14 +94,7 @@ def add_sim_commands(simsub) -> None:
 
 
 def _serve_print(args: argparse.Namespace) -> int:
+    from labctl.commands.simulation import serve_until_interrupted
+
     sim = print_sample(args.job, args.process_seed, args.seed, variation=args.variation, realtime=args.realtime)
-    with sim:
-        sim.write_bench_file(args.bench_out)
-        if args.truth_out:
-            sim.save_truth(args.truth_out)
-        print(f"serving {sim.label}: bench file {args.bench_out.resolve()}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
+    return serve_until_interrupted(sim, args.bench_out, args.truth_out)
