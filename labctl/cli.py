@@ -42,7 +42,8 @@ EXIT_LEFT_ON = 3
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="labctl", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Characterise an analog neural die (CMNA), train weights tailored to it, program and evaluate it.",
+        description="Characterise a neural device (a CMNA die, a printed process), train weights or a design "
+                    "tailored to it, program or print it, and evaluate it on the device.",
         epilog="Start with `labctl demo` (a simulated die, no hardware needed). Each command has --help.\n"
                "Exit status: 0 done, 2 error (one line), 128+N interrupted by signal N (130: Ctrl-C), "
                "3 an output may still be on (a warning names it).")
