@@ -88,6 +88,11 @@ class Provenance:
     train_seconds: float
     created_utc: str
     software: str
+    cell_bounds: str = ""
+    """Where training kept the cells (cell_region.cell_bounds): "fixed" (the references), "measured" (every
+    cell inside the calibration's measured region), "printable" (some cell only within the ranges: the
+    calibration records no region, or a constraint held a cell outside it); "" in designs made before this
+    was recorded."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,8 @@ class Design:
         layers = tuple(int(n) for n in fh.attrs["layers"])
         values = tuple(_design_layer(fh[f"layers/{i}"]) for i in range(1, len(layers)))
         prov_group = fh["provenance"]
-        prov = {f.name: _plain(prov_group.attrs[f.name]) for f in fields(Provenance)}
+        prov = {f.name: _plain(prov_group.attrs[f.name]) for f in fields(Provenance)
+                if f.name in prov_group.attrs or f.default is MISSING}
         pred = {f.name: _plain(fh["prediction"].attrs[f.name]) for f in fields(Prediction)}
         split = prov_group["split"].asstr()[()] if "split" in prov_group else None
         return cls(process=str(fh.attrs["process"]), sample=str(fh.attrs["sample"]),

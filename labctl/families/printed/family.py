@@ -23,6 +23,9 @@ from labctl.families.seam import (CharacterisationOutcome, DeviceDescription, On
 FAMILY_NAME = "printed"
 PARTS = ("PNC-TS", "PNC-NET")
 """The test-structure sample (contract 2.3) and a printed network (2.5)."""
+CELL_BOUNDS_WORDS = {"fixed": "at the reference designs", "measured": "within the measured region",
+                     "printable": "within the printable ranges only (the calibration has no measured region)"}
+"""How the train summary says where the cells were kept (Provenance.cell_bounds)."""
 INPUT_RANGE_V = (-1.5, 1.5)
 """What a circuit input pad may carry while its rails are up (contract 4.4)."""
 
@@ -103,7 +106,8 @@ class PrintedFamily:
         line = (f"printed design for process {design.process} on {Path(options.dataset).name} "
                 f"({design.provenance.train_seconds:.1f} s): software {p.software_accuracy:.1%}, predicted over "
                 f"printed samples {p.test_mean:.1%} (90 %: {p.test_q05:.1%} to {p.test_q95:.1%}), predicted power "
-                f"{p.power_w * 1e3:.4g} mW -> {out}")
+                f"{p.power_w * 1e3:.4g} mW; cells {CELL_BOUNDS_WORDS.get(design.provenance.cell_bounds, 'unchecked')} "
+                f"-> {out}")
         record = {"dataset": options.dataset, "process": design.process, "software_accuracy": p.software_accuracy,
                   "predicted_accuracy": p.test_mean, "predicted_q05": p.test_q05, "predicted_q95": p.test_q95,
                   "predicted_power_w": p.power_w, "seconds": design.provenance.train_seconds}

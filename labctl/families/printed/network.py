@@ -15,7 +15,8 @@ Training, prediction, export and replay all use this forward pass.
   50 kohm/sq).
 - Cells: ACT ``eta1 + eta2 tanh((V - eta3) eta4)``, NEG its negative, with
   the etas from the calibrated CellMap at the cells' component values
-  (process_map); components learnable in range or fixed (cell_design).
+  (process_map); components learnable in range or fixed (cell_design); learnable ones are kept inside
+  the region the calibration's maps were measured on (measured_region), where the maps hold.
 - Variation (1.6, seed 000): every printed value (each conductance, each cell
   component) times ``1 + U(-eps, eps)``, drawn per sample.
 - Power (1.8, seed 001): crossbar ``sum g (V_r - V_z)^2`` at the loaded row
@@ -42,6 +43,7 @@ from torch import nn
 
 from labctl.families.printed.cell_design import CellBank
 from labctl.families.printed.loading import LineGroup, LoadedCrossbar
+from labctl.families.printed.measured_region import MeasuredRegion
 from labctl.families.printed.printable import (BIAS_V, G_MAX_S, G_MIN_S, THETA_MAX, THETA_PRINT_MIN,
                                                crossbar_g_range_s)
 from labctl.families.printed.process_map import PORT_TARGETS, TARGETS, CellMap
@@ -118,14 +120,15 @@ class PrintedLayer(nn.Module):
     """One crossbar layer with its NEG cells (inputs and bias) and its ACT cells (one per column)."""
 
     def __init__(self, n_in: int, n_out: int, *, fixed_circuits: bool, generator: torch.Generator | None,
-                 g_range_s: tuple[float, float] = (G_MIN_S, G_MAX_S)) -> None:
+                 g_range_s: tuple[float, float] = (G_MIN_S, G_MAX_S),
+                 regions: tuple[MeasuredRegion | None, MeasuredRegion | None] = (None, None)) -> None:
         super().__init__()
         self.g_range_s = g_range_s
         theta = torch.rand(n_in + 2, n_out, generator=generator, dtype=torch.float64) * 2.0 - 1.0
         theta[-1] = theta[-1].abs() + 0.5
         self.theta = nn.Parameter(theta)
-        self.act = CellBank("ACT", n_out, fixed=fixed_circuits, generator=generator)
-        self.neg = CellBank("NEG", n_in + 1, fixed=fixed_circuits, generator=generator)
+        self.act = CellBank("ACT", n_out, fixed=fixed_circuits, generator=generator, region=regions[0])
+        self.neg = CellBank("NEG", n_in + 1, fixed=fixed_circuits, generator=generator, region=regions[1])
 
     def printed(self) -> LayerValues:
         """Nominal printed values (contract 1.3): clamp, drop |theta| < 0.01, scale columns to g_min.
@@ -213,8 +216,9 @@ class PrintedNetwork(nn.Module):
         self.layers_spec = tuple(int(n) for n in layers)
         self.act_map, self.neg_map = act_map, neg_map
         g_range = crossbar_g_range_s(rh_ohm_sq)
+        regions = (act_map.region, neg_map.region)
         self.layers = nn.ModuleList(PrintedLayer(a, b, fixed_circuits=fixed_circuits, generator=generator,
-                                                 g_range_s=g_range)
+                                                 g_range_s=g_range, regions=regions)
                                     for a, b in zip(self.layers_spec, self.layers_spec[1:]))
 
     def forward(self, x: torch.Tensor, *, n_samples: int = 0, eps: float = 0.0,
@@ -233,3 +237,9 @@ class PrintedNetwork(nn.Module):
 
     def printed(self) -> list[LayerValues]:
         return [layer.printed() for layer in self.layers]
+
+    def keep_cells_measured(self) -> None:
+        """Bring learnable cells back inside the calibration's measured region (cell_design.keep_measured)."""
+        for layer in self.layers:
+            layer.act.keep_measured()
+            layer.neg.keep_measured()

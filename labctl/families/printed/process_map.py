@@ -42,7 +42,8 @@ import torch
 from numpy.typing import NDArray
 
 from labctl.errors import DataFileError
-from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, COMPONENT_RANGES, NEG_COMPONENTS
+from labctl.families.printed.measured_region import MeasuredRegion, log_range
+from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, NEG_COMPONENTS
 
 __all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_TARGETS_OF", "CellMap",
            "fit_cell_map", "component_matrix"]
@@ -65,14 +66,6 @@ LOG_TARGETS = ("eta4", "p1", "r_out_ohm", "r_in_ohm", "i_in0_a", "r_out_low_ohm"
 """Targets fitted in log when every measurement is positive (they are by construction of the cells)."""
 RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Candidate ridge strengths (relative to unit-mean weights); the leave-one-out error picks one."""
-
-
-def _log_range(kind: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(mid, half) of log(component) over the printable ranges of ``kind``."""
-    ranges = COMPONENT_RANGES[kind]
-    lo = np.log([ranges[c].low for c in CELL_COMPONENTS[kind]])
-    hi = np.log([ranges[c].high for c in CELL_COMPONENTS[kind]])
-    return (hi + lo) / 2, (hi - lo) / 2
 
 
 def component_matrix(kind: str, components) -> NDArray[np.float64]:
@@ -162,14 +155,14 @@ def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
     comps = component_matrix(kind, components)
     if np.any(~np.isfinite(comps)) or np.any(comps <= 0):
         raise ValueError(f"{kind} components must be finite and positive")
-    mid, half = _log_range(kind)
+    mid, half = log_range(kind)
     x = np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
     fits = {}
     for t in TARGETS:
         y, se = _target_values(t, targets, target_se, len(comps))
         fits[t] = _fit_target(x, y, se, log=t in LOG_TARGETS and bool(np.all(y > 0)))
     fits.update(_port_fits(kind, x, targets, target_se))
-    return CellMap(kind=kind, fits=fits, n_structures=len(comps))
+    return CellMap(kind=kind, fits=fits, n_structures=len(comps), region=MeasuredRegion.of_structures(kind, comps))
 
 
 def _target_values(t: str, targets: Mapping, target_se: Mapping, n: int) -> tuple[NDArray, NDArray]:
@@ -210,6 +203,8 @@ class CellMap:
     kind: str
     fits: Mapping[str, TargetFit]
     n_structures: int
+    region: MeasuredRegion | None = None
+    """Where the fitted structures lie (measured_region): the map is trusted inside it; None if not recorded."""
     _torch_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -227,7 +222,7 @@ class CellMap:
         return {t: f.loo_rms for t, f in self.fits.items()}
 
     def _features(self, comps: NDArray) -> NDArray:
-        mid, half = _log_range(self.kind)
+        mid, half = log_range(self.kind)
         return np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
 
     def predict(self, components) -> dict[str, NDArray[np.float64]]:
@@ -261,7 +256,7 @@ class CellMap:
     def _torch_params(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """(mid, half, coef, log, measured, neutral) over TARGETS + PORT_TARGETS; unmeasured ports coef 0."""
         if dtype not in self._torch_cache:
-            mid, half = _log_range(self.kind)
+            mid, half = log_range(self.kind)
             zero = np.zeros(len(self.components) + 1)
             fits = dict(self.fits)
             if "r_out_low_ohm" not in fits and "r_out_ohm" in fits:
@@ -320,6 +315,8 @@ class CellMap:
         group["fitted_in_log"] = np.array([self.fits[t].log for t in names])
         group["residual_rms"] = np.array([self.fits[t].residual_rms for t in names])
         group["loo_rms"] = np.array([self.fits[t].loo_rms for t in names])
+        if self.region is not None:
+            self.region.write(group)
 
     @classmethod
     def read(cls, group) -> "CellMap":
@@ -334,9 +331,10 @@ class CellMap:
             arrays = {k: group[k][()] for k in ("coef", "coef_cov", "ridge", "fitted_in_log", "residual_rms",
                                                  "loo_rms")}
             n = int(group.attrs["n_structures"])
+            region = MeasuredRegion.read(group, kind)
         except KeyError as exc:
             raise DataFileError(f"{group.file.filename}:{group.name}: not a printed cell map (lacks {exc})") from None
         fits = {t: TargetFit(arrays["coef"][i], arrays["coef_cov"][i], float(arrays["ridge"][i]),
                              bool(arrays["fitted_in_log"][i]), float(arrays["residual_rms"][i]),
                              float(arrays["loo_rms"][i])) for i, t in enumerate(names)}
-        return cls(kind=kind, fits=fits, n_structures=n)
+        return cls(kind=kind, fits=fits, n_structures=n, region=region)

@@ -4,6 +4,8 @@ Seed 000's protocol: full-batch Adam on the hinge (objective), every step on
 ``train_samples`` (20) freshly sampled printed circuits at the run's eps
 (contract 1.6), learnable circuit components inside the printable ranges
 (or fixed with ``fixed_circuits``), the nominal circuit with ``nominal``.
+Learnable components are also kept inside the calibration's measured region
+(cell_design, measured_region): outside it the maps extrapolate.
 The authors pick the best of 10 seeds on the test split; here each restart
 is scored on ``valid`` (mean accuracy over a fixed set of sampled circuits)
 and the test split is touched once, to predict the accuracy distribution of
@@ -26,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from labctl.families.printed.cell_region import cell_bounds
 from labctl.families.printed.dataset import SplitData, from_arrays
 from labctl.families.printed.design import Design, Prediction, Provenance
 from labctl.families.printed.design_network import design_layers
@@ -109,6 +112,7 @@ def _fit(network: PrintedNetwork, parts: dict[str, _Part], settings: TrainingSet
         loss = objective(outputs, power, train.y, power_weight, reference_power_w)
         loss.backward()
         optimizer.step()
+        network.keep_cells_measured()
         if epoch % settings.eval_every and epoch != settings.epochs:
             continue
         score = _score(network, parts["valid"], settings, eps, power_weight, reference_power_w, seed + 1)
@@ -171,7 +175,7 @@ def train_design(calibration: ProcessCalibration, dataset: SplitData | tuple, *,
         power_weight=power_weight, hidden=hidden, seed=seed, restarts=restarts, chosen_restart=chosen,
         epochs=fit.epochs, learning_rate=settings.learning_rate, train_samples=settings.train_samples,
         train_seconds=time.perf_counter() - start, created_utc=datetime.now(timezone.utc).isoformat(),
-        software="labctl printed training 1")
+        software="labctl printed training 1", cell_bounds=cell_bounds(network))
     offset, scale = data.scaling()
     return Design(process=calibration.process, sample=calibration.sample, rh_ohm_sq=calibration.rh_ohm_sq,
                   rl_ohm_sq=calibration.rl_ohm_sq, layers=layers, layer_values=design_layers(network),

@@ -1,0 +1,65 @@
+"""The printed loop end to end through the command line (issue 13), on the simulated run sim-7.
+
+characterise a PNC-TS sample -> train a bespoke Iris design -> export the print job -> print it
+(simulated) -> verify the printed sample. The printed accuracy must fall inside the 90 % interval
+the design predicted, and the measured power near the predicted one: the model's belief about the
+process, learnt only from test structures, holds on a sample it never saw. About a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labctl.families.printed.sim.serve import print_sample, start
+
+IRIS_ROWS = 150
+
+
+def labctl(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "labctl", "--no-progress", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+    assert done.returncode == 0, f"labctl {args[0]}: {done.stdout}\n{done.stderr}"
+    return done
+
+
+def iris_csv(path: Path) -> Path:
+    """Iris from sklearn as the printed data sets are laid out (features in [0, 1], label, split)."""
+    from sklearn.datasets import load_iris
+
+    data = load_iris()
+    x = (data.data - data.data.min(axis=0)) / np.ptp(data.data, axis=0)
+    split = np.random.default_rng(0).permutation(np.repeat(["train", "valid", "test"], [90, 30, 30]))
+    rows = [",".join([*(f"{v:.6f}" for v in row), str(label), part]) for row, label, part in zip(x, data.target, split)]
+    path.write_text("f0,f1,f2,f3,label,split\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("printed_loop")
+    with start("PNC-TS", 7) as test_structures:
+        test_structures.write_bench_file(work / "ts.toml")
+        labctl("characterise", "--bench", "ts.toml", "--out", "process.h5", cwd=work)
+    labctl("train", "--calibration", "process.h5", "--out", "design.h5", "--dataset", iris_csv(work / "iris.csv"),
+           cwd=work)
+    labctl("export", "design.h5", "--out", "job", cwd=work)
+    with print_sample(work / "job" / "job.toml", 7, 0) as printed:
+        printed.write_bench_file(work / "printed.toml")
+        done = labctl("evaluate", "--bench", "printed.toml", "--design", "design.h5", "--json", cwd=work)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_printed_sample_does_what_its_design_predicted(loop) -> None:
+    lo, hi = loop["predicted_interval"]
+    assert loop["n_samples"] == 30
+    assert loop["software_accuracy"] >= 0.85
+    assert lo <= loop["printed_accuracy"] <= hi
+    assert loop["printed_accuracy"] >= 0.7  # chance is 1/3; measured 0.77 against a predicted 0.83 (0.67 to 1)
+    # measured 2.81 mW against 3.33 predicted: the model still over-predicts by about 18 % (docs/printed.md)
+    assert loop["supply_power_w"] == pytest.approx(loop["predicted_power_w"], rel=0.25)
