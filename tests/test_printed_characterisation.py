@@ -302,6 +302,9 @@ def test_simulated_pnc_ts_sample(tmp_path: Path) -> None:
     finally:
         served.stop()
     assert outcome.calibration is not None and outcome.structures_fitted >= 30
+    flags = dict(outcome.flagged)
+    for spread_neg in ("N05", "N08"):  # designed to switch beyond +1.5 V: unmeasurable designs, not contact faults
+        assert "transition_outside" in flags[spread_neg] and "no_output" not in flags[spread_neg]
     assert served.clock.accounted_s + outcome.host_wait_s < 600.0
     assert outcome.eps == pytest.approx(0.10, abs=max(2.5 * outcome.eps_se, 0.03))
     assert outcome.rh_ohm_sq == pytest.approx(run.rh_ohm_sq, abs=3 * outcome.rh_ohm_sq_se)
