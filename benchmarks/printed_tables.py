@@ -39,11 +39,10 @@ from labctl.families.printed import process_calibration
 from labctl.families.printed.characterisation import SweepPlan, characterise_process
 from labctl.families.printed.commands import SPICE_ROWS
 from labctl.families.printed.dataset import load_csv
-from labctl.families.printed.design_network import encode_inputs
 from labctl.families.printed.export import export_design
 from labctl.families.printed.sim.serve import print_sample, start
 from labctl.families.printed.training import train_design
-from labctl.families.printed.verification import test_rows, verify_printed
+from labctl.families.printed.verification import test_inputs, verify_printed
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -162,10 +161,9 @@ def run_mode(calibration, data, mode: str, eps: float, process_seed: int, sample
                         design.provenance.train_seconds)
     print(f"    {mode}: trained {result.train_s:.0f} s, software {p.software_accuracy:.1%}, predicted {p.test_mean:.1%} "
           f"({p.test_q05:.1%} to {p.test_q95:.1%}), {p.power_w * 1e3:.3g} mW", flush=True)
-    features, _ = test_rows(design)
     job_name = f"{set_name}-{mode}-e{eps:g}"[:64]
     paths = export_design(design, work / "job", job_name=job_name,
-                          rows=encode_inputs(design, features[:SPICE_ROWS]))  # as `labctl export` does
+                          rows=test_inputs(design)[0][:SPICE_ROWS])  # as `labctl export` does
     for k in range(samples):
         with print_sample(paths["job"], process_seed, k, variation=eps, served=False) as printed:
             bench_file = printed.write_bench_file(work / f"K{k}" / "printed.toml")

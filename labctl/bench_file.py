@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labctl.errors import ConfigError
-from labctl.toml_files import parse_toml, read_user_file
+from labctl.toml_files import parse_toml, read_user_file, schema_problem
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -108,11 +108,7 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
     try:
         schema = BenchSchema.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        msg = {"extra_forbidden": "is not a known key", "missing": "is missing"}.get(err["type"], err["msg"])
-        msg = msg.removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {key} {msg}") from None
+        raise ConfigError(f"{where}: {schema_problem(exc.errors()[0])}") from None
     _check_role_names(schema, where)
     roles: dict[str, RoleBinding] = {}
     for role, spec in schema.roles.items():

@@ -11,7 +11,6 @@ An open Bench holds the bench's lock (:mod:`labctl.bench_lock`): a second client
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from labctl import bench_lock, shutdown
+from labctl.held_bench import HeldBench
 from labctl.families.cmna import ratings
 from labctl.bench_file import BenchConfig, load_bench_file
 from labctl.families.cmna.chip import ChipDescription
@@ -41,7 +41,7 @@ class Reading:
 ReadingListener = Callable[[Reading], None]
 
 
-class Bench:
+class Bench(HeldBench):
     """A CMNA bench opened from a bench file. Use as a context manager."""
 
     def __init__(
@@ -67,7 +67,6 @@ class Bench:
         self._vdd_v = 0.0
         """The supply level this session last set (a ramp down starts there)."""
         self._lock: bench_lock.BenchLock | None = None
-        self._signals = contextlib.ExitStack()
         self.shutdown_report: shutdown.ShutdownReport | None = None
         """What the last power-down left, in words (also :func:`labctl.shutdown.record`-ed for the command line)."""
         self.left_on: list[str] = []
@@ -130,6 +129,10 @@ class Bench:
     def instrument_identities(self) -> dict[str, str]:
         return {name: getattr(inst, "idn", "?") for name, inst in self._instruments.items()}
 
+    @property
+    def is_open(self) -> bool:
+        return self.bridge is not None
+
     def close(self, *, emergency: bool = False) -> None:
         """Turn outputs off (VDD stays on after a normal exit with keep_powered) and disconnect."""
         keep = self.keep_powered and not emergency
@@ -163,29 +166,6 @@ class Bench:
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.release()
-
-    def __enter__(self) -> "Bench":
-        # SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside the block, whatever their inherited
-        # disposition (a background job inherits SIGINT ignored), so __exit__ turns every output off
-        self._signals.enter_context(shutdown.signals_handled())
-        if self.bridge is None:
-            try:
-                self.open()
-            except BaseException:
-                self._signals.close()
-                raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.close(emergency=exc_type is not None)
-        except LabctlError as problem:
-            if exc is None:
-                raise
-            # the error that ended the block stays the one reported; what is still on is in the report
-            exc.add_note(f"at power-down: {problem}")
-        finally:
-            self._signals.close()
 
     # -- power sequencing ----------------------------------------------------
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl import bench_lock, shutdown
+from labctl.held_bench import HeldBench
 from labctl.drivers.instruments import open_instrument
 from labctl.drivers.keysight_34980a import (
     DAC_SLOTS,
@@ -222,7 +223,7 @@ class StartReport:
     instrument_idns: dict[str, str]
 
 
-class PrintedBench:
+class PrintedBench(HeldBench):
     """A printed bench opened from its bench file (4.6); use as a context manager.
 
     Opening takes the bench's lock and connects; it switches nothing. :meth:`start`
@@ -243,7 +244,6 @@ class PrintedBench:
         self.mainframe: Keysight34980A | None = None
         self.smu: KeysightB2900 | None = None
         self._lock: bench_lock.BenchLock | None = None
-        self._signals = contextlib.ExitStack()
         self.group: int | None = None
         self.rails_full = False
         self._rails = [0.0, 0.0]
@@ -296,28 +296,17 @@ class PrintedBench:
             lock, self._lock = self._lock, None
             lock.release()
 
-    def __enter__(self) -> "PrintedBench":
-        self._signals.enter_context(shutdown.signals_handled())
-        if self.mainframe is None:
-            try:
-                self.open()
-            except BaseException:
-                self._signals.close()
-                raise
-        return self
+    @property
+    def is_open(self) -> bool:
+        return self.mainframe is not None
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def close(self, *, emergency: bool = False) -> None:
+        """Power everything down in the order of 6.3, then disconnect (a printed bench keeps nothing powered,
+        so ``emergency`` changes nothing)."""
         try:
-            try:
-                self.power_down()
-            finally:
-                self.disconnect()
-        except LabctlError as problem:
-            if exc is None:
-                raise
-            exc.add_note(f"at power-down: {problem}")
+            self.power_down()
         finally:
-            self._signals.close()
+            self.disconnect()
 
     def _mf(self) -> Keysight34980A:
         if self.mainframe is None:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from labctl.bench_file import InstrumentSection
 from labctl.errors import ConfigError
-from labctl.toml_files import parse_toml, read_user_file
+from labctl.toml_files import parse_toml, read_user_file, schema_problem
 
 if TYPE_CHECKING:
     from labctl.families.printed.layout import Layout
@@ -130,10 +130,7 @@ def parse_printed_bench_text(text: str, source: Path | None = None) -> PrintedBe
     try:
         schema = _BenchSchema.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        msg = {"extra_forbidden": "is not a known key", "missing": "is missing"}.get(err["type"], err["msg"])
-        raise ConfigError(f"{where}: {key} {msg.removeprefix('Value error, ')}") from None
+        raise ConfigError(f"{where}: {schema_problem(exc.errors()[0])}") from None
     sample = schema.sample
     relative = Path(sample.layout or sample.job or "")
     base = source.parent if source is not None else Path.cwd()

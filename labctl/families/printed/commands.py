@@ -36,15 +36,11 @@ def register(sub) -> None:
 
 def export(args: argparse.Namespace) -> int:
     from labctl.families.printed.design import Design
-    from labctl.families.printed.design_network import encode_inputs
     from labctl.families.printed.export import export_design
-    from labctl.families.printed.verification import test_rows
+    from labctl.families.printed.verification import test_inputs
 
     design = Design.read(args.design)
-    rows = None
-    if args.spice_rows > 0:
-        features, _ = test_rows(design)
-        rows = encode_inputs(design, features[:args.spice_rows])
+    rows = test_inputs(design)[0][:args.spice_rows] if args.spice_rows > 0 else None
     paths = export_design(design, args.out, id_code=args.id_code, job_name=args.job_name, rows=rows)
     print(f"print job for process {design.process} written to {paths['job']}")
     for name in ("components", "pads", "spice"):

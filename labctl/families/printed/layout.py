@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labctl.errors import ConfigError
 from labctl.families.printed.printable import ACT_COMPONENTS, NEG_COMPONENTS
-from labctl.toml_files import parse_toml, read_user_file
+from labctl.toml_files import parse_toml, read_user_file, schema_problem
 
 FORMAT = "pnc-ts-layout/1"
 FRAME = "PF-144"
@@ -261,11 +261,9 @@ def _describe(exc: ValidationError, raw: dict) -> str:
         tail = [part for part in loc[2:] if part not in ("ACT", "NEG", "RCHAIN", "RES", "ID")]
         loc = [f"structure[{index}]" + (f" ({name})" if name else ""), *tail]
     key = ".".join(loc) or "(top level)"
-    kind = err["type"]
-    msg = {"extra_forbidden": "is not a known key", "missing": "is missing"}.get(kind, err["msg"])
-    if kind == "union_tag_invalid":
-        msg = "kind must be ACT, NEG, RCHAIN, RES or ID"
-    return f"{key} {msg.removeprefix('Value error, ')}"
+    if err["type"] == "union_tag_invalid":
+        return f"{key} kind must be ACT, NEG, RCHAIN, RES or ID"
+    return schema_problem(err, key)
 
 
 def _resistor(r: _Resistor) -> Resistor:

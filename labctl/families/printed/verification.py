@@ -75,6 +75,12 @@ def test_rows(design: Design) -> tuple[np.ndarray, np.ndarray]:
     return data.features[test], data.labels[test]
 
 
+def test_inputs(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """The test split as the printed circuit sees it: (input pad volts, labels); also the SPICE netlist's rows."""
+    features, labels = test_rows(design)
+    return encode_inputs(design, features), labels
+
+
 def _require_same_data(design: Design, data: SplitData, split: np.ndarray) -> None:
     if len(split) != len(data.labels) or data.feature_names != design.feature_names:
         raise ConfigError(f"{data.source} is not the data the design was trained on (columns or rows differ)")
@@ -91,8 +97,7 @@ def verify_printed(bench_file: Path, design_path: Path, *, power_patterns: int |
     require_same_process(config, design.process, f"design {design_path}")
     if config.sample_kind != "network":
         raise ConfigError(f"bench file {bench_file}: the sample is {config.sample_kind}, not a printed network")
-    features, labels = test_rows(design)
-    volts = encode_inputs(design, features)
+    volts, labels = test_inputs(design)
     n_power = len(volts) if power_patterns is None else min(power_patterns, len(volts))
     readings = measure_patterns(bench_file, volts, power_rows=n_power, progress=progress,
                                 **(bench_options or {}))
