@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
 import pyvisa
@@ -165,6 +166,7 @@ class VisaInstrument:
         self.idn = idn
         self.lock = resource_lock(resource)
         self._channels: dict[str, SmuChannelBase] = {}
+        self._out_of_step = False
         # Errors left by an earlier session must not be blamed on our first command.
         try:
             with self.lock:
@@ -215,18 +217,59 @@ class VisaInstrument:
             self.session.close()
 
     def write(self, command: str) -> None:
-        with self.lock:
+        with self.lock, self._exchange():
             try:
                 self.session.write(command)
             except (pyvisa.errors.Error, OSError) as err:
                 raise InstrumentError(f"{self.label}: cannot send {command!r}: {_first_line(err)}") from err
 
     def query(self, command: str) -> str:
-        with self.lock:
+        with self.lock, self._exchange():
             try:
                 return self.session.query(command).strip()
             except (pyvisa.errors.Error, OSError) as err:
                 raise InstrumentError(f"{self.label}: no answer to {command!r}: {_first_line(err)}") from err
+
+    RESYNC_READS = 16
+    """Answers an out-of-step session may hold before the ``*IDN?`` that resynchronises it."""
+
+    @contextmanager
+    def _exchange(self) -> Iterator[None]:
+        """One exchange on the session, in step with the instrument.
+
+        A signal or a timeout between a query's command and its answer leaves that answer unread: the
+        next query would read it, a step late, and the error check after a setting would return
+        before the instrument has executed the setting. Power-down relies on that check to know that
+        EXT_IN is off before VDD falls on another instrument (measured: a TERM, INT, HUP burst let VDD
+        fall with EXT_IN still on). So the exchange after an interrupted one first resynchronises.
+        """
+        if self._out_of_step:
+            self._resynchronise()
+        try:
+            yield
+        except BaseException:
+            self._out_of_step = True
+            raise
+
+    def _resynchronise(self) -> None:
+        """Discard stale answers: ask ``*IDN?`` and read until its answer, then drain the error queue."""
+        self._out_of_step = False
+        try:
+            self.session.write("*IDN?")
+            for _ in range(self.RESYNC_READS):
+                if self.session.read().strip() == self.idn:
+                    break
+            else:
+                raise InstrumentError(f"{self.label}: out of step after an interrupted exchange "
+                                      f"(no *IDN? answer among {self.RESYNC_READS} reads)")
+            self._drain_errors()  # what a half-finished exchange left is not the next command's fault
+        except (pyvisa.errors.Error, OSError) as err:
+            self._out_of_step = True
+            raise InstrumentError(f"{self.label}: out of step after an interrupted exchange, and "
+                                  f"*IDN? did not resynchronise it: {_first_line(err)}") from err
+        except BaseException:
+            self._out_of_step = True
+            raise
 
     def query_float(self, command: str) -> float:
         """A numeric query; an answer that is not a number is explained by the error queue."""

@@ -795,3 +795,26 @@ def test_setpoints_are_never_fixed_point() -> None:
 def test_non_finite_setpoint_is_refused(value: float) -> None:
     with pytest.raises(ConfigError, match="not a finite number"):
         format_number(value)
+
+
+def test_an_interrupted_query_leaves_no_stale_answer_behind(channel: Channel) -> None:
+    """A signal between a query's command and its answer (power-down after Ctrl-C) leaves that answer
+    unread; the next exchange resynchronises with ``*IDN?`` first, so it reads its own answer and a
+    setting's error check waits for the setting again (VDD must not fall before EXT_IN is off)."""
+    channel.emulated.attach(ResistorPad(1e6))
+    channel.driver.source_current(2e-6, 1.8)
+    channel.driver.enable_output()
+    session = channel.bench.instrument.session
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    session.read = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        channel.driver.measure_voltage()   # 2 V-ish answer left unread on the wire
+    del session.read
+    lines = received(channel.bench, lambda: channel.driver.set_current(1e-6))
+    lines = lines[lines.index("*IDN?"):]          # (the interrupted query may still arrive inside the window)
+    assert len(lines) >= 4 and lines[-1] == ERROR_CHECK[channel.model] and "1e-06" in lines[-2]
+    assert channel.emulated.level["I"] == 1e-6
+    assert channel.driver.measure_voltage() == pytest.approx(1.0, rel=2e-3)   # its own answer, not the stale 1.8
