@@ -29,7 +29,8 @@ from labctl.errors import ConfigError
 from labctl.families.printed.characterisation.characterise import characterise_process
 from labctl.families.printed.characterisation.plan import SweepPlan
 from labctl.families.printed.characterisation.transfer_fit import tanh_form
-from labctl.families.printed.characterisation.variation import estimate_eps, resistor_term
+from labctl.families.printed.characterisation.variation import (estimate_eps, excess_spread, replica_term,
+                                                                resistor_term)
 from labctl.families.printed.layout import CellStructure, Layout, load_layout
 from labctl.families.printed.process_calibration import read as read_calibration
 from labctl.sim.clock import VirtualClock
@@ -232,6 +233,37 @@ def test_eps_estimator_is_unbiased_for_uniform_variation() -> None:
         r = rng.uniform(-0.1, 0.1, 16)
         estimates.append(estimate_eps([resistor_term("resistors", r - r.mean(), 15, 1e-3)]).eps)
     assert np.mean(estimates) == pytest.approx(0.1, rel=0.03)
+
+
+def _replica_groups(rng: np.random.Generator, eps: float, extra_sd: np.ndarray, jacobian: np.ndarray,
+                    groups: int = 12, replicas: int = 3) -> list:
+    """Replica groups of a cell whose targets move with its designable parts (u ~ U(-eps, eps) through
+    ``jacobian``) plus a spread those parts do not explain (``extra_sd``, normal)."""
+    terms = []
+    for g in range(groups):
+        u = rng.uniform(-eps, eps, (replicas, jacobian.shape[1]))
+        y = u @ jacobian.T + rng.normal(0.0, 1.0, (replicas, len(extra_sd))) * extra_sd
+        terms.append(replica_term(f"NEG/G{g}", y, np.full_like(y, 1e-6), jacobian))
+    return terms
+
+
+def test_a_cell_kind_that_spreads_beyond_eps_is_left_out_and_its_excess_measured() -> None:
+    """Resistors anchor eps; a kind whose replicas spread more than eps explains (kit parts the designer
+    does not choose) is left out of eps, and its excess sd is recovered per target."""
+    rng = np.random.default_rng(1)
+    jacobian = np.array([[0.2, 0.0], [0.0, 0.3], [0.1, 0.1], [0.0, 0.5]])
+    extra = np.array([0.03, 0.0, 0.15, 0.0])
+    resistors = [resistor_term("resistors", (r := rng.uniform(-0.1, 0.1, 40)) - r.mean(), 39, 1e-3)]
+    terms = resistors + _replica_groups(rng, 0.10, extra, jacobian)
+    estimate = estimate_eps(terms)
+    assert estimate.excluded == ("NEG",) and estimate.by_source["NEG"][0] > 0.2
+    assert estimate.eps == pytest.approx(0.10, abs=2.5 * estimate.se)
+    excess = excess_spread(terms, estimate.eps)["NEG"]
+    assert excess[0] == pytest.approx(0.03, rel=0.35) and excess[2] == pytest.approx(0.15, rel=0.35)
+    assert excess[1] < 0.01 and excess[3] < 0.02
+    consistent = resistors + _replica_groups(rng, 0.10, np.zeros(4), jacobian)   # eps explains every spread
+    assert estimate_eps(consistent).excluded == ()
+    assert np.all(excess_spread(consistent, 0.10)["NEG"] < 0.02)
 
 
 def test_characterisation_refuses_an_existing_file_and_a_network_bench(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ training, print-job and export tests).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -120,6 +122,7 @@ def test_cell_map_accepts_arrays_and_its_torch_forward_equals_predict():
 
 def test_calibration_round_trips_and_refuses_other_files(tmp_path):
     cal = synthetic_calibration()
+    cal = replace(cal, neg=replace(cal.neg, excess_sd=(0.03, 0.02, 0.15, 0.1)))
     path = tmp_path / "process.h5"
     with h5py.File(path, "w") as fh:
         fh.attrs["family"] = "printed"
@@ -130,6 +133,7 @@ def test_calibration_round_trips_and_refuses_other_files(tmp_path):
     for t in TARGETS:
         np.testing.assert_array_equal(back.act.predict(comps)[t], cal.act.predict(comps)[t])
     assert back.neg.loo_rms == cal.neg.loo_rms
+    assert back.neg.excess_sd == (0.03, 0.02, 0.15, 0.1) and back.act.excess_sd is None
     with h5py.File(path, "r") as fh:
         assert fh["calibration"].attrs["rh_ohm_sq"] == 52_000.0 and "ACT" in fh["calibration"]
 
@@ -169,7 +173,7 @@ def test_cell_map_read_refuses_a_group_that_is_not_one(tmp_path):
 # -- the network model -------------------------------------------------------------------
 
 from labctl.families.printed.cell_design import act_components, neg_components  # noqa: E402
-from labctl.families.printed.network import PrintedNetwork, vary  # noqa: E402
+from labctl.families.printed.network import PrintedNetwork, spread_cells, vary  # noqa: E402
 from labctl.families.printed.printable import REFERENCE_DESIGNS  # noqa: E402
 
 
@@ -230,6 +234,25 @@ def test_variation_samples_are_uniform_within_eps():
         spreads = [net(x, n_samples=50, eps=eps, generator=torch.Generator().manual_seed(3))[0].std(dim=0).mean()
                    for eps in (0.0, 0.05, 0.15)]
     assert spreads[0] == 0.0 and 0 < spreads[1] < spreads[2]
+
+
+def test_a_maps_excess_spread_moves_printed_cells_etas_by_its_sd_and_not_the_nominal():
+    cal = synthetic_calibration()
+    neg = replace(cal.neg, excess_sd=(0.03, 0.0, 0.15, 0.2))
+    held_out = [neg.fits[t].loo_rms_fitted for t in ("eta1", "eta2", "eta3", "eta4")]
+    expected = np.maximum([0.03, 0.0, 0.15, 0.2], held_out)     # the larger of excess and the map's error
+    assert neg.cell_spread_sd == tuple(expected) and held_out[1] > 0
+    comps = torch.tensor(np.column_stack([spread_designs("NEG", 3, np.random.default_rng(2))[c]
+                                          for c in CELL_COMPONENTS["NEG"]]))
+    base = neg.targets_and_ports(comps).expand(20000, -1, -1)
+    spread = spread_cells(base, neg, 20000, 0.1, torch.Generator().manual_seed(0))
+    shift = (spread - base)[..., :3]
+    np.testing.assert_allclose(shift.std(dim=0).numpy(), np.tile(expected[:3], (3, 1)), rtol=0.03)
+    assert torch.log(spread[..., 3] / base[..., 3]).std().item() == pytest.approx(expected[3], rel=0.03)
+    assert torch.equal(spread[..., 4:], base[..., 4:])                       # power and ports untouched
+    assert torch.equal(spread_cells(base[:1], neg, 0, 0.1, None), base[:1])  # the nominal circuit
+    older = replace(cal.neg, fits={t: replace(f, loo_rms_fitted=np.nan) for t, f in cal.neg.fits.items()})
+    assert older.cell_spread_sd is None and torch.equal(spread_cells(base, older, 20000, 0.1, None), base)
 
 
 def test_learnable_components_stay_printable_whatever_the_parameters():
@@ -461,7 +484,8 @@ def test_variation_reaches_the_port_values_through_the_components():
     with torch.no_grad():
         drive, _ = layer(Drive(x, None), (cal.act, cal.neg), 200, 0.1, torch.Generator().manual_seed(5))
         values, gen = layer.printed(), torch.Generator().manual_seed(5)
-        vary(values.g_s, 200, 0.1, gen), vary(values.neg, 200, 0.1, gen)          # the layer's draw order
+        vary(values.g_s, 200, 0.1, gen)                                           # the layer's draw order
+        spread_cells(cal.neg.targets_and_ports(vary(values.neg, 200, 0.1, gen)), cal.neg, 200, 0.1, gen)
         expected = cal.act.ports(vary(values.act, 200, 0.1, gen))[..., 0]
     np.testing.assert_allclose(drive.r_out_ohm[:, 0].numpy(), expected.numpy(), rtol=1e-12)
     spread = drive.r_out_ohm.std(dim=0) / drive.r_out_ohm.mean(dim=0)

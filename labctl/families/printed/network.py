@@ -18,7 +18,10 @@ Training, prediction, export and replay all use this forward pass.
   (process_map); components learnable in range or fixed (cell_design); learnable ones are kept inside
   the region the calibration's maps were measured on (measured_region), where the maps hold.
 - Variation (1.6, seed 000): every printed value (each conductance, each cell
-  component) times ``1 + U(-eps, eps)``, drawn per sample.
+  component) times ``1 + U(-eps, eps)``, drawn per sample; a cell's etas also
+  spread by what its map measured beyond that (the kit parts the designer does
+  not choose are printed too) or by the map's held-out error, whichever is
+  larger (``spread_cells``, ``CellMap.cell_spread_sd``).
 - Power (1.8, seed 001): crossbar ``sum g (V_r - V_z)^2`` at the loaded row
   voltages + every printed cell's ``P(V)`` from the CellMap at its input's
   (loaded) voltage (a NEG's includes its input current).
@@ -92,6 +95,19 @@ def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Gene
         return values.unsqueeze(0).expand(max(n_samples, 1), *values.shape)
     u = torch.rand((n_samples, *values.shape), generator=generator, dtype=values.dtype)
     return values * (1.0 + eps * (2.0 * u - 1.0))
+
+
+def spread_cells(cells: torch.Tensor, cell_map: CellMap, n_samples: int, eps: float,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Printed cells' (S, n, targets) with the map's ``cell_spread_sd`` added (normal, per cell and sample:
+    eta1..eta3 in V, eta4 relative); unchanged for the nominal circuit or a map without one."""
+    spread = cell_map.cell_spread_sd
+    if n_samples == 0 or eps == 0.0 or not spread:
+        return cells
+    sd = torch.as_tensor(spread, dtype=cells.dtype)
+    z = torch.randn((*cells.shape[:-1], len(sd)), generator=generator, dtype=cells.dtype) * sd
+    etas = torch.cat([cells[..., :3] + z[..., :3], cells[..., 3:4] * torch.exp(z[..., 3:4])], dim=-1)
+    return torch.cat([etas, cells[..., 4:]], dim=-1)
 
 
 @dataclass(frozen=True)
@@ -178,8 +194,10 @@ class PrintedLayer(nn.Module):
         values = self.printed()
         dtype, s = drive.v.dtype, max(n_samples, 1)
         g = vary(values.g_s, n_samples, eps, generator).to(dtype)                       # (S, R, C)
-        neg = maps[1].targets_and_ports(vary(values.neg, n_samples, eps, generator).to(dtype))[:, None]
-        act = maps[0].targets_and_ports(vary(values.act, n_samples, eps, generator).to(dtype))[:, None]
+        neg = spread_cells(maps[1].targets_and_ports(vary(values.neg, n_samples, eps, generator).to(dtype)),
+                           maps[1], n_samples, eps, generator)[:, None]
+        act = spread_cells(maps[0].targets_and_ports(vary(values.act, n_samples, eps, generator).to(dtype)),
+                           maps[0], n_samples, eps, generator)[:, None]
         batch = drive.v.shape[1]
         v_src = torch.cat([drive.v.expand(s, batch, drive.v.shape[2]),
                            torch.full((s, batch, 1), BIAS_V, dtype=dtype)], dim=2)       # inputs and bias

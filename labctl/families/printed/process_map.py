@@ -45,8 +45,8 @@ from labctl.errors import DataFileError
 from labctl.families.printed.measured_region import MeasuredRegion, log_range
 from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, NEG_COMPONENTS
 
-__all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_TARGETS_OF", "CellMap",
-           "fit_cell_map", "component_matrix"]
+__all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_TARGETS_OF", "EXCESS_TARGETS",
+           "CellMap", "fit_cell_map", "component_matrix", "map_features"]
 
 TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "eta4", "p1", "p2", "p3")
 TARGET_UNITS: Mapping[str, str] = {"eta1": "V", "eta2": "V", "eta3": "V", "eta4": "1/V",
@@ -62,10 +62,15 @@ An unmeasured ``r_out_low_ohm`` with a measured ``r_out_ohm`` takes its value (o
 output levels)."""
 MIN_PORT_STRUCTURES = 2
 """A port target measured on fewer structures than this counts as not measured."""
+EXCESS_TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "log eta4")
+"""What a map's ``excess_sd`` spreads (V, V, V, and eta4 relative)."""
 LOG_TARGETS = ("eta4", "p1", "r_out_ohm", "r_in_ohm", "i_in0_a", "r_out_low_ohm")
 """Targets fitted in log when every measurement is positive (they are by construction of the cells)."""
 RIDGE_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Candidate ridge strengths (relative to unit-mean weights); the leave-one-out error picks one."""
+MAX_LEVERAGE = 0.98
+"""A candidate under which some structure's leverage exceeds this is not scored: that structure alone
+sets its fit, so its left-out error (residual / (1 - h)) is undefined."""
 
 
 def component_matrix(kind: str, components) -> NDArray[np.float64]:
@@ -86,6 +91,12 @@ def component_matrix(kind: str, components) -> NDArray[np.float64]:
     return arr
 
 
+def map_features(kind: str, comps: NDArray) -> NDArray:
+    """The map's regressors of (n, k) components: 1 and the normalised logs."""
+    mid, half = log_range(kind)
+    return np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
+
+
 @dataclass(frozen=True)
 class TargetFit:
     """One target's fit: coefficients on [1, z], their covariance, ridge strength and errors."""
@@ -96,6 +107,8 @@ class TargetFit:
     log: bool
     residual_rms: float
     loo_rms: float
+    loo_rms_fitted: float = float("nan")
+    """The held-out rms where the fit is made (log of the target when ``log``); NaN in older files."""
 
 
 def _ridge_solve(x: NDArray, y: NDArray, w: NDArray, lam: float) -> tuple[NDArray, NDArray, NDArray]:
@@ -106,6 +119,20 @@ def _ridge_solve(x: NDArray, y: NDArray, w: NDArray, lam: float) -> tuple[NDArra
     coef = a_inv @ (x.T @ (w * y))
     hat = np.einsum("ij,jk,ik->i", x, a_inv, x) * w
     return coef, a_inv, hat
+
+
+def _best_ridge(x: NDArray, y: NDArray, w: NDArray) -> tuple:
+    """(weighted LOO score, ridge, coef, A^-1, hat, LOO residuals) of the best ridge strength."""
+    best = None
+    for lam in RIDGE_GRID:
+        coef, a_inv, hat = _ridge_solve(x, y, w, lam)
+        if hat.max() > MAX_LEVERAGE and lam != RIDGE_GRID[-1]:
+            continue  # a structure that alone sets its fit: its left-out error is undefined (1 - h ~ 0)
+        loo = (y - x @ coef) / np.clip(1.0 - hat, 1e-6, None)
+        score = float(np.sum(w * loo**2))
+        if best is None or score < best[0] - 1e-12:
+            best = (score, lam, coef, a_inv, hat, loo)
+    return best
 
 
 def _fit_target(x: NDArray, y: NDArray, se: NDArray, log: bool) -> TargetFit:
@@ -119,14 +146,7 @@ def _fit_target(x: NDArray, y: NDArray, se: NDArray, log: bool) -> TargetFit:
     se = np.where(np.isfinite(se) & (se > 0), se, floor)
     w = 1.0 / se**2
     w_n = w / w.mean()
-    best = None
-    for lam in RIDGE_GRID:
-        coef, a_inv, hat = _ridge_solve(x, y_fit, w_n, lam)
-        loo = (y_fit - x @ coef) / np.clip(1.0 - hat, 1e-6, None)
-        score = float(np.sum(w_n * loo**2))
-        if best is None or score < best[0] - 1e-12:
-            best = (score, lam, coef, a_inv, hat, loo)
-    _, lam, coef, a_inv, hat, loo = best
+    _, lam, coef, a_inv, hat, loo = _best_ridge(x, y_fit, w_n)
     resid = y_fit - x @ coef
     dof = max(len(y) - float(hat.sum()), 1.0)
     scale = max(1.0, float(np.sum(w * resid**2)) / dof)  # measured scatter beyond the stated se widens the cov
@@ -136,7 +156,8 @@ def _fit_target(x: NDArray, y: NDArray, se: NDArray, log: bool) -> TargetFit:
         resid_nat, loo_nat = y - np.exp(y_fit - resid), y - np.exp(y_fit - loo)
     else:
         resid_nat, loo_nat = resid, loo
-    return TargetFit(coef, cov, lam, log, float(np.sqrt(np.mean(resid_nat**2))), float(np.sqrt(np.mean(loo_nat**2))))
+    return TargetFit(coef, cov, lam, log, float(np.sqrt(np.mean(resid_nat**2))), float(np.sqrt(np.mean(loo_nat**2))),
+                     float(np.sqrt(np.mean(loo**2))))
 
 
 def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
@@ -155,8 +176,7 @@ def fit_cell_map(kind: str, components, targets: Mapping[str, np.ndarray],
     comps = component_matrix(kind, components)
     if np.any(~np.isfinite(comps)) or np.any(comps <= 0):
         raise ValueError(f"{kind} components must be finite and positive")
-    mid, half = log_range(kind)
-    x = np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
+    x = map_features(kind, comps)
     fits = {}
     for t in TARGETS:
         y, se = _target_values(t, targets, target_se, len(comps))
@@ -205,6 +225,23 @@ class CellMap:
     n_structures: int
     region: MeasuredRegion | None = None
     """Where the fitted structures lie (measured_region): the map is trusted inside it; None if not recorded."""
+    excess_sd: tuple[float, ...] | None = None
+    """SD of a printed cell's (eta1, eta2, eta3, log eta4) beyond the run's eps on its designable components
+    (parts of the kit the designer does not choose also spread; characterisation.variation); None: not
+    measured (older files), no excess."""
+
+    @property
+    def cell_spread_sd(self) -> tuple[float, ...] | None:
+        """What the model adds to each printed cell's (EXCESS_TARGETS) besides eps on its components: per
+        target the larger of the excess spread and the map's held-out error. A design is printed where
+        no structure was (the map's error there is unknown but real: NEG eta3 0.45 V held out on sim-7),
+        and both are sample-to-sample draws to the model. (The held-out error also holds the replicas'
+        own spread, so this errs on the wide side.) None for older files that store neither."""
+        held_out = [self.fits[t].loo_rms_fitted for t in ("eta1", "eta2", "eta3", "eta4")]
+        if self.excess_sd is None and not np.any(np.isfinite(held_out)):
+            return None
+        excess = self.excess_sd or (0.0,) * len(EXCESS_TARGETS)
+        return tuple(float(max(e, h if np.isfinite(h) else 0.0)) for e, h in zip(excess, held_out))
     _torch_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -222,8 +259,7 @@ class CellMap:
         return {t: f.loo_rms for t, f in self.fits.items()}
 
     def _features(self, comps: NDArray) -> NDArray:
-        mid, half = log_range(self.kind)
-        return np.column_stack([np.ones(len(comps)), (np.log(comps) - mid) / half])
+        return map_features(self.kind, comps)
 
     def predict(self, components) -> dict[str, NDArray[np.float64]]:
         """Target values for designs given as a Mapping name -> values (or an array; see component_matrix)."""
@@ -315,8 +351,12 @@ class CellMap:
         group["fitted_in_log"] = np.array([self.fits[t].log for t in names])
         group["residual_rms"] = np.array([self.fits[t].residual_rms for t in names])
         group["loo_rms"] = np.array([self.fits[t].loo_rms for t in names])
+        group["loo_rms_fitted"] = np.array([self.fits[t].loo_rms_fitted for t in names])
         if self.region is not None:
             self.region.write(group)
+        if self.excess_sd is not None:
+            group.attrs["excess_sd"] = np.asarray(self.excess_sd, float)
+            group.attrs["excess_sd_of"] = list(EXCESS_TARGETS)
 
     @classmethod
     def read(cls, group) -> "CellMap":
@@ -330,11 +370,13 @@ class CellMap:
                 raise KeyError("targets")
             arrays = {k: group[k][()] for k in ("coef", "coef_cov", "ridge", "fitted_in_log", "residual_rms",
                                                  "loo_rms")}
+            fitted = group["loo_rms_fitted"][()] if "loo_rms_fitted" in group else np.full(len(names), np.nan)
             n = int(group.attrs["n_structures"])
             region = MeasuredRegion.read(group, kind)
+            excess = tuple(float(v) for v in group.attrs["excess_sd"]) if "excess_sd" in group.attrs else None
         except KeyError as exc:
             raise DataFileError(f"{group.file.filename}:{group.name}: not a printed cell map (lacks {exc})") from None
         fits = {t: TargetFit(arrays["coef"][i], arrays["coef_cov"][i], float(arrays["ridge"][i]),
                              bool(arrays["fitted_in_log"][i]), float(arrays["residual_rms"][i]),
-                             float(arrays["loo_rms"][i])) for i, t in enumerate(names)}
-        return cls(kind=kind, fits=fits, n_structures=n, region=region)
+                             float(arrays["loo_rms"][i]), float(fitted[i])) for i, t in enumerate(names)}
+        return cls(kind=kind, fits=fits, n_structures=n, region=region, excess_sd=excess)

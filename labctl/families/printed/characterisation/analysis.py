@@ -11,7 +11,7 @@ EGTs at their drawn W and L.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from labctl.families.printed.characterisation.variation import (
     EpsEstimate,
     SpreadTerm,
     estimate_eps,
+    excess_spread,
     replica_term,
     resistor_term,
 )
@@ -171,7 +172,11 @@ def analyse(layout: Layout, raw: Mapping[str, np.ndarray], id_resistances: tuple
     maps = fit_maps(cells, sheet)
     terms = [resistor_term("resistors", sheet.rel_residual, sheet.dof, RESISTOR_MEASUREMENT_REL_SE)]
     terms += replica_terms(cells, maps, sheet)
-    return ProcessAnalysis(cells, tuple(resistors), sheet, estimate_eps(terms), maps)
+    eps = estimate_eps(terms)
+    spread = excess_spread(terms, eps.eps) if np.isfinite(eps.eps) else {}
+    maps = {kind: replace(m, excess_sd=tuple(float(v) for v in spread[kind])) if kind in spread else m
+            for kind, m in maps.items()}
+    return ProcessAnalysis(cells, tuple(resistors), sheet, eps, maps)
 
 
 def fit_tables(analysis: ProcessAnalysis) -> dict[str, np.ndarray]:

@@ -68,8 +68,23 @@ class ProcessOutcome:
                  f"eps {self.eps:.4f} +- {self.eps_se:.4f}; R_s RH {self.rh_ohm_sq:.5g} +- {self.rh_ohm_sq_se:.2g} "
                  f"ohm/sq, RL {self.rl_ohm_sq:.5g} +- {self.rl_ohm_sq_se:.2g} ohm/sq, dW {self.dw_um:+.2f} um",
                  f"wrote {self.path}"]
+        lines[2:2] = self._spread_lines()
         lines += [f"flagged {sid}: {why}" for sid, why in self.flagged]
         return tuple(lines)
+
+    def _spread_lines(self) -> list[str]:
+        """Which data eps rests on, and each cell kind's spread beyond it (variation module)."""
+        est = self.analysis.eps
+        sources = ", ".join(f"{name} {e:.3f} +- {se:.3f}" for name, (e, se) in est.by_source.items())
+        lines = [f"  eps by source: {sources}" + (f"; left out of eps: {', '.join(est.excluded)} (spreads "
+                                                  f"beyond what eps on its designable parts explains)"
+                                                  if est.excluded else "")]
+        for kind, cell_map in self.analysis.maps.items():
+            if cell_map.excess_sd and any(cell_map.excess_sd):
+                e1, e2, e3, e4 = cell_map.excess_sd
+                lines.append(f"  {kind} spread beyond eps (sd): eta1 {e1 * 1e3:.0f} mV, eta2 {e2 * 1e3:.0f} mV, "
+                             f"eta3 {e3 * 1e3:.0f} mV, eta4 {e4:.1%}; the model adds it to every printed {kind}")
+        return lines
 
 
 def characterise_process(bench_file: Path, out: Path, *, progress: Progress | None = None,
@@ -111,7 +126,8 @@ def characterise_process(bench_file: Path, out: Path, *, progress: Progress | No
         path = store.finish(fit_tables(analysis), calibration,
                             {"bench_seconds": wall_s, "host_wait_seconds": bench.waited_s,
                              "eps": analysis.eps.eps, "eps_se": analysis.eps.se,
-                             "eps_by_source": {k: list(v) for k, v in analysis.eps.by_source.items()}})
+                             "eps_by_source": {k: list(v) for k, v in analysis.eps.by_source.items()},
+                             "eps_excluded_sources": list(analysis.eps.excluded)})
         report("fit", 1, 1)
     except BaseException:
         if store is not None:
