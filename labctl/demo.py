@@ -4,7 +4,9 @@ It starts a simulated bench of the part in-process on loopback and runs the
 part's shipped recipe through the recipe runner, exactly as ``labctl run``
 would on hardware (characterise, train tailored and naive weights, program,
 evaluate on chip), so its ``session.h5`` has every step's window and replays
-like any other run. Everything goes into one run folder, named at the start
+like any other run. A family whose devices are made rather than programmed
+(printed: the recipe ends with designs) finishes in its simulator's
+``after_demo``: each design printed and verified on the simulated sample. Everything goes into one run folder, named at the start
 and at the end.
 """
 
@@ -30,10 +32,14 @@ def run_demo(part: str = "CMNA-777", seed: int = 1, dataset: str | None = None, 
     console.print(f"[bold]labctl demo[/]: simulated {part} (seed {seed}), data set {', '.join(datasets)}; "
                   f"recipe {loaded.name!r}; run folder {out_dir}")
     # a purely virtual clock, so the demo's figures reproduce for its seed (docs/results.md)
-    with simulator_of(families.for_part(part)).start(part, seed, served=False) as sim:
+    simulator = simulator_of(families.for_part(part))
+    with simulator.start(part, seed, served=False) as sim:
         bench_file = sim.write_bench_file(out_dir / "bench.toml")
         with progress_bars(show_progress) as progress:
             result = run_recorded(loaded, bench_file, out_dir, progress=progress)
+            after = getattr(simulator, "after_demo", None)  # e.g. printed: print each design, verify the sample
+            if after is not None and result.outcome == "completed":
+                after(result, out_dir, seed, progress)
         bench_time_s = sim.bench_seconds()
     summary = result.summary() | {"part": part, "seed": seed, "bench_seconds": bench_time_s}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

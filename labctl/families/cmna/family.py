@@ -18,6 +18,7 @@ from labctl.errors import ConfigError
 from labctl.families.cmna import chip as chip_module
 from labctl.families.cmna.options import STEP_OPTIONS, CharacteriseOptions, EvaluateOptions, ProgramOptions, TrainOptions
 from labctl.families.seam import (
+    RECIPES_DIR,
     CharacterisationOutcome,
     DeviceDescription,
     OnChipOutcome,
@@ -25,8 +26,6 @@ from labctl.families.seam import (
     TrainingOutcome,
 )
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
-"""The recipes shipped with labctl (``recipes/`` of the source tree)."""
 
 
 def describe_chip(chip: chip_module.ChipDescription, status: BridgeStatus | None = None) -> DeviceDescription:

@@ -1,4 +1,5 @@
-"""Data for printed designs: a CSV with features, a label and an optional split column.
+"""Data for printed designs: a CSV with features, a label and an optional split column, or a small
+built-in set (``BUILTIN``: scikit-learn's, installed with labctl, as ``labctl train --dataset iris`` is for CMNA).
 
 The benchmark sets (seeds 000/001) come with the authors' fixed splits in a
 ``split`` column (train/valid/test), which is kept: seeds, restarts and
@@ -12,13 +13,16 @@ the bench drives -1.5 to 1.5 V, contract 4.4).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from labctl.errors import ConfigError
 
+BUILTIN = ("iris", "wine")
+"""Built-in sets a printed design takes by name: at most 22 inputs, what a PF-144 sample takes (contract
+2.5; breast_cancer has 30)."""
 SPLITS = ("train", "valid", "test")
 SPLIT_COLUMN = "split"
 
@@ -120,3 +124,18 @@ def load_csv(path: str | Path, *, label_column: str = "label", seed: int = 0) ->
     data = from_arrays(features, labels, split, seed=seed, source=str(p))
     return SplitData(data.features, data.labels, data.split, tuple(header[i] for i in feature_cols),
                      tuple(str(c) for c in class_names), str(p), label_column, data.split_generated, seed)
+
+
+def load_task(source: str | Path, *, label_column: str = "label", seed: int = 0) -> SplitData:
+    """A built-in set by name (seeded stratified 60/20/20 split) or a CSV by path (``load_csv``)."""
+    name = str(source)
+    if name not in BUILTIN:
+        if not name.lower().endswith(".csv"):
+            raise ConfigError(f"a printed design is trained on a .csv file or one of {', '.join(BUILTIN)}, "
+                              f"not {name!r}")
+        return load_csv(source, label_column=label_column, seed=seed)
+    from labctl.train.datasets import builtin_arrays
+
+    features, labels, class_names, feature_names, _ = builtin_arrays(name)
+    data = from_arrays(features, labels, seed=seed, source=name)
+    return replace(data, feature_names=tuple(feature_names), class_names=tuple(class_names))

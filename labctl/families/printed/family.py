@@ -17,8 +17,8 @@ from typing import Any, Mapping
 from labctl.errors import ConfigError
 from labctl.families.printed.options import (DEFAULT_HIDDEN, STEP_OPTIONS, CharacteriseOptions, EvaluateOptions,
                                              TrainOptions)
-from labctl.families.seam import (CharacterisationOutcome, DeviceDescription, OnChipOutcome, StepContext,
-                                  StepOptions, TrainingOutcome)
+from labctl.families.seam import (RECIPES_DIR, CharacterisationOutcome, DeviceDescription, OnChipOutcome,
+                                  StepContext, StepOptions, TrainingOutcome)
 
 FAMILY_NAME = "printed"
 PARTS = ("PNC-TS", "PNC-NET")
@@ -59,10 +59,10 @@ class PrintedFamily:
     simulator = "labctl.families.printed.sim.serve"
     commands = "labctl.families.printed.commands:register"
     bench_file_parser = "labctl.families.printed.bench_file:parse_printed_bench_text"
-    reporter = None
+    reporter = "labctl.families.printed.report.page:write_report"
     replayer = None
-    gui = None
-    shipped_recipes: Mapping[str, Path] = {}
+    gui = "labctl.families.printed.gui.panels"
+    shipped_recipes: Mapping[str, Path] = {"PNC-TS": RECIPES_DIR / "printed_iris.toml"}
 
     def recognises(self, identify_payload: bytes) -> bool:
         return False  # no bridge: a printed bench file always names its family
@@ -88,13 +88,13 @@ class PrintedFamily:
 
     def train(self, calibration: Path, out: Path, options: TrainOptions, context: StepContext) -> TrainingOutcome:
         from labctl.families.printed import process_calibration
-        from labctl.families.printed.dataset import load_csv
+        from labctl.families.printed.dataset import load_task
         from labctl.families.printed.training import train_design
         from labctl.files import refuse_existing
 
         refuse_existing(out, force=context.force, what="design file")
         cal = process_calibration.read(calibration)
-        data = load_csv(options.dataset, label_column=options.label_column or "label", seed=options.seed)
+        data = load_task(options.dataset, label_column=options.label_column or "label", seed=options.seed)
         hidden = options.hidden or [DEFAULT_HIDDEN]
         if len(hidden) != 1:
             raise ConfigError("--hidden: a printed design has one hidden layer (e.g. --hidden 3)")

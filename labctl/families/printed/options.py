@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from labctl.families.printed.dataset import BUILTIN
 from labctl.families.seam import StepOptions
 
 DEFAULT_HIDDEN = 3
@@ -26,7 +27,8 @@ class TrainOptions(StepOptions):
     """Train a bespoke printed design for one task (``labctl train``)."""
 
     dataset: str = Field(description="the task: a .csv with feature columns, a label column and optionally a split "
-                                     "column (train / valid / test) that fixes the split")
+                                     "column (train / valid / test) that fixes the split; or iris, wine "
+                                     "(built in, split 60/20/20 by --seed); at most 22 features")
     label_column: str | None = Field(default=None, description="CSV data: the column that holds the class "
                                                                 "(default: label)")
     hidden: list[Annotated[int, Field(ge=1, le=20)]] | None = Field(
@@ -42,9 +44,10 @@ class TrainOptions(StepOptions):
 
     @field_validator("dataset")
     @classmethod
-    def _csv(cls, value: str) -> str:
-        if not value.lower().endswith(".csv"):
-            raise ValueError(f"a printed design is trained on a CSV file, not {value!r}")
+    def _csv_or_builtin(cls, value: str) -> str:
+        if value not in BUILTIN and not value.lower().endswith(".csv"):
+            raise ValueError(f"a printed design is trained on a .csv file or one of {', '.join(BUILTIN)}, "
+                             f"not {value!r}")
         return value
 
 

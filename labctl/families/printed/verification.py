@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from labctl.errors import ConfigError
-from labctl.families.printed.dataset import SplitData, load_csv
+from labctl.families.printed.dataset import BUILTIN, SplitData, load_task
 from labctl.families.printed.design import Design
 from labctl.families.printed.design_network import encode_inputs
 from labctl.families.seam import Progress
@@ -65,10 +65,10 @@ class Verification:
 
 def test_rows(design: Design) -> tuple[np.ndarray, np.ndarray]:
     """The design's test split (raw features, labels) from its data file, split as in training."""
-    source = Path(design.provenance.dataset)
-    if not source.exists():
+    source = design.provenance.dataset
+    if source not in BUILTIN and not Path(source).exists():
         raise ConfigError(f"the design's data file {source} is missing: the test split cannot be rebuilt")
-    data = load_csv(source, label_column=design.provenance.label_column, seed=design.provenance.split_seed)
+    data = load_task(source, label_column=design.provenance.label_column, seed=design.provenance.split_seed)
     split = design.split if design.split is not None else data.split
     _require_same_data(design, data, split)
     test = split == "test"

@@ -75,6 +75,13 @@ def print_sample(job_path: str | Path, process_seed: int, sample_seed: int, *, v
     return ServedPrintedBench(bench, file, f"simulated network {sample_id} (eps {variation:g})")
 
 
+def after_demo(result, run_dir: Path, seed: int, progress=None) -> list[Path]:
+    """``labctl demo``: print each design the recipe trained in run ``sim-<seed>`` and verify it (module demo)."""
+    from labctl.families.printed.sim.demo import print_and_verify
+
+    return print_and_verify(result, run_dir, seed, print_sample, progress=progress)
+
+
 def add_sim_commands(simsub) -> None:
     """``labctl sim print``: print a job in a simulated run and serve the sample until Ctrl-C."""
     p = simsub.add_parser("print", help="print a job (simulated) and serve the printed network until interrupted",
