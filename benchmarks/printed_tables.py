@@ -26,31 +26,19 @@ Usage (long; run it with ``nice``)::
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from printed_loop import DATA, DOCS, SETS, DesignResult, characterise_run, train_and_print
 from results_sections import write_task_section
 
-from labctl.families.printed import process_calibration
-from labctl.families.printed.characterisation import SweepPlan, characterise_process
-from labctl.families.printed.commands import SPICE_ROWS
+from labctl.families.printed.characterisation import SweepPlan
 from labctl.families.printed.dataset import load_csv
-from labctl.families.printed.export import export_design
-from labctl.families.printed.sim.serve import print_sample, start
-from labctl.families.printed.training import train_design
-from labctl.families.printed.verification import test_inputs, verify_printed
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs"
 RESULTS = DOCS / "results-printed.md"
-DATA = ROOT.parent / "shared" / "data" / "printed"
-SETS = ("acuteinflammation", "balancescale", "breastcancerwisc", "cardiotocography3clases", "energyy1", "energyy2",
-        "iris", "mammographic", "pendigits", "seeds", "tictactoe", "vertebralcolumn2clases", "vertebralcolumn3clases")
-HIDDEN = 3
 MODES = {"aware": {"nominal": False, "fixed_circuits": False}, "nominal-fixed": {"nominal": True, "fixed_circuits": True}}
 """The two trainings the issue compares: variation-aware with learnable circuits; nominal with fixed circuits."""
 CALIBRATED_SETS = 11
@@ -81,36 +69,8 @@ def published_figures(readme: Path) -> dict[float, dict[str, Published]]:
     return figures
 
 
-@dataclass
-class ModeResult:
-    """One trained design of one set, printed ``samples`` times and verified (fractions; W)."""
-
-    mode: str
-    software: float
-    predicted_mean: float
-    predicted_q05: float
-    predicted_q95: float
-    predicted_power_w: float
-    train_s: float
-    printed: list[float] = field(default_factory=list)
-    power_w: list[float] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.printed))
-
-    @property
-    def sd(self) -> float:
-        return float(np.std(self.printed, ddof=1)) if len(self.printed) > 1 else 0.0
-
-    @property
-    def inside(self) -> bool:
-        return self.predicted_q05 <= self.mean <= self.predicted_q95
-
-    @property
-    def measured_power_w(self) -> float:
-        return float(np.mean(self.power_w)) if self.power_w else float("nan")
+ModeResult = DesignResult
+"""One trained design of one set (its mode), printed ``samples`` times and verified (fractions; W)."""
 
 
 @dataclass
@@ -133,48 +93,11 @@ class EpsRun:
     rows: list[SetRow] = field(default_factory=list)
 
 
-def characterise_run(eps: float, process_seed: int, plan: SweepPlan, work: Path) -> tuple[Path, EpsRun]:
-    """The run's PNC-TS sample characterised once (purely virtual bench time: repeatable bit for bit)."""
-    started = time.perf_counter()
-    with start("PNC-TS", process_seed, variation=eps, served=False) as ts:
-        bench_file = ts.write_bench_file(work / "ts" / "ts.toml")
-        outcome = characterise_process(bench_file, work / "process.h5", plan=plan, pause=ts.clock.advance)
-        bench_s = ts.bench_seconds()
-    if outcome.calibration is None:
-        raise SystemExit(f"eps {eps:g}: the characterisation produced no process calibration")
-    run = EpsRun(eps, outcome.process, outcome.eps, outcome.eps_se, outcome.structures_fitted,
-                 time.perf_counter() - started, bench_s)
-    print(f"eps {eps:g}: characterised {outcome.sample}: {outcome.structures_fitted} structures fitted, measured eps "
-          f"{outcome.eps:.3f} +- {outcome.eps_se:.3f}, {run.characterise_wall_s:.0f} s wall "
-          f"({bench_s:.0f} s bench)", flush=True)
-    return work / "process.h5", run
-
-
 def run_mode(calibration, data, mode: str, eps: float, process_seed: int, samples: int, work: Path,
              set_name: str) -> ModeResult:
     """Train, export, print ``samples`` samples, verify each."""
-    work.mkdir(parents=True, exist_ok=True)
-    design = train_design(calibration, data, hidden=HIDDEN, **MODES[mode])
-    design_path = design.write(work / "design.h5")
-    p = design.prediction
-    result = ModeResult(mode, p.software_accuracy, p.test_mean, p.test_q05, p.test_q95, p.power_w,
-                        design.provenance.train_seconds)
-    print(f"    {mode}: trained {result.train_s:.0f} s, software {p.software_accuracy:.1%}, predicted {p.test_mean:.1%} "
-          f"({p.test_q05:.1%} to {p.test_q95:.1%}), {p.power_w * 1e3:.3g} mW", flush=True)
-    job_name = f"{set_name}-{mode}-e{eps:g}"[:64]
-    paths = export_design(design, work / "job", job_name=job_name,
-                          rows=test_inputs(design)[0][:SPICE_ROWS])  # as `labctl export` does
-    for k in range(samples):
-        with print_sample(paths["job"], process_seed, k, variation=eps, served=False) as printed:
-            bench_file = printed.write_bench_file(work / f"K{k}" / "printed.toml")
-            verified = verify_printed(bench_file, design_path, bench_options={"pause": printed.clock.advance})
-        result.printed.append(verified.printed_accuracy)
-        result.samples.append(verified.sample)
-        if verified.supply_power_w is not None:
-            result.power_w.append(verified.supply_power_w)
-        power = "" if verified.supply_power_w is None else f", {verified.supply_power_w * 1e3:.3g} mW"
-        print(f"      {verified.sample}: {verified.printed_accuracy:.1%}{power}", flush=True)
-    return result
+    return train_and_print(mode, calibration, data, work, f"{set_name}-{mode}-e{eps:g}", eps, process_seed, samples,
+                           f"    {mode}: ", **MODES[mode])
 
 
 def run_set(name: str, calibration, eps: float, process_seed: int, samples: int, data_dir: Path,
@@ -313,8 +236,10 @@ def main() -> None:
         for eps in eps_list:
             work = Path(tmp) / f"eps{eps:g}"
             work.mkdir(parents=True)
-            cal_path, run = characterise_run(eps, args.process_seed, plan, work)
-            calibration = process_calibration.read(cal_path)
+            done = characterise_run(eps, args.process_seed, plan, work)
+            run = EpsRun(eps, done.process, done.measured_eps, done.measured_eps_se, done.structures, done.wall_s,
+                         done.bench_s)
+            calibration = done.calibration
             for name in sets:
                 run.rows.append(run_set(name, calibration, eps, args.process_seed, args.samples, args.data,
                                         work / "sets"))
