@@ -1,4 +1,5 @@
-"""The report's figures, one per topic, rendered to PNG by matplotlib's Agg canvas.
+"""The report's figures, one per topic, rendered to PNG by matplotlib's Agg canvas
+(``labctl.report_page``).
 
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg
 canvas, never through pyplot: no global backend is chosen, so a report can be
@@ -12,7 +13,6 @@ import io
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread, imsave
 from matplotlib.ticker import FuncFormatter
@@ -28,19 +28,13 @@ from labctl.families.cmna.report.contents import (
     reference_drift,
     time_origin,
 )
+from labctl.report_page import figure
 
 WIDTH_IN = 11.0
 DPI = 90
+"""Resolution of the PNGs (``labctl.report_page.to_png``)."""
 NANO = 1e9
 TIME_LABEL = "bench time since the first reading (s)"
-
-
-def to_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes, drawn by an Agg canvas attached here (no pyplot, no global backend)."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
 
 
 def stack_pngs(pngs: list[bytes]) -> bytes:
@@ -54,9 +48,8 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
 
 
 def _figure(height_in: float, title: str) -> Figure:
-    fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
-    fig.suptitle(title, fontsize=13, fontweight="bold")
-    return fig
+    """A titled figure as wide as every other of this report."""
+    return figure(WIDTH_IN, height_in, title)
 
 
 def _note(ax: Axes, text: str) -> None:

@@ -8,7 +8,6 @@ reader can tell "not measured" from "fine".
 
 from __future__ import annotations
 
-import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,23 +28,10 @@ from labctl.families.cmna.report.contents import (
     reference_drift,
     worst_neurons,
 )
+from labctl.report_page import Section, page, to_png
 
-STYLE = """
-body { font-family: sans-serif; max-width: 1040px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #bbb; padding: 3px 9px; text-align: right; }
-th { background: #eee; } td.l, th.l { text-align: left; }
-.missing { background: #fde8e8; border-left: 4px solid #c33; padding: 0.5em 1em; }
-.note { color: #555; } img { max-width: 100%; }
-"""
-
-
-@dataclass
-class Section:
-    title: str
-    body: str
-    """HTML of the text and tables (escaped already)."""
-    png: bytes | None = None
+MAX_WIDTH_PX = 1040
+"""The page's width: about the figures' (``figures.WIDTH_IN`` at ``figures.DPI``)."""
 
 
 @dataclass
@@ -70,7 +56,8 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(folder / f"{path.stem}-report.html", folder / f"{path.stem}-report.png", data.missing)
     atomic_write_bytes(report.png_path, figures.stack_pngs([s.png for s in sections if s.png]))
-    atomic_write_text(report.html_path, _page(data, sections), encoding="utf-8")
+    title = f"Characterisation report: {data.chip.serial}"
+    atomic_write_text(report.html_path, page(title, sections, MAX_WIDTH_PX, subtitle=str(data.path)), encoding="utf-8")
     return report
 
 
@@ -101,7 +88,7 @@ def _sections(data: ReportData) -> list[Section]:
 
 
 def _figure_section(title: str, make: Callable[[ReportData], Figure], data: ReportData, text: str) -> Section:
-    return Section(title, f"<p class='note'>{html.escape(text)}</p>", figures.to_png(make(data)))
+    return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(make(data), figures.DPI))
 
 
 def _table(header: list[str] | None, rows: list[list[str]], left: int = 1) -> str:
@@ -188,7 +175,7 @@ def _power_section(data: ReportData) -> Section:
     table = _table(["weights", "patterns", "supply (uW)", "dynamic (uW)", "network (uW)", "predicted supply (uW)",
                     "predicted network (uW)", "rate (kHz, assumed)", "energy per inference (pJ)", "ops (non-zero)",
                     "ops per J", "input currents from"], rows)
-    png = figures.to_png(figures.power(data)) if any(p.supply_w is not None for p in data.power) else None
+    png = to_png(figures.power(data), figures.DPI) if any(p.supply_w is not None for p in data.power) else None
     return Section("Power on chip", f"<p class='note'>{html.escape(text)}</p>" + table, png)
 
 
@@ -210,16 +197,3 @@ def _drift_text(data: ReportData) -> str:
                f"{DRIFT_SIGNIFICANCE:.0f} standard errors of the references' noise")
     return (f"{len(trace.times)} reference runs; gain drift {summary['rate_per_min']:+.3%} "
             f"± {summary['rate_std_per_min']:.3%} per minute ({verdict}). Temperature: STATUS at every C2F gate.")
-
-
-def _page(data: ReportData, sections: list[Section]) -> str:
-    title = f"Characterisation report: {data.chip.serial}"
-    body = []
-    for s in sections:
-        body.append(f"<h2>{html.escape(s.title)}</h2>{s.body}")
-        if s.png:
-            b64 = base64.b64encode(s.png).decode("ascii")
-            body.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{b64}'>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p class='note'>{html.escape(str(data.path))}</p>{''.join(body)}</body></html>\n")

@@ -1,4 +1,5 @@
-"""The report's figures, one per topic, rendered to PNG by matplotlib's Agg canvas.
+"""The report's figures, one per topic, rendered to PNG by matplotlib's Agg canvas
+(``labctl.report_page``).
 
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas,
 never through pyplot: no global backend is chosen, so a report can be written
@@ -8,19 +9,18 @@ without a display. Every axis names its quantity and unit.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from labctl.families.printed.characterisation.plan import SWEEP_LIMIT_V
 from labctl.families.printed.report.contents import ETA_NAMES, ETA_UNITS, ProcessReport, Structure, map_agreement
 from labctl.families.printed.report.words import with_se
+from labctl.report_page import figure
 
 WIDTH_IN = 12.0
 DPI = 100
+"""Resolution of the PNGs (``labctl.report_page.to_png``)."""
 COLUMNS = 6
 """Sweep panels per row."""
 TYPICAL_EPS_PCT = (5.0, 10.0)
@@ -28,18 +28,9 @@ TYPICAL_EPS_PCT = (5.0, 10.0)
 SOURCE_NAMES = {"resistors": "resistor structures", "ACT": "ACT replicas", "NEG": "NEG replicas"}
 
 
-def to_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes, drawn by an Agg canvas attached here (no pyplot, no global backend)."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
-
-
 def _figure(height_in: float, title: str) -> Figure:
-    fig = Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
-    fig.suptitle(title, fontsize=13, fontweight="bold")
-    return fig
+    """A titled figure as wide as every other of this report."""
+    return figure(WIDTH_IN, height_in, title)
 
 
 def sweeps(report: ProcessReport, kind: str) -> Figure:

@@ -8,36 +8,31 @@ data the file lacks say so instead of disappearing, so a reader can tell
 
 from __future__ import annotations
 
-import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
+from labctl import report_page
 from labctl.errors import DataFileError
 from labctl.families.printed.report import figures
 from labctl.families.printed.report.contents import ETA_NAMES, ETA_UNITS, ProcessReport, Structure, load
 from labctl.families.printed.report.words import reason, with_se
 from labctl.files import atomic_write_bytes, atomic_write_text
+from labctl.report_page import page, to_png
 
-STYLE = """
-body { font-family: sans-serif; max-width: 1240px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #bbb; padding: 3px 9px; text-align: right; }
-th { background: #eee; } td.l, th.l { text-align: left; }
-.missing { background: #fde8e8; border-left: 4px solid #c33; padding: 0.5em 1em; }
-.note { color: #555; } img { max-width: 100%; }
-"""
+MAX_WIDTH_PX = 1240
+"""The page's width: about the figures' (``figures.WIDTH_IN`` at ``figures.DPI``)."""
 MAP_TARGET_NOTE = ("Each target is linear in the log-components (process_map); in-sample and leave-one-out rms "
                    "residual in the target's unit; the leave-one-out error is what the map misses on a design it "
                    "was not fitted with.")
 
 
 @dataclass
-class Section:
-    title: str
-    body: str
-    """HTML of the text and tables (escaped already)."""
-    png: bytes | None = None
+class Section(report_page.Section):
+    """A section of the page whose figure is also written beside it as a PNG of its own."""
+
     slug: str = ""
     """The figure's file name part: ``<stem>-report-<slug>.png``."""
 
@@ -70,7 +65,8 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     for section in sections:
         if section.png:
             report.png_paths.append(atomic_write_bytes(folder / f"{stem}-report-{section.slug}.png", section.png))
-    atomic_write_text(report.html_path, _page(data, sections), encoding="utf-8")
+    title = f"Process characterisation report: {data.process} ({data.sample})"
+    atomic_write_text(report.html_path, page(title, sections, MAX_WIDTH_PX), encoding="utf-8")
     return report
 
 
@@ -90,8 +86,8 @@ def _sections(data: ProcessReport) -> list[Section]:
     return out
 
 
-def _figure_section(title: str, slug: str, fig, text: str) -> Section:
-    return Section(title, f"<p class='note'>{html.escape(text)}</p>", figures.to_png(fig), slug)
+def _figure_section(title: str, slug: str, fig: Figure, text: str) -> Section:
+    return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(fig, figures.DPI), slug)
 
 
 def _absent(why: str) -> str:
@@ -179,15 +175,3 @@ def _flag_table(structures: list[Structure]) -> str:
     rows = [[s.id, s.kind, s.cell.design, ", ".join(s.flags), reason(s.flags),
              "yes" if s.fit is not None and s.fit.used else "no"] for s in structures]
     return _table(["structure", "kind", "design", "flags", "why", "in map"], rows, left=5)
-
-
-def _page(data: ProcessReport, sections: list[Section]) -> str:
-    title = f"Process characterisation report: {data.process} ({data.sample})"
-    body = []
-    for s in sections:
-        body.append(f"<h2>{html.escape(s.title)}</h2>{s.body}")
-        if s.png:
-            b64 = base64.b64encode(s.png).decode("ascii")
-            body.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{b64}'>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>\n")

@@ -1,0 +1,77 @@
+"""What every family's ``labctl report`` has in common: the self-contained HTML page and figures drawn to PNG.
+
+What a report shows is its family's (``labctl.families.<name>.report``); the
+page around it and the way a figure becomes PNG are not. They live here so
+that a family's report need not import another family's, which would pull in
+that family's bench, die model and torch, and tie one family to another.
+Importing this module pulls in matplotlib (not pyplot).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+STYLE = """
+body {{ font-family: sans-serif; max-width: {max_width_px}px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+th, td {{ border: 1px solid #bbb; padding: 3px 9px; text-align: right; }}
+th {{ background: #eee; }} td.l, th.l {{ text-align: left; }}
+.missing {{ background: #fde8e8; border-left: 4px solid #c33; padding: 0.5em 1em; }}
+.note {{ color: #555; }} img {{ max-width: 100%; }}
+"""
+"""The page's CSS, one rule set for every family (its classes: ``l`` left-aligned text cells, ``missing``
+what the file lacks, ``note`` explanations); only the width, set by how wide a family's figures are, varies."""
+
+
+@dataclass
+class Section:
+    """One heading of the page: its text and tables, then its figure if it has one."""
+
+    title: str
+    body: str
+    """HTML of the text and tables (escaped already)."""
+    png: bytes | None = None
+
+
+def page(title: str, sections: Sequence[Section], max_width_px: int, subtitle: str = "") -> str:
+    """The whole HTML page, every figure embedded as base64 PNG so the one file can be mailed or archived alone.
+
+    ``subtitle`` (plain text, escaped here) is a note under the title, such as the file reported on; empty
+    for none.
+    """
+    body = []
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>{s.body}")
+        if s.png:
+            b64 = base64.b64encode(s.png).decode("ascii")
+            body.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{b64}'>")
+    under = f"<p class='note'>{html.escape(subtitle)}</p>" if subtitle else ""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE.format(max_width_px=max_width_px)}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"{under}{''.join(body)}</body></html>\n")
+
+
+def figure(width_in: float, height_in: float, title: str) -> Figure:
+    """A figure with a bold title and constrained layout, built without pyplot.
+
+    No global backend is chosen, so a report can be written from inside the Qt
+    GUI or a test without disturbing either, and on a machine without a display.
+    """
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    return fig
+
+
+def to_png(fig: Figure, dpi: float) -> bytes:
+    """The figure as PNG bytes, drawn by an Agg canvas attached here (no pyplot, no global backend)."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
