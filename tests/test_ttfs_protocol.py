@@ -21,18 +21,51 @@ from labctl.families.cmna.family import CmnaFamily
 from labctl.families.cmna.protocol import identify_answer as cmna_identify_answer
 from labctl.families.cmna.sim.bridge_server import Fault, FaultPlan
 from labctl.families.cmna.sim.die import SimulatedDie as CmnaDie
-from labctl.families.ttfs import protocol as ttfs
+from labctl.families.ttfs.identify import DieDescription, identify_answer, is_ttfs_identify, parse_identify
 from labctl.families.ttfs.link import TtfsBridge
-from labctl.families.ttfs.protocol import (
-    DieDescription,
-    Monitors,
-    Opcode,
+from labctl.families.ttfs.patterns import (
+    NO_SPIKE,
     PatternBatch,
+    Timing,
+    apply_patterns_answer,
+    apply_patterns_request,
+    bias_times_request,
+    parse_apply_patterns_answer,
+    parse_apply_patterns_request,
+    parse_bias_times_request,
+    parse_set_timing_request,
+    patterns_per_frame,
+    set_timing_request,
+    tdc_to_seconds,
+)
+from labctl.families.ttfs.probe_ops import (
+    Monitors,
+    hold_row_request,
+    monitors_answer,
+    parse_hold_row_request,
+    parse_monitors,
+    parse_select_probe_request,
+    select_probe_request,
+)
+from labctl.families.ttfs.protocol import (
+    STATUS_FLAG_WORDS,
+    MalformedRequestError,
+    Opcode,
     RequestArgumentError,
     RequestLengthError,
     StatusFlag,
-    Timing,
+    parse_status,
+)
+from labctl.families.ttfs.synapse_codes import (
     WriteOutcome,
+    pack_codes,
+    parse_read_synapses_answer,
+    parse_read_synapses_request,
+    parse_write_synapses_answer,
+    parse_write_synapses_request,
+    read_synapses_request,
+    write_synapses_answer,
+    write_synapses_request,
 )
 from labctl.families.ttfs.sim.bridge import SimulatedTtfsDie, TtfsBridgeServer
 from labctl.families.ttfs.sim.die import run_patterns
@@ -94,49 +127,49 @@ def test_contract_packets_frame_byte_for_byte(seq, op, payload, packet, wire):
 
 def test_identify_example_decodes_and_reencodes():
     body = split_status(Opcode.IDENTIFY, IDENTIFY_ANSWER)
-    die = ttfs.parse_identify(body)
+    die = parse_identify(body)
     assert die == RCS_S
     assert (die.n_layers, die.layer_sizes) == (3, (4, 16, 3))
     assert (die.matrix_shape(0), die.matrix_shape(1)) == ((5, 16), (17, 3))
     assert (die.input_lsb_s, die.tdc_lsb_s, die.max_window_ns, die.i_lsb_a) == (1e-8, 1e-9, 65000, 2e-9)
     assert (die.c_membrane_f, die.v_rest_v, die.max_payload, die.max_code) == (1.033e-13, 1.3, 8192, 15)
-    assert ttfs.identify_answer(die) == body
-    assert len(ttfs.identify_answer(RCS_L)) == 66
+    assert identify_answer(die) == body
+    assert len(identify_answer(RCS_L)) == 66
 
 
 def test_section_2_8_payloads_from_the_builders():
-    assert ttfs.pack_codes([3, -15, 0]) == hexb("03 f1 00")
-    request = ttfs.write_synapses_request(1, 16, [[3, -15, 0]], mode=0)
+    assert pack_codes([3, -15, 0]) == hexb("03 f1 00")
+    request = write_synapses_request(1, 16, [[3, -15, 0]], mode=0)
     assert request == hexb("01 00 10 00 01 00 03 f1 00")
-    write = ttfs.parse_write_synapses_request(request, RCS_S)
+    write = parse_write_synapses_request(request, RCS_S)
     assert (write.matrix, write.mode, write.first_row, write.codes.tolist()) == (1, 0, 16, [[3, -15, 0]])
     answer = split_status(Opcode.WRITE_SYNAPSES, hexb("00 01 00 00 00"))
-    assert ttfs.parse_write_synapses_answer(answer) == WriteOutcome(1, 0)
-    assert ttfs.write_synapses_answer(WriteOutcome(1, 0)) == answer
-    assert ttfs.select_probe_request(1, 5) == hexb("01 05 00")
-    assert ttfs.parse_select_probe_request(hexb("01 05 00"), RCS_S) == (1, 5)
-    assert ttfs.set_timing_request(16000, 0) == hexb("80 3e 00 00")
-    assert ttfs.parse_set_timing_request(hexb("80 3e 00 00")) == Timing(16000, 0)
-    assert ttfs.hold_row_request(0, 4) == hexb("00 04 00")
-    assert ttfs.parse_hold_row_request(hexb("00 04 00"), RCS_S) == (0, 4)
+    assert parse_write_synapses_answer(answer) == WriteOutcome(1, 0)
+    assert write_synapses_answer(WriteOutcome(1, 0)) == answer
+    assert select_probe_request(1, 5) == hexb("01 05 00")
+    assert parse_select_probe_request(hexb("01 05 00"), RCS_S) == (1, 5)
+    assert set_timing_request(16000, 0) == hexb("80 3e 00 00")
+    assert parse_set_timing_request(hexb("80 3e 00 00")) == Timing(16000, 0)
+    assert hold_row_request(0, 4) == hexb("00 04 00")
+    assert parse_hold_row_request(hexb("00 04 00"), RCS_S) == (0, 4)
 
 
 def test_section_8_2_apply_patterns_exchange():
     codes = np.array([[41, 160, 11, 8], [255, 255, 255, 255]], np.uint8)
-    request = ttfs.apply_patterns_request(PatternBatch(codes, entry=0, readout=2, repeats=1))
+    request = apply_patterns_request(PatternBatch(codes, entry=0, readout=2, repeats=1))
     assert request == hexb("00 00 02 01 00 02 00 29 a0 0b 08 ff ff ff ff")
-    batch = ttfs.parse_apply_patterns_request(request, RCS_S)
+    batch = parse_apply_patterns_request(request, RCS_S)
     assert (batch.entry, batch.readout, batch.repeats, batch.idle) == (0, 2, 1, False)
     assert np.array_equal(batch.codes, codes)
     body = split_status(Opcode.APPLY_PATTERNS, hexb("00 ff ff 2c 0f 9b 1a ff ff ff ff ff ff"))
-    tdc = ttfs.parse_apply_patterns_answer(body, 2, 3)
+    tdc = parse_apply_patterns_answer(body, 2, 3)
     assert tdc.tolist() == [[0xFFFF, 3884, 6811], [0xFFFF] * 3]
-    assert ttfs.apply_patterns_answer(tdc) == body
-    times = ttfs.tdc_to_seconds(tdc, RCS_S)
+    assert apply_patterns_answer(tdc) == body
+    times = tdc_to_seconds(tdc, RCS_S)
     assert times[0, 1] == pytest.approx(3884.5e-9) and np.isinf(times[0, 0])
-    assert ttfs.patterns_per_frame(RCS_S, 0, 2) == 1365  # the table of 2.5
-    assert [ttfs.patterns_per_frame(RCS_L, e, r) for e, r in ((0, 3), (1, 2), (2, 3))] == [10, 31, 63]
-    assert ttfs.patterns_per_frame(RCS_S, 0, 1) == 255 and ttfs.patterns_per_frame(RCS_S, 1, 2) == 511
+    assert patterns_per_frame(RCS_S, 0, 2) == 1365  # the table of 2.5
+    assert [patterns_per_frame(RCS_L, e, r) for e, r in ((0, 3), (1, 2), (2, 3))] == [10, 31, 63]
+    assert patterns_per_frame(RCS_S, 0, 1) == 255 and patterns_per_frame(RCS_S, 1, 2) == 511
 
 
 # -- round trips and refusals -----------------------------------------------------------------
@@ -145,74 +178,74 @@ def test_section_8_2_apply_patterns_exchange():
 def test_codec_round_trips():
     rng = np.random.default_rng(1)
     codes = rng.integers(-15, 16, (17, 3))
-    write = ttfs.parse_write_synapses_request(ttfs.write_synapses_request(1, 0, codes, mode=1), RCS_S)
+    write = parse_write_synapses_request(write_synapses_request(1, 0, codes, mode=1), RCS_S)
     assert (write.matrix, write.mode, write.first_row) == (1, 1, 0) and np.array_equal(write.codes, codes)
-    assert ttfs.parse_read_synapses_request(ttfs.read_synapses_request(0, 2, 3), RCS_S) == (0, 2, 3)
-    assert np.array_equal(ttfs.parse_read_synapses_answer(ttfs.pack_codes(codes), 17, 3), codes)
-    assert ttfs.parse_bias_times_request(ttfs.bias_times_request([7, 255]), RCS_S) == (7, 255)
-    assert ttfs.parse_select_probe_request(ttfs.select_probe_request(0, 3), RCS_S) == (0, 3)
-    assert ttfs.parse_select_probe_request(ttfs.select_probe_request(9, None), RCS_S) == (9, None)
-    assert ttfs.parse_hold_row_request(ttfs.hold_row_request(1, None), RCS_S) == (1, None)
-    assert ttfs.parse_set_timing_request(ttfs.set_timing_request(65000, 200)) == Timing(65000, 200)
+    assert parse_read_synapses_request(read_synapses_request(0, 2, 3), RCS_S) == (0, 2, 3)
+    assert np.array_equal(parse_read_synapses_answer(pack_codes(codes), 17, 3), codes)
+    assert parse_bias_times_request(bias_times_request([7, 255]), RCS_S) == (7, 255)
+    assert parse_select_probe_request(select_probe_request(0, 3), RCS_S) == (0, 3)
+    assert parse_select_probe_request(select_probe_request(9, None), RCS_S) == (9, None)
+    assert parse_hold_row_request(hold_row_request(1, None), RCS_S) == (1, None)
+    assert parse_set_timing_request(set_timing_request(65000, 200)) == Timing(65000, 200)
     patterns = rng.integers(0, 256, (5, 16))
     batch = PatternBatch(patterns, entry=1, readout=2, repeats=7, idle=True)
-    parsed = ttfs.parse_apply_patterns_request(ttfs.apply_patterns_request(batch), RCS_S)
+    parsed = parse_apply_patterns_request(apply_patterns_request(batch), RCS_S)
     assert (parsed.entry, parsed.readout, parsed.repeats, parsed.idle) == (1, 2, 7, True)
     assert np.array_equal(parsed.codes, patterns)
     monitors = Monitors(1.8, 0.8, 0.4, 1.7, 1.3)
-    assert ttfs.parse_monitors(ttfs.monitors_answer(monitors)) == monitors
+    assert parse_monitors(monitors_answer(monitors)) == monitors
     flags = StatusFlag.TDC_OVERFLOW | StatusFlag.ENDURANCE
-    status = ttfs.parse_status(status_answer(flags, 1234, 25.5))
+    status = parse_status(status_answer(flags, 1234, 25.5))
     assert status.flags == flags and isinstance(status.flags, StatusFlag) and status.uptime_ms == 1234
-    assert set(ttfs.STATUS_FLAG_WORDS) == set(StatusFlag)
-    assert ttfs.parse_identify(ttfs.identify_answer(RCS_L)) == RCS_L
+    assert set(STATUS_FLAG_WORDS) == set(StatusFlag)
+    assert parse_identify(identify_answer(RCS_L)) == RCS_L
 
 
 MALFORMED = [
     # (parser, payload, error, words in the message)
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "01 00 10 00", RequestLengthError, "too short"),
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "01 00 10 00 01 00 03 f1", RequestLengthError,
+    (lambda p: parse_write_synapses_request(p, RCS_S), "01 00 10 00", RequestLengthError, "too short"),
+    (lambda p: parse_write_synapses_request(p, RCS_S), "01 00 10 00 01 00 03 f1", RequestLengthError,
      "expected 9"),
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "02 00 00 00 01 00 03", RequestArgumentError,
+    (lambda p: parse_write_synapses_request(p, RCS_S), "02 00 00 00 01 00 03", RequestArgumentError,
      "matrix 2 does not exist"),
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "01 00 10 00 02 00 00 00 00 00 00 00",
+    (lambda p: parse_write_synapses_request(p, RCS_S), "01 00 10 00 02 00 00 00 00 00 00 00",
      RequestArgumentError, "rows 16..17 outside 0..16"),
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "01 02 10 00 01 00 03 f1 00", RequestArgumentError,
+    (lambda p: parse_write_synapses_request(p, RCS_S), "01 02 10 00 01 00 03 f1 00", RequestArgumentError,
      "mode 2"),
-    (lambda p: ttfs.parse_write_synapses_request(p, RCS_S), "01 00 10 00 01 00 03 f0 00", RequestArgumentError,
+    (lambda p: parse_write_synapses_request(p, RCS_S), "01 00 10 00 01 00 03 f0 00", RequestArgumentError,
      "code -16"),
-    (lambda p: ttfs.parse_read_synapses_request(p, RCS_S), "00 00 00 06 00 00", RequestLengthError, "expected 5"),
-    (lambda p: ttfs.parse_read_synapses_request(p, RCS_S), "00 00 00 06 00", RequestArgumentError, "outside 0..4"),
-    (ttfs.parse_set_timing_request, "e7 03 00 00", RequestArgumentError, "999 ns"),
-    (ttfs.parse_set_timing_request, "80 3e 00", RequestLengthError, "expected 4"),
-    (lambda p: ttfs.parse_bias_times_request(p, RCS_S), "03 00 00 00", RequestArgumentError, "3 bias times"),
-    (lambda p: ttfs.parse_bias_times_request(p, RCS_S), "02 00", RequestLengthError, "expected 3"),
-    (lambda p: ttfs.parse_bias_times_request(p, RCS_S), "", RequestLengthError, "too short"),
-    (lambda p: ttfs.parse_select_probe_request(p, RCS_S), "00 04 00", RequestArgumentError, "reference 4"),
-    (lambda p: ttfs.parse_select_probe_request(p, RCS_S), "02 03 00", RequestArgumentError, "neuron 3 of layer 2"),
-    (lambda p: ttfs.parse_hold_row_request(p, RCS_S), "00 05 00", RequestArgumentError, "row 5 outside 0..4"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00", RequestLengthError, "too short"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00 01 00 29 a0 0b", RequestLengthError,
+    (lambda p: parse_read_synapses_request(p, RCS_S), "00 00 00 06 00 00", RequestLengthError, "expected 5"),
+    (lambda p: parse_read_synapses_request(p, RCS_S), "00 00 00 06 00", RequestArgumentError, "outside 0..4"),
+    (parse_set_timing_request, "e7 03 00 00", RequestArgumentError, "999 ns"),
+    (parse_set_timing_request, "80 3e 00", RequestLengthError, "expected 4"),
+    (lambda p: parse_bias_times_request(p, RCS_S), "03 00 00 00", RequestArgumentError, "3 bias times"),
+    (lambda p: parse_bias_times_request(p, RCS_S), "02 00", RequestLengthError, "expected 3"),
+    (lambda p: parse_bias_times_request(p, RCS_S), "", RequestLengthError, "too short"),
+    (lambda p: parse_select_probe_request(p, RCS_S), "00 04 00", RequestArgumentError, "reference 4"),
+    (lambda p: parse_select_probe_request(p, RCS_S), "02 03 00", RequestArgumentError, "neuron 3 of layer 2"),
+    (lambda p: parse_hold_row_request(p, RCS_S), "00 05 00", RequestArgumentError, "row 5 outside 0..4"),
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00", RequestLengthError, "too short"),
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00 01 00 29 a0 0b", RequestLengthError,
      "expected 11"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "02 00 02 01 00 01 00 29 a0 0b 08",
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "02 00 02 01 00 01 00 29 a0 0b 08",
      RequestArgumentError, "reserved"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 00 00 01 00 01 00 29 a0 0b 08",
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 00 00 01 00 01 00 29 a0 0b 08",
      RequestArgumentError, "readout layer 0"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 02 03 01 00 01 00 00", RequestArgumentError,
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 02 03 01 00 01 00 00", RequestArgumentError,
      "entry layer 2"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 00 02 00 00 01 00 29 a0 0b 08",
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 00 02 00 00 01 00 29 a0 0b 08",
      RequestArgumentError, "0 repeats"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00 00 00", RequestArgumentError,
+    (lambda p: parse_apply_patterns_request(p, RCS_S), "00 00 02 01 00 00 00", RequestArgumentError,
      "no pattern"),
-    (lambda p: ttfs.parse_apply_patterns_request(p, RCS_S, Timing(16000, 200)), "00 00 02 ff ff 01 00 29 a0 0b 08",
+    (lambda p: parse_apply_patterns_request(p, RCS_S, Timing(16000, 200)), "00 00 02 ff ff 01 00 29 a0 0b 08",
      RequestArgumentError, "at most 10 s"),
-    (lambda p: ttfs.parse_identify(p), IDENTIFY_ANSWER[1:-1].hex(), BridgeProtocolError, "expected 64"),
-    (lambda p: ttfs.parse_identify(p), "01" + IDENTIFY_ANSWER[2:].hex(), BridgeProtocolError, "not a TTFS"),
-    (lambda p: ttfs.parse_apply_patterns_answer(p, 2, 3), "ff ff 2c 0f", BridgeProtocolError, "expected 12"),
-    (lambda p: ttfs.parse_read_synapses_answer(p, 1, 3), "03 f0 00", BridgeProtocolError, "outside -15..+15"),
-    (lambda p: ttfs.parse_read_synapses_answer(p, 1, 3), "03 f1", BridgeProtocolError, "expected 1 x 3"),
-    (ttfs.parse_monitors, "00 00 80 3f", BridgeProtocolError, "expected 20"),
-    (ttfs.parse_write_synapses_answer, "01 00 00", BridgeProtocolError, "expected 4"),
+    (lambda p: parse_identify(p), IDENTIFY_ANSWER[1:-1].hex(), BridgeProtocolError, "expected 64"),
+    (lambda p: parse_identify(p), "01" + IDENTIFY_ANSWER[2:].hex(), BridgeProtocolError, "not a TTFS"),
+    (lambda p: parse_apply_patterns_answer(p, 2, 3), "ff ff 2c 0f", BridgeProtocolError, "expected 12"),
+    (lambda p: parse_read_synapses_answer(p, 1, 3), "03 f0 00", BridgeProtocolError, "outside -15..+15"),
+    (lambda p: parse_read_synapses_answer(p, 1, 3), "03 f1", BridgeProtocolError, "expected 1 x 3"),
+    (parse_monitors, "00 00 80 3f", BridgeProtocolError, "expected 20"),
+    (parse_write_synapses_answer, "01 00 00", BridgeProtocolError, "expected 4"),
 ]
 
 
@@ -221,27 +254,27 @@ def test_malformed_payloads_are_refused_in_one_line(parse, payload, error, words
     with pytest.raises(error, match=words) as info:
         parse(hexb(payload))
     assert "\n" not in str(info.value)
-    if isinstance(info.value, ttfs.MalformedRequestError):
+    if isinstance(info.value, MalformedRequestError):
         expected = Status.BAD_LENGTH if error is RequestLengthError else Status.BAD_ARGUMENT
         assert info.value.status == expected
 
 
 def test_builders_refuse_what_a_bridge_would():
     with pytest.raises(RequestArgumentError, match="code 16"):
-        ttfs.write_synapses_request(0, 0, [[16] * 16])
+        write_synapses_request(0, 0, [[16] * 16])
     with pytest.raises(RequestArgumentError, match="window 999"):
-        ttfs.set_timing_request(999)
+        set_timing_request(999)
     with pytest.raises(RequestArgumentError, match="0..255"):
-        ttfs.apply_patterns_request(PatternBatch(np.array([[256, 0, 0, 0]]), readout=2))
+        apply_patterns_request(PatternBatch(np.array([[256, 0, 0, 0]]), readout=2))
     with pytest.raises(RequestArgumentError, match="readout layer 0"):
-        ttfs.apply_patterns_request(PatternBatch(np.zeros((1, 4), np.uint8), entry=0, readout=0))
+        apply_patterns_request(PatternBatch(np.zeros((1, 4), np.uint8), entry=0, readout=0))
 
 
 def test_cmna_and_ttfs_never_recognise_each_other():
     assert not CmnaFamily().recognises(split_status(Opcode.IDENTIFY, IDENTIFY_ANSWER))
-    assert not CmnaFamily().recognises(ttfs.identify_answer(RCS_L))
-    assert ttfs.is_ttfs_identify(ttfs.identify_answer(RCS_S))
-    assert not ttfs.is_ttfs_identify(cmna_identify_answer(CmnaDie("CMNA-777", seed=3).chip))
+    assert not CmnaFamily().recognises(identify_answer(RCS_L))
+    assert is_ttfs_identify(identify_answer(RCS_S))
+    assert not is_ttfs_identify(cmna_identify_answer(CmnaDie("CMNA-777", seed=3).chip))
 
 
 # -- the client against the simulated bridge over socket:// ---------------------------------------------
@@ -351,11 +384,11 @@ def test_apply_patterns_matches_the_die_physics_across_frames(served):
     die = server.die
     direct = run_patterns(die.truth, die.synapses, die.pads, patterns, bias_codes=np.array([0, 30]))
     assert tdc.dtype == np.uint16 and np.array_equal(tdc, direct.tdc[2])
-    assert (tdc != ttfs.NO_SPIKE).any() and (tdc == ttfs.NO_SPIKE).any()
+    assert (tdc != NO_SPIKE).any() and (tdc == NO_SPIKE).any()
     assert link.status().flags & StatusFlag.TDC_OVERFLOW
     hidden = link.apply_patterns(patterns[:300], readout=1)  # 255 a frame: two frames
     assert np.array_equal(hidden, direct.tdc[1][:300])
-    assert (link.apply_patterns(patterns[:5], idle=True) == ttfs.NO_SPIKE).all()
+    assert (link.apply_patterns(patterns[:5], idle=True) == NO_SPIKE).all()
 
 
 def test_apply_patterns_with_noise_matches_the_physics_frame_by_frame(served):
@@ -380,7 +413,7 @@ def test_a_lost_answer_is_replayed_not_executed_twice(served, fault):
     server.faults.at = {server.requests: {fault}}
     tdc = link.apply_patterns(np.zeros((3, 4), np.uint8))
     assert server.executions[Opcode.APPLY_PATTERNS] == 1  # dropped: the resend runs it; else answered from replay
-    assert (tdc != ttfs.NO_SPIKE).all()
+    assert (tdc != NO_SPIKE).all()
     server.faults.at = {server.requests: {fault}}
     assert link.write_synapses(1, np.full((17, 3), -2)) == WriteOutcome(17, 0)  # the replay answers, no wear
     assert int(server.die.cycles[1].max()) == 2

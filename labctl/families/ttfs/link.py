@@ -17,18 +17,28 @@ import numpy as np
 
 from labctl.drivers.bridge import STATUS_BYTES, BridgeLink
 from labctl.drivers.bridge_protocol import BridgeProtocolError
-from labctl.families.ttfs import protocol as ttfs
-from labctl.families.ttfs.protocol import (
+from labctl.families.ttfs.identify import DieDescription, parse_identify
+from labctl.families.ttfs.patterns import (
     MAX_BATCH_S,
-    STATUS_MEANINGS,
-    WRITE_PREFIX_BYTES,
-    DieDescription,
-    Monitors,
-    Opcode,
     PatternBatch,
-    StatusFlag,
     Timing,
+    apply_patterns_request,
+    bias_times_request,
+    parse_apply_patterns_answer,
+    pattern_period_ns,
+    patterns_per_frame,
+    set_timing_request,
+)
+from labctl.families.ttfs.probe_ops import Monitors, hold_row_request, parse_monitors, select_probe_request
+from labctl.families.ttfs.protocol import STATUS_MEANINGS, Opcode, StatusFlag
+from labctl.families.ttfs.synapse_codes import (
+    WRITE_PREFIX_BYTES,
     WriteOutcome,
+    pack_codes,
+    parse_read_synapses_answer,
+    parse_write_synapses_answer,
+    read_synapses_request,
+    write_synapses_request,
 )
 
 
@@ -47,7 +57,7 @@ class TtfsBridge(BridgeLink):
 
     def identify(self) -> DieDescription:
         """IDENTIFY; the answer is kept in :attr:`chip` and sizes every later request."""
-        self.chip = ttfs.parse_identify(self.request(Opcode.IDENTIFY, b""))
+        self.chip = parse_identify(self.request(Opcode.IDENTIFY, b""))
         return self.chip
 
     def _chip(self) -> DieDescription:
@@ -59,23 +69,23 @@ class TtfsBridge(BridgeLink):
         self.timing = Timing()
 
     def read_monitors(self) -> Monitors:
-        return ttfs.parse_monitors(self.request(Opcode.READ_MONITORS, b""))
+        return parse_monitors(self.request(Opcode.READ_MONITORS, b""))
 
     def set_timing(self, window_ns: int, gap_us: int = 0) -> None:
-        self.request(Opcode.SET_TIMING, ttfs.set_timing_request(window_ns, gap_us))
+        self.request(Opcode.SET_TIMING, set_timing_request(window_ns, gap_us))
         self.timing = Timing(window_ns, gap_us)
 
     def set_bias_times(self, codes: Sequence[int]) -> None:
         """SET_BIAS_TIMES: the bias row of matrix m switches on at 10 ns x codes[m] (255: never)."""
-        self.request(Opcode.SET_BIAS_TIMES, ttfs.bias_times_request(codes))
+        self.request(Opcode.SET_BIAS_TIMES, bias_times_request(codes))
 
     def select_probe(self, layer: int, neuron: int | None) -> None:
         """SELECT_PROBE: a neuron of layer >= 1, or layer 0 with a reference 0..3; None disconnects."""
-        self.request(Opcode.SELECT_PROBE, ttfs.select_probe_request(layer, neuron))
+        self.request(Opcode.SELECT_PROBE, select_probe_request(layer, neuron))
 
     def hold_row(self, matrix: int, row: int | None) -> None:
         """HOLD_ROW: row ``row`` of matrix ``matrix`` on in DC; None releases."""
-        self.request(Opcode.HOLD_ROW, ttfs.hold_row_request(matrix, row))
+        self.request(Opcode.HOLD_ROW, hold_row_request(matrix, row))
 
     # -- synapse codes --------------------------------------------------------------
 
@@ -87,16 +97,16 @@ class TtfsBridge(BridgeLink):
             if values.ndim != 2 or values.shape[1] != cols:
                 raise ValueError(f"matrix {matrix} rows have {cols} columns, got codes of shape {values.shape}")
             _check_span(first_row, values.shape[0], rows, matrix)
-            ttfs.pack_codes(values)  # refuses a code outside -15..+15 before any row is sent
+            pack_codes(values)  # refuses a code outside -15..+15 before any row is sent
             per = _per_request((chip.max_payload - WRITE_PREFIX_BYTES) // cols, chip, f"a row of matrix {matrix}")
             programmed = failed = 0
             for start in range(0, values.shape[0], per):
                 chunk = values[start:start + per]
                 # a write of many rows takes up to 12 ms per row (2.7)
                 answer = self.request(Opcode.WRITE_SYNAPSES,
-                                      ttfs.write_synapses_request(matrix, first_row + start, chunk, mode),
+                                      write_synapses_request(matrix, first_row + start, chunk, mode),
                                       12e-3 * len(chunk))
-                outcome = ttfs.parse_write_synapses_answer(answer)
+                outcome = parse_write_synapses_answer(answer)
                 programmed += outcome.rows_programmed
                 failed += outcome.failed_cells
             return WriteOutcome(programmed, failed)
@@ -111,9 +121,9 @@ class TtfsBridge(BridgeLink):
             out = np.empty((count, cols), np.int8)
             for start in range(0, count, per):
                 n = min(per, count - start)
-                answer = self.request(Opcode.READ_SYNAPSES, ttfs.read_synapses_request(matrix, first_row + start, n),
+                answer = self.request(Opcode.READ_SYNAPSES, read_synapses_request(matrix, first_row + start, n),
                                       0.5e-3 * n)
-                out[start:start + n] = ttfs.parse_read_synapses_answer(answer, n, cols)
+                out[start:start + n] = parse_read_synapses_answer(answer, n, cols)
             return out
 
     # -- patterns -------------------------------------------------------------------
@@ -135,17 +145,17 @@ class TtfsBridge(BridgeLink):
             n_e, n_r = chip.layer_sizes[entry], chip.layer_sizes[readout]
             if values.ndim != 2 or values.shape[1] != n_e:
                 raise ValueError(f"patterns must be (P, {n_e}) time codes for layer {entry}, got shape {values.shape}")
-            period_s = ttfs.pattern_period_ns(self.timing, n_e) * 1e-9
-            per = min(ttfs.patterns_per_frame(chip, entry, readout), int(MAX_BATCH_S / (repeats * period_s)))
+            period_s = pattern_period_ns(self.timing, n_e) * 1e-9
+            per = min(patterns_per_frame(chip, entry, readout), int(MAX_BATCH_S / (repeats * period_s)))
             per = _per_request(per, chip, f"one pattern of layer {entry} repeated {repeats} times")
             batch = PatternBatch(values, entry, readout, repeats, idle)
-            ttfs.apply_patterns_request(batch)  # refuses bad codes or counts before anything is sent
+            apply_patterns_request(batch)  # refuses bad codes or counts before anything is sent
             tdc = np.empty((values.shape[0], n_r), np.uint16)
             for start in range(0, values.shape[0], per):
                 chunk = values[start:start + per]
-                request = ttfs.apply_patterns_request(PatternBatch(chunk, entry, readout, repeats, idle))
+                request = apply_patterns_request(PatternBatch(chunk, entry, readout, repeats, idle))
                 answer = self.request(Opcode.APPLY_PATTERNS, request, repeats * len(chunk) * period_s)
-                tdc[start:start + len(chunk)] = ttfs.parse_apply_patterns_answer(answer, len(chunk), n_r)
+                tdc[start:start + len(chunk)] = parse_apply_patterns_answer(answer, len(chunk), n_r)
             return tdc
 
     def lock_and_chip(self) -> "_Locked":

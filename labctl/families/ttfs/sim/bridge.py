@@ -13,7 +13,9 @@ length and argument checks; :class:`TtfsDieFault` is a HW_FAULT.
 with TTFS's opcodes: it only replaces how one decoded packet is answered,
 checking in the order of the contract (version, header length, opcode, the
 op's length rule, arguments, hardware) with the codecs of
-:mod:`labctl.families.ttfs.protocol`, the same ones the host uses.
+:mod:`labctl.families.ttfs.protocol` and its sibling modules (:mod:`~labctl.families.ttfs.identify`,
+:mod:`~labctl.families.ttfs.synapse_codes`, :mod:`~labctl.families.ttfs.patterns`,
+:mod:`~labctl.families.ttfs.probe_ops`), the same ones the host uses.
 
 Modelling choices (beyond the contract): APPLY_PATTERNS with R > 1 computes
 the last repetition only (the die keeps nothing from one pattern to the next);
@@ -34,16 +36,25 @@ import numpy as np
 from labctl.drivers.bridge_protocol import Status, status_answer
 from labctl.drivers.framing import PROTOCOL_VERSION, Packet
 from labctl.families.cmna.sim.bridge_server import BUSY_AFTER_S, BridgeServer, FaultPlan
-from labctl.families.ttfs import protocol as ttfs
-from labctl.families.ttfs.protocol import (
-    DieDescription,
-    MalformedRequestError,
-    Monitors,
-    Opcode,
+from labctl.families.ttfs.identify import DieDescription, identify_answer
+from labctl.families.ttfs.patterns import (
+    NO_SPIKE,
     PatternBatch,
-    StatusFlag,
     Timing,
+    apply_patterns_answer,
+    parse_apply_patterns_request,
+    parse_bias_times_request,
+    parse_set_timing_request,
+)
+from labctl.families.ttfs.probe_ops import Monitors, monitors_answer, parse_hold_row_request, parse_select_probe_request
+from labctl.families.ttfs.protocol import MalformedRequestError, Opcode, RequestArgumentError, StatusFlag, check_empty
+from labctl.families.ttfs.synapse_codes import (
+    SynapseWrite,
     WriteOutcome,
+    pack_codes,
+    parse_read_synapses_request,
+    parse_write_synapses_request,
+    write_synapses_answer,
 )
 from labctl.families.ttfs.sim.die import run_patterns
 from labctl.families.ttfs.sim.mismatch import draw_die
@@ -187,14 +198,14 @@ class SimulatedTtfsDie:
 
     def _check_not_held(self, op: Opcode) -> None:
         if self.held_row is not None:
-            raise ttfs.RequestArgumentError(f"{op.name} while row {self.held_row[1]} of matrix "
-                                            f"{self.held_row[0]} is held")
+            raise RequestArgumentError(f"{op.name} while row {self.held_row[1]} of matrix "
+                                       f"{self.held_row[0]} is held")
 
     def _check_rails(self) -> None:
         if self.damaged or not self._supply_ok() or not self._bias_ok("e_exc", "e_inh"):
             raise TtfsDieFault("VDD, EREV_EXC or EREV_INH out of range")
 
-    def op_write_synapses(self, request: ttfs.SynapseWrite) -> WriteOutcome:
+    def op_write_synapses(self, request: SynapseWrite) -> WriteOutcome:
         """Rows in order; mode 0 leaves rows that read back as requested alone (no wear, not counted)."""
         with self.lock:
             self._check_not_held(Opcode.WRITE_SYNAPSES)
@@ -252,7 +263,7 @@ class SimulatedTtfsDie:
                                   bias_codes=np.array(self.bias_codes), idle=batch.idle, probe=probe,
                                   rng=self.pattern_rng if self.noise else None)
             tdc = result.tdc[batch.readout]
-            self._tdc_overflow = bool((tdc == ttfs.NO_SPIKE).any())
+            self._tdc_overflow = bool((tdc == NO_SPIKE).any())
             return tdc
 
 
@@ -293,30 +304,30 @@ class TtfsBridgeServer(BridgeServer):
         """Parse (length, then arguments), then run on the die."""
         die, chip = self.die, self.chip
         if op in (Opcode.IDENTIFY, Opcode.RESET, Opcode.STATUS, Opcode.READ_MONITORS):
-            ttfs.check_empty(op, payload)
+            check_empty(op, payload)
             if op == Opcode.IDENTIFY:
-                return ttfs.identify_answer(chip)
+                return identify_answer(chip)
             if op == Opcode.RESET:
                 return die.op_reset()
             if op == Opcode.STATUS:
                 return status_answer(*die.status())
-            return ttfs.monitors_answer(die.op_read_monitors())
+            return monitors_answer(die.op_read_monitors())
         if op == Opcode.WRITE_SYNAPSES:
-            request = ttfs.parse_write_synapses_request(payload, chip)
-            return ttfs.write_synapses_answer(die.op_write_synapses(request))
+            request = parse_write_synapses_request(payload, chip)
+            return write_synapses_answer(die.op_write_synapses(request))
         if op == Opcode.READ_SYNAPSES:
-            codes = die.op_read_synapses(*ttfs.parse_read_synapses_request(payload, chip))
-            return ttfs.pack_codes(codes)
+            codes = die.op_read_synapses(*parse_read_synapses_request(payload, chip))
+            return pack_codes(codes)
         if op == Opcode.SET_TIMING:
-            return die.op_set_timing(ttfs.parse_set_timing_request(payload))
+            return die.op_set_timing(parse_set_timing_request(payload))
         if op == Opcode.SET_BIAS_TIMES:
-            return die.op_set_bias_times(ttfs.parse_bias_times_request(payload, chip))
+            return die.op_set_bias_times(parse_bias_times_request(payload, chip))
         if op == Opcode.SELECT_PROBE:
-            return die.op_select_probe(*ttfs.parse_select_probe_request(payload, chip))
+            return die.op_select_probe(*parse_select_probe_request(payload, chip))
         if op == Opcode.HOLD_ROW:
-            return die.op_hold_row(*ttfs.parse_hold_row_request(payload, chip))
-        batch = ttfs.parse_apply_patterns_request(payload, chip, die.timing)
-        return ttfs.apply_patterns_answer(die.op_apply_patterns(batch))
+            return die.op_hold_row(*parse_hold_row_request(payload, chip))
+        batch = parse_apply_patterns_request(payload, chip, die.timing)
+        return apply_patterns_answer(die.op_apply_patterns(batch))
 
 
 def serve(part: str = "RCS-S", seed: int = 0, **die_options) -> TtfsBridgeServer:
