@@ -6,8 +6,8 @@ would on hardware (characterise, train tailored and naive weights, program,
 evaluate on chip), so its ``session.h5`` has every step's window and replays
 like any other run. A family whose devices are made rather than programmed
 (printed: the recipe ends with designs) finishes in its simulator's
-``after_demo``: each design printed and verified on the simulated sample. Everything goes into one run folder, named at the start
-and at the end.
+``after_demo``: each design printed and verified on the simulated sample.
+Everything goes into one run folder, named at the start and at the end.
 """
 
 from __future__ import annotations

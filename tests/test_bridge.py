@@ -27,7 +27,8 @@ from labctl.families.cmna.link import Bridge
 from labctl.families.cmna.protocol import Opcode, StatusFlag
 from labctl.drivers.framing import FrameSplitter, Packet, crc16, decode_packet, encode_packet
 from labctl.families.cmna.latch_codes import pack_rows, signed_to_nibbles
-from labctl.families.cmna.sim.bridge_server import BridgeServer, Fault, FaultPlan
+from labctl.families.cmna.sim.bridge_server import BridgeServer
+from labctl.sim.bridge_server import Fault, FaultPlan
 from labctl.sim.clock import VirtualClock
 from labctl.families.cmna.sim.die import SimulatedDie
 from labctl.sim.pads import solve_operating_point

@@ -19,7 +19,7 @@ from labctl.drivers.bridge_protocol import (
 from labctl.drivers.framing import FrameSplitter, decode_packet, encode_packet
 from labctl.families.cmna.family import CmnaFamily
 from labctl.families.cmna.protocol import identify_answer as cmna_identify_answer
-from labctl.families.cmna.sim.bridge_server import Fault, FaultPlan
+from labctl.sim.bridge_server import Fault, FaultPlan
 from labctl.families.cmna.sim.die import SimulatedDie as CmnaDie
 from labctl.families.ttfs.identify import DieDescription, identify_answer, is_ttfs_identify, parse_identify
 from labctl.families.ttfs.link import TtfsBridge

@@ -126,13 +126,20 @@ def load_csv(path: str | Path, *, label_column: str = "label", seed: int = 0) ->
                      tuple(str(c) for c in class_names), str(p), label_column, data.split_generated, seed)
 
 
+def task_name_problem(name: str) -> str | None:
+    """Why ``name`` names no task a printed design trains on (neither built in nor a .csv); None if it does."""
+    if name in BUILTIN or name.lower().endswith(".csv"):
+        return None
+    return f"a printed design is trained on a .csv file or one of {', '.join(BUILTIN)}, not {name!r}"
+
+
 def load_task(source: str | Path, *, label_column: str = "label", seed: int = 0) -> SplitData:
     """A built-in set by name (seeded stratified 60/20/20 split) or a CSV by path (``load_csv``)."""
     name = str(source)
     if name not in BUILTIN:
-        if not name.lower().endswith(".csv"):
-            raise ConfigError(f"a printed design is trained on a .csv file or one of {', '.join(BUILTIN)}, "
-                              f"not {name!r}")
+        problem = task_name_problem(name)
+        if problem:
+            raise ConfigError(problem)
         return load_csv(source, label_column=label_column, seed=seed)
     from labctl.train.datasets import builtin_arrays
 

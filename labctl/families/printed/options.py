@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from labctl.families.printed.dataset import BUILTIN
+from labctl.families.printed.dataset import task_name_problem
 from labctl.families.seam import StepOptions
 
 DEFAULT_HIDDEN = 3
@@ -45,9 +45,9 @@ class TrainOptions(StepOptions):
     @field_validator("dataset")
     @classmethod
     def _csv_or_builtin(cls, value: str) -> str:
-        if value not in BUILTIN and not value.lower().endswith(".csv"):
-            raise ValueError(f"a printed design is trained on a .csv file or one of {', '.join(BUILTIN)}, "
-                             f"not {value!r}")
+        problem = task_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

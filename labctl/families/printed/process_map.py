@@ -46,7 +46,7 @@ from labctl.families.printed.measured_region import MeasuredRegion, log_range
 from labctl.families.printed.printable import ACT_COMPONENTS, CELL_COMPONENTS, NEG_COMPONENTS
 
 __all__ = ["ACT_COMPONENTS", "NEG_COMPONENTS", "TARGETS", "PORT_TARGETS", "PORT_TARGETS_OF", "EXCESS_TARGETS",
-           "CellMap", "fit_cell_map", "component_matrix", "map_features"]
+           "CellMap", "fit_cell_map", "component_matrix"]
 
 TARGETS: tuple[str, ...] = ("eta1", "eta2", "eta3", "eta4", "p1", "p2", "p3")
 TARGET_UNITS: Mapping[str, str] = {"eta1": "V", "eta2": "V", "eta3": "V", "eta4": "1/V",
@@ -237,7 +237,7 @@ class CellMap:
         no structure was (the map's error there is unknown but real: NEG eta3 0.45 V held out on sim-7),
         and both are sample-to-sample draws to the model. (The held-out error also holds the replicas'
         own spread, so this errs on the wide side.) None for older files that store neither."""
-        held_out = [self.fits[t].loo_rms_fitted for t in ("eta1", "eta2", "eta3", "eta4")]
+        held_out = [self.fits[t].loo_rms_fitted for t in TARGETS[:len(EXCESS_TARGETS)]]  # log eta4: fitted in log
         if self.excess_sd is None and not np.any(np.isfinite(held_out)):
             return None
         excess = self.excess_sd or (0.0,) * len(EXCESS_TARGETS)

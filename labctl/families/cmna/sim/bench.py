@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.families.cmna.sim.bridge_server import BridgeServer, FaultPlan
+from labctl.families.cmna.sim.bridge_server import BridgeServer
+from labctl.sim.bridge_server import FaultPlan
 from labctl.sim.clock import VirtualClock
 from labctl.families.cmna.sim.die import SimulatedDie
 from labctl.sim.instrument_server import InstrumentServer

@@ -25,11 +25,10 @@ SAMPLE = 0
 
 
 def print_and_verify(result: RunResult, run_dir: Path, seed: int, print_sample: Callable, *,
-                     progress: Progress | None = None) -> list[Path]:
+                     progress: Progress | None = None) -> None:
     """Export, print (sample K0 in run ``sim-<seed>`` with ``print_sample``, the simulator's printer) and verify
     each trained design; the outcomes go into ``result.on_chip`` (the run's accuracy table and summary) and
     each design's records into ``run_dir``."""
-    written: list[Path] = []
     for name, trained in result.trained.items():
         design = trained.weights if isinstance(trained.weights, Design) else Design.read(trained.path)
         job_dir = run_dir / f"print-{name}"
@@ -39,5 +38,4 @@ def print_and_verify(result: RunResult, run_dir: Path, seed: int, print_sample: 
             context = StepContext(bench_file, progress, bench_options={"pause": printed.clock.advance})
             outcome = FAMILY.program(trained.path, EvaluateOptions(), context, evaluate=True)
         result.on_chip[name] = ProgrammedWeights(name, outcome)
-        written += [*paths.values(), bench_file, *FAMILY.write_records(run_dir, name, outcome)]
-    return written
+        FAMILY.write_records(run_dir, name, outcome)

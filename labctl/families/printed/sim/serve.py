@@ -75,11 +75,11 @@ def print_sample(job_path: str | Path, process_seed: int, sample_seed: int, *, v
     return ServedPrintedBench(bench, file, f"simulated network {sample_id} (eps {variation:g})")
 
 
-def after_demo(result, run_dir: Path, seed: int, progress=None) -> list[Path]:
+def after_demo(result, run_dir: Path, seed: int, progress=None) -> None:
     """``labctl demo``: print each design the recipe trained in run ``sim-<seed>`` and verify it (module demo)."""
     from labctl.families.printed.sim.demo import print_and_verify
 
-    return print_and_verify(result, run_dir, seed, print_sample, progress=progress)
+    print_and_verify(result, run_dir, seed, print_sample, progress=progress)
 
 
 def add_sim_commands(simsub) -> None:

@@ -8,11 +8,11 @@ no bench drives them yet, so a new board starts powered at the ROP).
 Every public ``op_*`` method is one bridge operation that has passed its
 length and argument checks; :class:`TtfsDieFault` is a HW_FAULT.
 
-:class:`TtfsBridgeServer` is CMNA's :class:`~labctl.families.cmna.sim.bridge_server.BridgeServer`
-(loopback socket, replay of a repeated (seq, op), fault injection, reconnects)
-with TTFS's opcodes: it only replaces how one decoded packet is answered,
-checking in the order of the contract (version, header length, opcode, the
-op's length rule, arguments, hardware) with the codecs of
+:class:`TtfsBridgeServer` is the family-blind
+:class:`~labctl.sim.bridge_server.LoopbackBridgeServer` (loopback socket, replay
+of a repeated (seq, op), fault injection, reconnects, the order of the checks:
+version, header length, opcode, the op's length rule, arguments, hardware)
+with TTFS's opcodes, each op parsed and run with the codecs of
 :mod:`labctl.families.ttfs.protocol` and its sibling modules (:mod:`~labctl.families.ttfs.identify`,
 :mod:`~labctl.families.ttfs.synapse_codes`, :mod:`~labctl.families.ttfs.patterns`,
 :mod:`~labctl.families.ttfs.probe_ops`), the same ones the host uses.
@@ -29,13 +29,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
-from labctl.drivers.bridge_protocol import Status, status_answer
-from labctl.drivers.framing import PROTOCOL_VERSION, Packet
-from labctl.families.cmna.sim.bridge_server import BUSY_AFTER_S, BridgeServer, FaultPlan
+from labctl.drivers.bridge_protocol import status_answer
 from labctl.families.ttfs.identify import DieDescription, identify_answer
 from labctl.families.ttfs.patterns import (
     NO_SPIKE,
@@ -60,6 +59,7 @@ from labctl.families.ttfs.sim.die import run_patterns
 from labctl.families.ttfs.sim.mismatch import draw_die
 from labctl.families.ttfs.sim.parts import PARTS, ROP, OperatingPoint
 from labctl.families.ttfs.sim.synapses import blank_state, read_codes, write_rows
+from labctl.sim.bridge_server import FaultPlan, LoopbackBridgeServer, Rejected
 
 VDD_RANGE_V = (1.71, 1.89)  # 2.6 bit 0
 BIAS_RANGES_V = {"vth": (0.40, 1.20), "e_exc": (0.00, 0.70), "e_inh": (1.40, 1.80)}  # section 4
@@ -267,38 +267,41 @@ class SimulatedTtfsDie:
             return tdc
 
 
-class TtfsBridgeServer(BridgeServer):
-    """CMNA's loopback bridge server in front of a :class:`SimulatedTtfsDie`, answering TTFS's operations."""
+class TtfsBridgeServer(LoopbackBridgeServer):
+    """The loopback bridge server in front of a :class:`SimulatedTtfsDie`, answering TTFS's operations."""
+
+    hardware_faults = (TtfsDieFault,)
 
     def __init__(self, die: SimulatedTtfsDie, host: str = "127.0.0.1", port: int = 0,
                  faults: FaultPlan | None = None) -> None:
-        super().__init__(die, host, port, faults)  # type: ignore[arg-type]  # the server needs .chip and .lock
-        self.die: SimulatedTtfsDie = die
+        super().__init__(host, port, faults)
+        self.die = die
         self.chip: DieDescription = die.chip
-        self._handlers = {}  # CMNA's handlers; TTFS answers through _execute
 
-    def _answer(self, packet: Packet, length_ok: bool, overrun: bool) -> bytes:
-        """Status byte plus payload, checked in the contract's order; ``overrun`` has no TTFS meaning."""
-        if packet.version != PROTOCOL_VERSION:
-            return bytes([Status.BAD_VERSION])
-        if not length_ok or len(packet.payload) > self.chip.max_payload:
-            return bytes([Status.BAD_LENGTH])
+    @property
+    def max_payload(self) -> int:
+        return self.chip.max_payload
+
+    @property
+    def lock(self):
+        return self.die.lock
+
+    def opcode(self, value: int) -> Opcode | None:
         try:
-            op = Opcode(packet.op)
+            return Opcode(value)
         except ValueError:
-            return bytes([Status.BAD_OPCODE])
-        if not self.die.lock.acquire(timeout=BUSY_AFTER_S):
-            return bytes([Status.BUSY])
+            return None
+
+    def prepare(self, op: Opcode, payload: bytes) -> Callable[[], bytes | None]:
+        """Parsing reads the die's registers (the window), so it runs with the op, under the die's lock."""
+        return partial(self._execute, op, payload)
+
+    def execute(self, run: Callable[[], bytes | None], overrun: bool) -> bytes | None:
+        """``overrun`` has no TTFS meaning; a malformed request answers its status."""
         try:
-            body = self._execute(op, packet.payload)
+            return run()
         except MalformedRequestError as refused:
-            return bytes([refused.status])
-        except TtfsDieFault:
-            return bytes([Status.HW_FAULT])
-        finally:
-            self.die.lock.release()
-        self.executions[op] += 1
-        return bytes([Status.OK]) + (body or b"")
+            raise Rejected(refused.status) from None
 
     def _execute(self, op: Opcode, payload: bytes) -> bytes | None:
         """Parse (length, then arguments), then run on the die."""
