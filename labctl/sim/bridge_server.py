@@ -6,9 +6,10 @@ once, checks version, then length, then opcode, then the op's own rules
 (:meth:`LoopbackBridgeServer.prepare`), then the hardware, replays its
 previous answer when a packet repeats the previous (seq, op) - error answers
 and BUSY included, and across reconnects - and executes one request at a
-time under the die's lock. What the ops are and do is the family's: a
-subclass gives ``opcode``, ``prepare``, ``max_payload``, ``lock`` and
-``hardware_faults`` (CMNA: :mod:`labctl.families.cmna.sim.bridge_server`).
+time under the die's lock. The die gives ``lock`` and ``chip.max_payload``;
+what the ops are and do is the family's: a subclass gives ``opcodes``,
+``prepare`` and ``hardware_faults`` (CMNA:
+:mod:`labctl.families.cmna.sim.bridge_server`).
 
 A :class:`FaultPlan` injects the link and bridge faults the client must
 survive (lost requests, damaged answers, latency, dropped connections, BUSY,
@@ -25,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Collection, ContextManager, Mapping
+from typing import Callable, ClassVar, Collection, Mapping
 
 from cobs import cobs
 
@@ -118,10 +119,15 @@ def _status(status: Status) -> bytes:
 class LoopbackBridgeServer:
     """A bridge on ``socket://host:port`` serving one die; one client at a time, reconnects welcome."""
 
+    opcodes: ClassVar[type[enum.IntEnum]]
+    """The family's ops; a value outside it is answered BAD_OPCODE."""
     hardware_faults: ClassVar[tuple[type[Exception], ...]] = ()
     """What a die raises when the hardware cannot do the op (answered HW_FAULT)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, faults: FaultPlan | None = None) -> None:
+    def __init__(self, die, host: str = "127.0.0.1", port: int = 0, faults: FaultPlan | None = None) -> None:
+        self.die = die
+        self.chip = die.chip
+        """What the die says of itself (IDENTIFY): its ``max_payload`` bounds every request."""
         self.host = host
         self.port = port
         self.faults = faults if faults is not None else FaultPlan()
@@ -271,16 +277,17 @@ class LoopbackBridgeServer:
         the op's rules, hardware)."""
         if packet.version != PROTOCOL_VERSION:
             return _status(Status.BAD_VERSION)
-        if not length_ok or len(packet.payload) > self.max_payload:
+        if not length_ok or len(packet.payload) > self.chip.max_payload:
             return _status(Status.BAD_LENGTH)
-        op = self.opcode(packet.op)
-        if op is None:
+        try:
+            op = self.opcodes(packet.op)
+        except ValueError:
             return _status(Status.BAD_OPCODE)
         try:
             run = self.prepare(op, packet.payload)
         except Rejected as reject:
             return _status(reject.status)
-        if not self.lock.acquire(timeout=BUSY_AFTER_S):
+        if not self.die.lock.acquire(timeout=BUSY_AFTER_S):
             return _status(Status.BUSY)
         try:
             body = self.execute(run, overrun)
@@ -289,25 +296,11 @@ class LoopbackBridgeServer:
         except self.hardware_faults:
             return _status(Status.HW_FAULT)
         finally:
-            self.lock.release()
+            self.die.lock.release()
         self.executions[op] += 1
         return _status(Status.OK) + (body or b"")
 
     # -- what a family's server gives ------------------------------------------------
-
-    @property
-    def max_payload(self) -> int:
-        """The largest request payload the die's bridge takes (its IDENTIFY says so)."""
-        raise NotImplementedError
-
-    @property
-    def lock(self) -> ContextManager:
-        """The die's lock: one op at a time, also against in-process users of the die."""
-        raise NotImplementedError
-
-    def opcode(self, value: int) -> enum.IntEnum | None:
-        """The family's op for ``value``; None if it has none (BAD_OPCODE)."""
-        raise NotImplementedError
 
     def prepare(self, op: enum.IntEnum, payload: bytes) -> Callable[[], bytes | None]:
         """Check the request (raise :class:`Rejected`) and return what executes it on the die."""

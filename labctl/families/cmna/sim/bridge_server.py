@@ -45,13 +45,12 @@ def _no_op() -> None:
 class BridgeServer(LoopbackBridgeServer):
     """A CMNA bridge on ``socket://host:port`` serving one die; one client at a time, reconnects welcome."""
 
+    opcodes = Opcode
     hardware_faults = (DieFault,)
 
     def __init__(self, die: SimulatedDie, host: str = "127.0.0.1", port: int = 0,
                  faults: FaultPlan | None = None) -> None:
-        super().__init__(host, port, faults)
-        self.die = die
-        self.chip = die.chip
+        super().__init__(die, host, port, faults)
         self._handlers: dict[Opcode, Callable[[bytes], Callable[[], bytes | None]]] = {
             Opcode.IDENTIFY: self._identify, Opcode.RESET: self._reset, Opcode.STATUS: self._status,
             Opcode.WRITE_WEIGHTS: self._write_weights, Opcode.READ_WEIGHTS: self._read_weights,
@@ -59,20 +58,6 @@ class BridgeServer(LoopbackBridgeServer):
             Opcode.SET_MONITOR: self._set_monitor, Opcode.MEASURE: self._measure,
             Opcode.RUN_BATCH: self._run_batch,
         }
-
-    @property
-    def max_payload(self) -> int:
-        return self.chip.max_payload
-
-    @property
-    def lock(self):
-        return self.die.lock
-
-    def opcode(self, value: int) -> Opcode | None:
-        try:
-            return Opcode(value)
-        except ValueError:
-            return None
 
     def prepare(self, op: Opcode, payload: bytes) -> Callable[[], bytes | None]:
         return self._handlers[op](payload)

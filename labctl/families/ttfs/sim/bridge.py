@@ -59,7 +59,7 @@ from labctl.families.ttfs.sim.die import run_patterns
 from labctl.families.ttfs.sim.mismatch import draw_die
 from labctl.families.ttfs.sim.parts import PARTS, ROP, OperatingPoint
 from labctl.families.ttfs.sim.synapses import blank_state, read_codes, write_rows
-from labctl.sim.bridge_server import FaultPlan, LoopbackBridgeServer, Rejected
+from labctl.sim.bridge_server import LoopbackBridgeServer, Rejected
 
 VDD_RANGE_V = (1.71, 1.89)  # 2.6 bit 0
 BIAS_RANGES_V = {"vth": (0.40, 1.20), "e_exc": (0.00, 0.70), "e_inh": (1.40, 1.80)}  # section 4
@@ -270,27 +270,8 @@ class SimulatedTtfsDie:
 class TtfsBridgeServer(LoopbackBridgeServer):
     """The loopback bridge server in front of a :class:`SimulatedTtfsDie`, answering TTFS's operations."""
 
+    opcodes = Opcode
     hardware_faults = (TtfsDieFault,)
-
-    def __init__(self, die: SimulatedTtfsDie, host: str = "127.0.0.1", port: int = 0,
-                 faults: FaultPlan | None = None) -> None:
-        super().__init__(host, port, faults)
-        self.die = die
-        self.chip: DieDescription = die.chip
-
-    @property
-    def max_payload(self) -> int:
-        return self.chip.max_payload
-
-    @property
-    def lock(self):
-        return self.die.lock
-
-    def opcode(self, value: int) -> Opcode | None:
-        try:
-            return Opcode(value)
-        except ValueError:
-            return None
 
     def prepare(self, op: Opcode, payload: bytes) -> Callable[[], bytes | None]:
         """Parsing reads the die's registers (the window), so it runs with the op, under the die's lock."""
