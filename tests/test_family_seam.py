@@ -109,7 +109,7 @@ def test_an_option_of_another_family_is_refused_in_one_line(toy_env, tmp_path):
 
 
 def test_bench_file_roles_are_the_named_familys(toy_env):
-    assert set(families.installed()) == {"cmna", "printed", "toy"}
+    assert set(families.installed()) == {"cmna", "printed", "ttfs", "toy"}
     with pytest.raises(ConfigError, match=r"roles.supply is not a role \(roles are meter\)"):
         parse_bench_text(BENCH.replace('meter = "meter:1"', 'supply = "meter:1"'))
     with pytest.raises(ConfigError, match="family: no device family 'resistors' is installed"):

@@ -46,14 +46,30 @@ def register(sub) -> None:
     s.add_argument("--from", dest="from_file", type=Path, default=None, metavar="CHARACTERISATION_H5",
                    help="serve the digital twin of a characterised device (its die.h5) instead of a drawn one; "
                         "it answers with the recorded serial, so weights trained for that device are accepted")
-    for family in families.installed().values():
-        if family.simulator:
-            simulator_of(family).add_arguments(s)
+    _add_simulator_arguments(s)
     s.set_defaults(handler=serve)
     for family in families.installed().values():  # a family's own sim commands (printed: sim print)
         add_sim_commands = getattr(simulator_of(family), "add_sim_commands", None) if family.simulator else None
         if add_sim_commands is not None:
             add_sim_commands(simsub)
+
+
+def _add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Each family's own ``sim serve`` options. An option two families share (``--wiring``) appears once with the
+    union of their choices; the serving family's ``serve_options`` refuses a value that is not its own."""
+    seen: dict[str, argparse.Action] = {}
+    for family in families.installed().values():
+        if not family.simulator:
+            continue
+        scratch = argparse.ArgumentParser(add_help=False)
+        simulator_of(family).add_arguments(scratch)
+        for action in scratch._actions:
+            shared = seen.get(action.dest)
+            if shared is None:
+                seen[action.dest] = parser._add_action(action)
+            elif shared.choices is not None and action.choices is not None:
+                shared.choices = tuple(dict.fromkeys((*shared.choices, *action.choices)))
+                shared.help = f"{shared.help}; {action.help}"
 
 
 def demo(args: argparse.Namespace) -> int:

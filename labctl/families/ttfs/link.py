@@ -11,12 +11,21 @@ its first part is sent.
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-from labctl.drivers.bridge import STATUS_BYTES, BridgeLink
-from labctl.drivers.bridge_protocol import BridgeProtocolError
+from labctl.drivers.bridge import STATUS_BYTES, BridgeLink, Transaction
+from labctl.drivers.bridge_protocol import (
+    RESPONSE_BIT,
+    BridgeError,
+    BridgeProtocolError,
+    BridgeTimeoutError,
+    Status,
+    split_status,
+)
+from labctl.drivers.framing import encode_packet
 from labctl.families.ttfs.identify import DieDescription, parse_identify
 from labctl.families.ttfs.patterns import (
     MAX_BATCH_S,
@@ -40,6 +49,8 @@ from labctl.families.ttfs.synapse_codes import (
     read_synapses_request,
     write_synapses_request,
 )
+
+T = TypeVar("T")
 
 
 class TtfsBridge(BridgeLink):
@@ -157,6 +168,47 @@ class TtfsBridge(BridgeLink):
                 answer = self.request(Opcode.APPLY_PATTERNS, request, repeats * len(chunk) * period_s)
                 tdc[start:start + len(chunk)] = parse_apply_patterns_answer(answer, len(chunk), n_r)
             return tdc
+
+    def apply_patterns_while(self, codes, during: Callable[[], T], *, entry: int = 0, readout: int | None = None,
+                             repeats: int = 1, idle: bool = False) -> tuple[np.ndarray, T]:
+        """One frame of APPLY_PATTERNS with ``during()`` run between sending it and collecting its answer.
+
+        Contract 3.5: the bridge answers only after the batch, so SMU readings
+        taken while it runs happen here. The request is sent once; if its
+        answer is lost it is resent with the same seq (answered from the
+        bridge's replay, never run twice). The batch must fit one frame.
+        """
+        with self.lock_and_chip() as chip:
+            readout = chip.n_layers - 1 if readout is None else readout
+            values = np.asarray(codes)
+            request = apply_patterns_request(PatternBatch(values, entry, readout, repeats, idle))
+            period_s = pattern_period_ns(self.timing, chip.layer_sizes[entry]) * 1e-9
+            gate_s = repeats * values.shape[0] * period_s
+            if values.shape[0] > patterns_per_frame(chip, entry, readout) or gate_s > MAX_BATCH_S:
+                raise BridgeProtocolError(f"{values.shape[0]} patterns x {repeats} repeats do not fit one frame")
+            if not self.is_open:
+                raise BridgeError(f"bridge {self.port} is not open (APPLY_PATTERNS)")
+            op = self._op(Opcode.APPLY_PATTERNS)
+            started, seq = time.monotonic(), self._next_seq()
+            frame = encode_packet(seq, op, request)
+            answer, problem = self._attempt(frame, seq, op, 0.0)  # sends; the answer comes after the batch
+            if answer is None and problem != "no answer":
+                raise BridgeError(f"cannot send APPLY_PATTERNS to bridge {self.port}: {problem}")
+            result = during()
+            answer = self._await(seq, op | RESPONSE_BIT, time.monotonic() + self.timeout_s + gate_s)
+            attempts = 1
+            while answer is None and attempts < self.max_attempts:
+                attempts += 1
+                answer, problem = self._attempt(frame, seq, op, self.timeout_s + gate_s)
+            if self.transcript is not None:
+                status = Status(answer[0]) if answer and answer[0] in Status._value2member_map_ else None
+                self.transcript(Transaction(started, seq, op, request, status, answer[1:] if answer else b"",
+                                            time.monotonic() - started, attempts))
+            if answer is None:
+                raise BridgeTimeoutError(f"no valid answer from bridge {self.port} to APPLY_PATTERNS after "
+                                         f"{attempts} attempts ({problem})")
+            payload = split_status(op, answer, self.ops, self.status_meanings)
+            return parse_apply_patterns_answer(payload, values.shape[0], chip.layer_sizes[readout]), result
 
     def lock_and_chip(self) -> "_Locked":
         """``with link.lock_and_chip() as chip``: the link's lock held, the IDENTIFY record at hand."""

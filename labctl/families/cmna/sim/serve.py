@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from labctl.errors import ConfigError
 from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.sim.bench import WIRINGS, SimulatedBench
 
@@ -24,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve_options(args: argparse.Namespace) -> dict:
-    """The values of CMNA's own ``sim serve`` options, as keywords of :func:`start` and :func:`start_twin`."""
+    """The values of CMNA's own ``sim serve`` options, as keywords of :func:`start` and :func:`start_twin`
+    (``--wiring`` is shared with other families: a wiring that is not CMNA's is refused here)."""
+    if args.wiring not in WIRINGS:
+        raise ConfigError(f"--wiring {args.wiring}: not a CMNA wiring (CMNA wirings: {', '.join(WIRINGS)})")
     return {"wiring": args.wiring}
 
 

@@ -1,0 +1,96 @@
+"""Step 4 of contract 7: per-neuron anchors (held currents, spike times, one membrane trace).
+
+For neuron k of layer l (matrix m = l - 1):
+
+- the trace drive: its matrix's bias row written ``trace_code`` at column k
+  only; the held current (for the trace's own C), the spike times with the
+  probe selected and without it (the mux's load, 0.5 fF typical, 1.10,
+  delays the crossing the trace shows; the pair measures it) and one
+  averaged trace, bias-only patterns;
+- the anchor levels: every row of the matrix written c at column k (c = 6,
+  10, 15), each row held in turn (the column's sites, one by one) and every
+  row switched on at t = 0 (entry layer m, all lines at code 0, the bias row
+  at bias time 0), ``anchor_repeats`` patterns. Every level drives the
+  neuron through the same sites, so their lambdas, which a timing fit
+  cannot tell from C, are common to all three and leave d untouched;
+  and the fastest level (every row at +15: 150 nA on RCS-S layer 1) puts the
+  line's intercept, d, within a few hundred ns of a measured point.
+  (Contract 7 anchors on the bias row alone; its 2 to 5 us spike times
+  leave d to an extrapolation longer than the current readings allow.)
+
+Other columns hold 0 throughout, so only neuron k fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.families.ttfs.characterisation.held import read_held_row
+from labctl.families.ttfs.characterisation.plan import CharacterisationPlan
+from labctl.families.ttfs.characterisation.tables import DC_DTYPE, TDC_DTYPE, tdc_summary
+from labctl.families.ttfs.patterns import NO_INPUT
+
+
+@dataclass(frozen=True)
+class NeuronAnchors:
+    """What step 4 read for one neuron."""
+
+    layer: int
+    neuron: int
+    dc: np.ndarray
+    tdc: np.ndarray
+    trace_t_s: np.ndarray
+    trace_v: np.ndarray
+
+
+def _write_column(bench, m: int, k: int, codes_by_row: dict[int, int]) -> None:
+    shape = bench.chip.matrix_shape(m)
+    codes = np.zeros(shape, dtype=np.int64)
+    for r, c in codes_by_row.items():
+        codes[r, k] = c
+    bench.link.write_synapses(m, codes)
+
+
+def measure_neuron(bench, plan: CharacterisationPlan, layer: int, k: int) -> NeuronAnchors:
+    chip = bench.chip
+    m = layer - 1
+    n_rows = chip.matrix_shape(m)[0]
+    bias_row = n_rows - 1
+    link = bench.link
+    rail_v = bench.bias_v("rev_exc")
+    bias_times = [0] * chip.n_matrices
+    link.set_bias_times(bias_times)
+    bias_only = np.full((plan.anchor_repeats, chip.layer_sizes[m]), NO_INPUT, dtype=np.int64)
+    every_row = np.zeros_like(bias_only)
+    dc, tdc = [], []
+
+    _write_column(bench, m, k, {bias_row: plan.trace_code})
+    reading = read_held_row(bench, m, bias_row, 1, nplc=plan.anchor_nplc)
+    dc.append((b"trace", 1, m, bias_row, k, plan.trace_code, rail_v, reading.held_a, reading.released_a,
+               reading.synaptic_a))
+    link.select_probe(layer, k)
+    try:
+        codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
+    finally:
+        link.select_probe(layer, None)
+    mean, se, fired = tdc_summary(codes)
+    tdc.append((b"trace", m, bias_row, k, plan.trace_code, True, mean[0], se[0], fired[0], len(codes)))
+    codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
+    mean, se, fired = tdc_summary(codes)
+    tdc.append((b"trace", m, bias_row, k, plan.trace_code, False, mean[0], se[0], fired[0], len(codes)))
+    trace = bench.read_membrane(layer, k, bias_only[0], entry=m, averages=plan.trace_averages)
+
+    for c in plan.anchor_codes:
+        _write_column(bench, m, k, {r: c for r in range(n_rows)})
+        released = bench.measure_current("rev_exc", nplc=plan.anchor_nplc)
+        for r in range(n_rows):
+            reading = read_held_row(bench, m, r, 1, nplc=plan.anchor_nplc, released_a=released)
+            dc.append((b"anchor", 1, m, r, k, c, rail_v, reading.held_a, released, reading.synaptic_a))
+        codes = link.apply_patterns(every_row, entry=m, readout=layer)[:, k:k + 1]
+        mean, se, fired = tdc_summary(codes)
+        tdc.append((b"anchor", m, -1, k, c, False, mean[0], se[0], fired[0], len(codes)))
+    _write_column(bench, m, k, {})
+    return NeuronAnchors(layer, k, np.array(dc, DC_DTYPE), np.array(tdc, TDC_DTYPE), np.asarray(trace.t_s),
+                         np.asarray(trace.v))

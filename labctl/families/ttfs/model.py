@@ -1,0 +1,327 @@
+"""The die as labctl believes it to be: one torch implementation of the vendor's model (contract 1.3, 1.6).
+
+Training, programming checks and replay all predict first-spike times with
+this module, from a :class:`TtfsDieParameters` and nothing else. Units inside:
+ns, V, nA, fF, so that ``dV/dt [V/ns] = 1e-3 I [nA] / C [fF]``.
+
+Between threshold and rest the knee of 1.6 is 1 within 1e-6 and every branch
+current is linear in V (the conductance form, 1.6 informative), so between
+two row events (1.3: an input or bias row at ``10 ns x code + d_in``, a
+hidden row at the spike edge of the neuron below) the membrane obeys
+
+    C dV/dt = alpha - beta V,   alpha = -S0E + S1E E+ + S0I + S1I E- - I_leak,   beta = S1E + S1I
+
+with S0 = sum of A_ij and S1 = sum of A_ij lambda_ij over the rows that are
+on. Each segment is solved in closed form, so a crossing time and its
+gradient are exact (autograd through the closed form is the implicit
+function theorem's answer): :func:`layer_exact`. :func:`layer_grid` is the
+seed's differentiable spike-time discretisation of the same equation: rows
+switch on over a grid step in proportion to the part of the step they are on
+(a smooth surrogate of the row step), and the crossing is interpolated
+inside its step. Everything else of 1.6 (the knee near the rails, code-0
+sites, the membrane dependence of C) is in the contract's residual.
+
+A site's current at the verify point is ``TtfsDieParameters.verify_current``
+(1.7) times ``1 + eps`` (the write residual); the write fixes
+``A_ij = I_ij / ((1 + lambda (V_REST - E+)) (1 - exp(-(V_REST - E+)/V_K)))``
+(1.6), the rails being those of the characterisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from labctl.families.ttfs.die_parameters import MAX_CODE, TtfsDieParameters
+
+INPUT_LSB_NS = 10.0
+"""Input and bias time DAC step (1.8)."""
+NO_SPIKE_CODE = 255
+"""A time code that never switches its row on (1.3, 1.8)."""
+MAX_TIME_CODE = 254
+NA_PER_FF = 1e-3
+"""V/ns per nA/fF."""
+DTYPE = torch.float64
+
+
+def _t(value) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=DTYPE)
+
+
+@dataclass(frozen=True)
+class LayerCircuit:
+    """One layer's neurons (leading draw dimension D: tensors (D, N)) and its matrix's lambdas (D, R, N)."""
+
+    capacitance_ff: torch.Tensor
+    start_v: torch.Tensor
+    threshold_v: torch.Tensor
+    delay_ns: torch.Tensor
+    leak_na: torch.Tensor
+    gain: torch.Tensor
+    lam_exc: torch.Tensor
+    lam_inh: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """D drawn versions of the die (D = 1: the measured values themselves)."""
+
+    layers: tuple[LayerCircuit, ...]
+    exc_table_na: torch.Tensor  # (D, 16): the excitatory ladder's current for magnitudes 0..15
+    inh_table_na: torch.Tensor
+    e_exc: float
+    e_inh: float
+    v_rest: torch.Tensor  # (D,)
+    v_k: float
+    kappa_v: torch.Tensor  # (D,)
+    input_delay_ns: float
+    window_ns: float
+
+    @property
+    def draws(self) -> int:
+        return int(self.v_rest.shape[0])
+
+
+def _value(m, draw: bool, generator: torch.Generator | None, count: int) -> torch.Tensor:
+    """(count, *shape) copies of a Measured value; with ``draw``, each perturbed by N(0, se)."""
+    value, se = _t(m.value), _t(m.se)
+    out = value.expand(count, *value.shape).clone()
+    if draw:
+        out = out + torch.randn(out.shape, generator=generator, dtype=DTYPE) * se
+    return out
+
+
+def build_circuit(params: TtfsDieParameters, *, draws: int = 1, generator: torch.Generator | None = None,
+                  sample: bool = False) -> Circuit:
+    """The model's circuit: the measured values (``sample=False``) or ``draws`` dies drawn from the measurement's
+    standard errors, for variation-aware training. Without per-site lambdas the die mean stands for every site,
+    and a draw spreads it by the measured per-site spread (1.6: 5 %)."""
+    n = draws
+
+    def ladder(pol) -> torch.Tensor:
+        lsb = _value(pol.i_lsb_a, sample, generator, n) * 1e9
+        bits = _value(pol.bit_weights, sample, generator, n)
+        mags = torch.arange(MAX_CODE + 1)
+        mask = ((mags[:, None] >> torch.arange(bits.shape[-1])) & 1).to(DTYPE)
+        return lsb[:, None] * (bits @ mask.T)
+
+    layers = []
+    for m, layer in enumerate(params.layers):
+        shape = params.matrix_shape(m)
+        lams = []
+        for pol in (params.excitatory, params.inhibitory):
+            if pol.site_lam_per_v is not None:
+                lams.append(_value(pol.site_lam_per_v[m], sample, generator, n))
+                continue
+            lam = _value(pol.lam_per_v, sample, generator, n)[:, None, None].expand(n, *shape)
+            if sample:
+                lam = lam * (1.0 + pol.lam_site_sd * torch.randn((n, *shape), generator=generator, dtype=DTYPE))
+            lams.append(lam)
+        layers.append(LayerCircuit(
+            capacitance_ff=_value(layer.capacitance_f, sample, generator, n) * 1e15,
+            start_v=_value(layer.start_v, sample, generator, n),
+            threshold_v=_value(layer.threshold_v, sample, generator, n),
+            delay_ns=_value(layer.delay_ns, sample, generator, n),
+            leak_na=_value(layer.leak_a, sample, generator, n) * 1e9,
+            gain=_value(layer.column_gain, sample, generator, n),
+            lam_exc=lams[0], lam_inh=lams[1]))
+    return Circuit(
+        layers=tuple(layers), exc_table_na=ladder(params.excitatory), inh_table_na=ladder(params.inhibitory),
+        e_exc=float(np.asarray(params.excitatory.reversal_v.value)),
+        e_inh=float(np.asarray(params.inhibitory.reversal_v.value)),
+        v_rest=_value(params.v_rest_v, sample, generator, n), v_k=float(np.asarray(params.v_k_v.value)),
+        kappa_v=_value(params.kappa_v, sample, generator, n), input_delay_ns=float(params.input_delay_ns),
+        window_ns=float(params.window_ns))
+
+
+def site_currents_na(circuit: Circuit, m: int, codes: torch.Tensor, eps: torch.Tensor | None = None, *,
+                     quantise: bool = True) -> torch.Tensor:
+    """Signed verify-point currents (D, R, N) in nA (+ excitatory) of matrix ``m``'s codes (R, N).
+
+    ``codes`` may be continuous: the forward pass uses the nearest code in -15..+15 (what the die is written
+    with), the backward pass the identity times one ladder step (straight-through estimator); ``quantise=False``
+    keeps them continuous (one mean ladder step per unit: an ideal network's weights). ``eps`` (D, R, N): the
+    write residual of each site (1.7).
+    """
+    layer = circuit.layers[m]
+    clipped = codes.clamp(-MAX_CODE, MAX_CODE)
+    step = 0.5 * (circuit.exc_table_na[:, 1] + circuit.inh_table_na[:, 1])[:, None, None]
+    if not quantise:
+        current = clipped * step * layer.gain[:, None, :]
+        return current if eps is None else current * (1.0 + eps)
+    integer = torch.round(clipped).detach().to(torch.int64)
+    mag = integer.abs()
+    exc = circuit.exc_table_na[:, mag] * (integer > 0)
+    inh = circuit.inh_table_na[:, mag] * (integer < 0)
+    current = (exc - inh + (clipped - clipped.detach()) * step) * layer.gain[:, None, :]
+    return current if eps is None else current * (1.0 + eps)
+
+
+def conductances(circuit: Circuit, m: int, current_na: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-site (A, A lambda) of each polarity, (D, R, N) each: the verify point's normalisation of 1.6."""
+    layer = circuit.layers[m]
+    x_e = (circuit.v_rest - circuit.e_exc)[:, None, None]
+    x_i = (circuit.e_inh - circuit.v_rest)[:, None, None]
+    knee_e = -torch.expm1(-x_e / circuit.v_k)
+    knee_i = -torch.expm1(-x_i / circuit.v_k)
+    a_e = torch.relu(current_na) / ((1.0 + layer.lam_exc * x_e) * knee_e)
+    a_i = torch.relu(-current_na) / ((1.0 + layer.lam_inh * x_i) * knee_i)
+    return a_e, a_e * layer.lam_exc, a_i, a_i * layer.lam_inh
+
+
+@dataclass(frozen=True)
+class LayerSpikes:
+    """A layer's threshold crossings + delays (D, P, N): finite ``edge_ns`` with ``fired`` where the edge is
+    before W (elsewhere W), and the membrane at W (for a loss that reaches neurons that did not fire)."""
+
+    edge_ns: torch.Tensor
+    fired: torch.Tensor
+    v_end: torch.Tensor
+
+    def times_ns(self) -> torch.Tensor:
+        """Spike edges with inf for a neuron that did not fire (0xFFFF on the die, 1.8)."""
+        return torch.where(self.fired, self.edge_ns, torch.full_like(self.edge_ns, float("inf")))
+
+
+def _drive(circuit: Circuit, m: int, g: tuple[torch.Tensor, ...], on: torch.Tensor):
+    """(alpha [nA], beta [nA/V]) for row-on weights ``on`` (D, P, [K,] R) -> (D, P, [K,] N)."""
+    stacked = torch.cat(g, dim=-1)  # (D, R, 4N): one product for the four sums
+    if on.dim() == 4:
+        stacked, leak = stacked[:, None], circuit.layers[m].leak_na[:, None, None, :]
+    else:
+        leak = circuit.layers[m].leak_na[:, None, :]
+    s0e, s1e, s0i, s1i = torch.matmul(on, stacked).chunk(4, dim=-1)
+    alpha = -s0e + s1e * circuit.e_exc + s0i + s1i * circuit.e_inh - leak
+    return alpha, s1e + s1i
+
+
+def _segment(v, alpha, beta, cap, v_th, span):
+    """Closed-form segment of ``C dV/dt = alpha - beta V`` over ``span`` ns from ``v``: (end voltage, crossing
+    delay, crossed)."""
+    rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
+    u = NA_PER_FF * (alpha - beta * v) / cap
+    v_end = v + u * (-torch.expm1(-rate * span)) / rate
+    z = rate * (v_th - v) / torch.where(u < 0, u, torch.full_like(u, -1.0))
+    possible = (u < 0) & (z < 1)
+    delay = -torch.log1p(-torch.where(possible, z, torch.zeros_like(z))) / rate
+    crossed = possible & (delay <= span)
+    return v_end, delay, crossed
+
+
+def layer_exact(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: torch.Tensor) -> LayerSpikes:
+    """First crossings of layer m+1 by event-driven closed-form segments (exact within the conductance form).
+
+    ``row_on_ns`` (D, P, R): when each row of matrix m switches on (anything >= W: never).
+    """
+    layer, w = circuit.layers[m], circuit.window_ns
+    g = conductances(circuit, m, current_na)
+    d, p, r = row_on_ns.shape
+    times, order = torch.sort(torch.clamp(row_on_ns, max=w), dim=-1)
+    bounds = torch.cat([torch.zeros(d, p, 1, dtype=DTYPE), times, torch.full((d, p, 1), w, dtype=DTYPE)], dim=-1)
+    perm = torch.nn.functional.one_hot(order, r).to(DTYPE)  # (D, P, event, row)
+    cap, v_th = layer.capacitance_ff[:, None, :], layer.threshold_v[:, None, :]
+    v = layer.start_v[:, None, :].expand(d, p, -1).clone()
+    cross = torch.where(v <= v_th, torch.zeros_like(v), torch.full_like(v, w))
+    done = v <= v_th
+    on = torch.zeros(d, p, r, dtype=DTYPE)
+    for e in range(r + 1):
+        if e > 0:
+            switched = (times[..., e - 1] < w).to(DTYPE)
+            on = on + perm[:, :, e - 1, :] * switched[..., None]
+            v = v + circuit.kappa_v[:, None, None] * switched[..., None]
+        span = (bounds[..., e + 1] - bounds[..., e])[..., None]
+        alpha, beta = _drive(circuit, m, g, on)
+        v_next, delay, crossed = _segment(v, alpha, beta, cap, v_th, span)
+        new = crossed & ~done
+        cross = torch.where(new, bounds[..., e, None] + delay, cross)
+        done = done | new
+        v = torch.minimum(v_next, torch.full_like(v_next, circuit.e_inh))
+    edge = cross + layer.delay_ns[:, None, :]
+    fired = done & (edge < w)
+    return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v)
+
+
+def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: torch.Tensor,
+               step_ns: float = 40.0) -> LayerSpikes:
+    """First crossings of layer m+1 on a time grid (the seed's DSTD): a row counts in a step with the fraction
+    of the step it is on (a piecewise-linear surrogate of its switching step, so gradients reach its time);
+    the membrane follows the segment's closed form per step and the crossing is interpolated inside its step."""
+    layer, w = circuit.layers[m], circuit.window_ns
+    g = conductances(circuit, m, current_na)
+    k = int(np.ceil(w / step_ns))
+    edges = torch.arange(1, k + 1, dtype=DTYPE) * step_ns  # step ends
+    frac = torch.clamp((edges[:, None] - row_on_ns[:, :, None, :]) / step_ns, 0.0, 1.0)  # (D, P, K, R)
+    frac = torch.where(row_on_ns[:, :, None, :] < w, frac, torch.zeros_like(frac))
+    alpha, beta = _drive(circuit, m, g, frac)  # (D, P, K, N)
+    cap = layer.capacitance_ff[:, None, None, :]
+    rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
+    decay = -rate * step_ns  # log of the step's decay factor
+    gain = NA_PER_FF * alpha / cap * (-torch.expm1(decay)) / rate  # V_{k+1} = V_k e^{decay} + gain
+    rows_on = frac.sum(dim=-1)  # (D, P, K)
+    coupling = circuit.kappa_v[:, None, None, None] * rows_on.diff(dim=-1, prepend=torch.zeros_like(
+        rows_on[..., :1]))[..., None]  # rows newly on in a step lift the membrane
+    log_p = torch.cumsum(decay, dim=2)  # V_k = e^{L_k} (V_0 + sum_i (gain_i + kappa_i) e^{-L_i})
+    v0 = layer.start_v[:, None, None, :]
+    v_grid = torch.exp(log_p) * (v0 + torch.cumsum((gain + coupling * torch.exp(decay)) * torch.exp(-log_p), dim=2))
+    v_prev = torch.cat([v0.expand(*v_grid.shape[:2], 1, -1), v_grid[:, :, :-1]], dim=2)
+    v_th = layer.threshold_v[:, None, None, :]
+    below = v_grid <= v_th
+    first = below & (torch.cumsum(below.to(torch.int64), dim=2) == 1)
+    fired_any = below.any(dim=2)
+    index = first.to(torch.int64).argmax(dim=2, keepdim=True)
+    vp, vn = v_prev.gather(2, index)[:, :, 0], v_grid.gather(2, index)[:, :, 0]
+    th = layer.threshold_v[:, None, :]
+    frac_in = torch.clamp((vp - th) / torch.where(fired_any, vp - vn, torch.ones_like(vp)), 0.0, 1.0)
+    cross = (index[:, :, 0].to(DTYPE) + frac_in) * step_ns
+    edge = cross + layer.delay_ns[:, None, :]
+    fired = fired_any & (edge < w)
+    return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v_grid[:, :, -1])
+
+
+def input_row_times(circuit: Circuit, time_codes: torch.Tensor, bias_code: torch.Tensor) -> torch.Tensor:
+    """Matrix 0's row times (D, P, n_in + 1): ``10 ns x code + d_in`` (1.3), code 255 never (W)."""
+    codes = torch.cat([time_codes, bias_code.expand(*time_codes.shape[:-1], 1)], dim=-1)
+    times = INPUT_LSB_NS * codes + circuit.input_delay_ns
+    return torch.where(codes >= NO_SPIKE_CODE - 0.5, torch.full_like(times, circuit.window_ns), times)
+
+
+def network(circuit: Circuit, currents_na: list[torch.Tensor], time_codes: torch.Tensor,
+            bias_codes: torch.Tensor, *, method: str = "exact", step_ns: float = 40.0) -> list[LayerSpikes]:
+    """Every layer's spikes for input time codes (D, P, n_in) (float: continuous codes train the bias times);
+    ``bias_codes``: one time code per matrix; ``method``: "exact" (:func:`layer_exact`) or "dstd"
+    (:func:`layer_grid` with ``step_ns``)."""
+    if method not in ("exact", "dstd"):
+        raise ValueError(f"unknown spike-time method {method!r}")
+    rows = input_row_times(circuit, time_codes, bias_codes[0])
+    out = []
+    for m, current in enumerate(currents_na):
+        if method == "exact":
+            spikes = layer_exact(circuit, m, current, rows)
+        else:
+            spikes = layer_grid(circuit, m, current, rows, step_ns)
+        out.append(spikes)
+        if m + 1 < len(currents_na):
+            bias = input_row_times(circuit, torch.zeros(*rows.shape[:2], 0, dtype=DTYPE), bias_codes[m + 1])
+            rows = torch.cat([torch.where(spikes.fired, spikes.edge_ns, torch.full_like(spikes.edge_ns,
+                                                                                    circuit.window_ns)), bias], dim=-1)
+    return out
+
+
+def predict_spike_times(params: TtfsDieParameters, codes: list[np.ndarray], time_codes: np.ndarray,
+                        bias_codes: np.ndarray) -> list[np.ndarray]:
+    """First-spike edge times (ns, inf: none before W) of every layer >= 1 for integer time codes (P, n_in), at
+    the nominal write (eps = 0): what the die should answer, less the TDC's quantisation and the noise."""
+    circuit = build_circuit(params)
+    with torch.no_grad():
+        currents = [site_currents_na(circuit, m, _t(c)) for m, c in enumerate(codes)]
+        layers = network(circuit, currents, _t(time_codes)[None], _t(bias_codes))
+    return [s.times_ns()[0].numpy() for s in layers]
+
+
+def first_to_fire(output_times_ns: np.ndarray, n_classes: int) -> np.ndarray:
+    """The class of each pattern: the output (of the first ``n_classes``) that fires first; -1 when none fires
+    before W (1.1: the class is the output that fires first)."""
+    times = np.asarray(output_times_ns)[..., :n_classes]
+    return np.where(np.isfinite(times).any(axis=-1), np.argmin(times, axis=-1), -1)

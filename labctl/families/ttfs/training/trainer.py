@@ -1,0 +1,221 @@
+"""Circuit-aware training of a TTFS die's codes (seed 003: DSTD, exact spike-time gradients, the mapped baseline).
+
+Every method trains the same variables, a continuous latent code per synapse
+site and a continuous bias time code per matrix, on the model of
+:mod:`labctl.families.ttfs.model` built from the die's measured parameters.
+The forward pass uses the integer codes the die will be written with
+(straight-through estimator); every step draws ``DRAWS`` writes of the die
+(the write residual eps ~ U(-w, w) per site, 1.7, and the measurement's
+standard errors), so the codes hold on any write and not only on the mean.
+
+- ``dstd``: the seed's differentiable spike-time discretisation
+  (:func:`~labctl.families.ttfs.model.layer_grid`).
+- ``exact``: event-driven closed-form crossings with exact gradients
+  (:func:`~labctl.families.ttfs.model.layer_exact`).
+- ``mapped``: the seed's baseline: an ideal network without the circuit's
+  physics (:mod:`.ideal`) trained with continuous weights, rounded to codes
+  afterwards.
+- ``auto``: ``dstd`` and ``exact`` on 80 % of the training split; the one
+  more accurate on the other 20 % (never the test split) is trained again on
+  the whole training split.
+
+Within a run, the epoch whose codes classify the training samples best at
+the nominal write (exact model; for ``mapped``, the ideal network's, which
+never sees the die) is kept. The software accuracy reported is
+the exact model's, on the test split, at the nominal write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from labctl.errors import ConfigError
+from labctl.families.ttfs.die_parameters import MAX_CODE, TtfsDieParameters
+from labctl.families.ttfs.encoding import TimeEncoding
+from labctl.families.ttfs.model import (
+    DTYPE, MAX_TIME_CODE, LayerSpikes, build_circuit, first_to_fire, network, predict_spike_times, site_currents_na,
+)
+from labctl.families.ttfs.training.ideal import ideal_parameters
+from labctl.families.ttfs.training.objective import Objective, spike_time_loss
+from labctl.families.ttfs.weights import TtfsWeights
+from labctl.train.datasets import Dataset
+from labctl.train.loop import EpochReport
+
+METHODS = ("auto", "dstd", "exact", "mapped")
+DEFAULT_EPOCHS = {"exact": 600, "dstd": 300, "mapped": 600}
+"""Full-batch steps per method: DSTD's grid costs about 5 times the exact solution per step."""
+DRAWS = 4
+"""Writes of the die drawn per step (variation-aware training)."""
+VALIDATION_FRACTION = 0.2
+"""Of the training split, held out by ``auto`` to choose between dstd and exact."""
+CODE_LR, BIAS_LR = 0.3, 2.0
+"""Adam step sizes: latent codes in code steps, bias times in 10 ns codes."""
+INIT_MEAN, INIT_SD = (4.0, 3.0), (3.0, 3.0)
+"""Initial latent codes of matrix 0 and of the later matrices: mostly excitatory at the input, so that the
+hidden neurons fire inside the window from the start."""
+DSTD_STEP_NS = 100.0
+"""The DSTD grid: coarse enough to train in a minute; the kept epoch is judged by the exact model."""
+INPUT_JITTER_CODES = 12.0
+"""Gaussian jitter (time codes, sd) added to every training pattern per draw: a margin in the input space."""
+TORCH_THREADS = 1
+"""The tensors are small: a second thread mostly spins on a shared 2-core machine."""
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainedTtfs:
+    """What training hands on: the weights file's content and the model's view of the test split."""
+
+    weights: TtfsWeights
+    test_times_ns: tuple[np.ndarray, ...]
+    """The model's spike edges (ns, inf: none) of every layer >= 1 for the test split, at the nominal write."""
+    test_predictions: np.ndarray
+    """The class per test sample (-1: no output fired)."""
+    validation_accuracy: dict[str, float]
+    """``auto`` only: each candidate method's accuracy on the held-out part of the training split."""
+    losses: tuple[float, ...]
+
+
+@dataclass
+class _Run:
+    codes: list[np.ndarray]
+    bias: np.ndarray
+    losses: list[float]
+
+
+def _check(params: TtfsDieParameters, dataset: Dataset, method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    if dataset.n_features != params.layer_sizes[0]:
+        raise ConfigError(f"{dataset.name} has {dataset.n_features} features; die {params.serial} "
+                          f"({params.part}) takes {params.layer_sizes[0]} input lines")
+    if dataset.n_classes > params.layer_sizes[-1]:
+        raise ConfigError(f"{dataset.name} has {dataset.n_classes} classes; die {params.serial} has only "
+                          f"{params.layer_sizes[-1]} outputs")
+
+
+def accuracy_of(params: TtfsDieParameters, codes, bias: np.ndarray, time_codes: np.ndarray, labels: np.ndarray,
+                n_classes: int) -> float:
+    """The model's accuracy at the nominal write (a pattern whose outputs all stay silent counts as wrong)."""
+    times = predict_spike_times(params, list(codes), time_codes, bias)
+    return float(np.mean(first_to_fire(times[-1], n_classes) == labels))
+
+
+def _drawn_accuracy(outputs: LayerSpikes, labels: torch.Tensor, n_classes: int) -> float:
+    """Accuracy of the step's drawn writes (and jittered inputs): how robust the codes are, not only right."""
+    times = outputs.times_ns()[..., :n_classes]
+    first = torch.where(torch.isfinite(times).any(dim=-1), times.argmin(dim=-1), torch.full_like(labels, -1))
+    return float((first == labels).to(DTYPE).mean())
+
+
+def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, n_classes: int, *, method: str,
+         epochs: int, seed: int, objective: Objective, report: Callable[[int, float, float], None]) -> _Run:
+    """One run of gradient descent; the epoch whose integer codes classify ``labels`` best, at the nominal write
+    and on the step's drawn writes together, is kept."""
+    mapped = method == "mapped"
+    model_params = ideal_parameters(params) if mapped else params
+    generator = torch.Generator().manual_seed(seed)
+    latent = [torch.nn.Parameter(torch.randn(model_params.matrix_shape(m), generator=generator, dtype=DTYPE)
+                                 * INIT_SD[min(m, 1)] + INIT_MEAN[min(m, 1)]) for m in range(params.n_matrices)]
+    bias = torch.nn.Parameter(torch.zeros(params.n_matrices, dtype=DTYPE))
+    optimiser = torch.optim.Adam([{"params": latent, "lr": CODE_LR}, {"params": [bias], "lr": BIAS_LR}])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
+    x = torch.as_tensor(time_codes, dtype=DTYPE)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    half_width = model_params.write_residual_half_width
+    forward = "exact" if mapped else method
+    draws = 1 if mapped else DRAWS
+    best, losses = (-1.0, None, None), []
+    for epoch in range(1, epochs + 1):
+        circuit = build_circuit(model_params, draws=draws, generator=generator, sample=not mapped)
+        currents = []
+        for m, z in enumerate(latent):
+            eps = (torch.rand((draws, *z.shape), generator=generator, dtype=DTYPE) * 2 - 1) * half_width
+            currents.append(site_currents_na(circuit, m, z, eps, quantise=not mapped))
+        b = bias.clamp(0, MAX_TIME_CODE)
+        b = b + (torch.round(b) - b).detach()
+        inputs = x.expand(draws, -1, -1)
+        if INPUT_JITTER_CODES:
+            inputs = (inputs + INPUT_JITTER_CODES * torch.randn(inputs.shape, generator=generator, dtype=DTYPE)
+                      ).clamp(0, MAX_TIME_CODE)
+        layers = network(circuit, currents, inputs, b, method=forward, step_ns=DSTD_STEP_NS)
+        loss = spike_time_loss(layers, circuit, y, n_classes, objective)
+        codes = [np.rint(z.detach().numpy()).astype(np.int8) for z in latent]
+        bias_codes = np.rint(bias.detach().numpy()).astype(np.int64)
+        acc = accuracy_of(model_params, codes, bias_codes, time_codes, labels, n_classes)
+        score = acc + _drawn_accuracy(layers[-1], y, n_classes)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        with torch.no_grad():
+            for z in latent:
+                z.clamp_(-MAX_CODE, MAX_CODE)
+            bias.clamp_(0, MAX_TIME_CODE)
+        losses.append(float(loss.detach()))
+        if score >= best[0]:  # on a tie the later epoch: its loss is lower
+            best = (score, codes, bias_codes)
+        report(epoch, losses[-1], acc)
+    return _Run(best[1], best[2], losses)
+
+
+def train_ttfs(params: TtfsDieParameters, dataset: Dataset, *, method: str = "auto", epochs: int | None = None,
+               seed: int = 0, split_seed: int = 0, progress: Progress | None = None,
+               on_epoch: EpochReport | None = None, calibration_file: str = "", larger_earlier: bool = True,
+               objective: Objective = Objective()) -> TrainedTtfs:
+    """Train codes for the die ``params`` describes on ``dataset``'s training split (``split_seed``: the seed the
+    split was drawn with, recorded in the weights; ``larger_earlier``: the input encoding's direction,
+    :class:`~labctl.families.ttfs.encoding.TimeEncoding`)."""
+    _check(params, dataset, method)
+    encoding = TimeEncoding.of(dataset, larger_earlier=larger_earlier)
+    codes_train, n_classes = encoding.encode(dataset.X_train), dataset.n_classes
+    start = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        candidates = ("dstd", "exact") if method == "auto" else (method,)
+        budget = {name: DEFAULT_EPOCHS[name] if epochs is None else epochs for name in candidates}
+        total = sum(budget.values())
+
+        def reporter(offset: int, stage: str) -> Callable[[int, float, float], None]:
+            def report(epoch: int, loss: float, acc: float) -> None:
+                if progress:
+                    progress(f"training ({stage})", offset + epoch, total)
+                if on_epoch:
+                    on_epoch(offset + epoch, total, loss, acc)
+            return report
+
+        validation: dict[str, float] = {}
+        chosen, offset = method, 0
+        if method == "auto":
+            fit_x, val_x, fit_y, val_y = train_test_split(codes_train, dataset.y_train, test_size=VALIDATION_FRACTION,
+                                                          stratify=dataset.y_train, random_state=seed)
+            for name in candidates:
+                trial = _fit(params, fit_x, fit_y, n_classes, method=name, epochs=budget[name], seed=seed,
+                             objective=objective, report=reporter(offset, name))
+                validation[name] = accuracy_of(params, trial.codes, trial.bias, val_x, val_y, n_classes)
+                offset += budget[name]
+            chosen = max(candidates, key=lambda n: validation[n])
+            total += budget[chosen]
+        run = _fit(params, codes_train, dataset.y_train, n_classes, method=chosen, epochs=budget[chosen], seed=seed,
+                   objective=objective, report=reporter(offset, chosen))
+    finally:
+        torch.set_num_threads(old_threads)
+    seconds = time.perf_counter() - start
+    test_codes = encoding.encode(dataset.X_test)
+    times = predict_spike_times(params, run.codes, test_codes, run.bias)
+    predictions = first_to_fire(times[-1], n_classes)
+    weights = TtfsWeights(
+        part=params.part, serial=params.serial, layer_sizes=tuple(params.layer_sizes), codes=tuple(run.codes),
+        bias_time_codes=run.bias.astype(np.uint8), encoding=encoding, window_ns=params.window_ns,
+        method=chosen if method != "auto" else f"auto:{chosen}", dataset=dataset.source or dataset.name,
+        split_seed=split_seed, software_accuracy=float(np.mean(predictions == dataset.y_test)),
+        calibration_file=calibration_file, seconds=seconds)
+    return TrainedTtfs(weights, tuple(times), predictions, validation, tuple(run.losses))
