@@ -105,6 +105,14 @@ def parse_bench_text(text: str, source: Path | None = None) -> BenchConfig:
     parser = _family_parser(raw.get("family"))
     if parser is not None:
         return parser(text, source)
+    return parse_bridge_bench_text(text, source, raw)
+
+
+def parse_bridge_bench_text(text: str, source: Path | None = None, raw: dict | None = None) -> BenchConfig:
+    """A bridge bench file of this module's schema, its roles those of its family; a bridge family with
+    further channel rules (TTFS: scope inputs) names a parser that calls this one first, then checks them."""
+    where = f"bench file {source}" if source else "bench file"
+    raw = parse_toml(text, where) if raw is None else raw
     try:
         schema = BenchSchema.model_validate(raw)
     except ValidationError as exc:

@@ -51,6 +51,20 @@ def is_partial(path: str | Path) -> bool:
     return Path(path).stem.endswith(PARTIAL)
 
 
+def open_hdf5(path: str | Path, what: str):
+    """``path`` opened read-only as HDF5; a missing or unreadable file is one DataFileError naming it and ``what``
+    it should have been (e.g. "a printed design from `labctl train`")."""
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: no such file ({what})")
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise DataFileError(f"{p}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
+
+
 def refuse_existing(path: str | Path, *, force: bool, what: str | None = None,
                     instead: str = "another --out") -> None:
     """ConfigError (one line) when ``path`` exists and ``force`` is not given; ``what`` says what it holds."""

@@ -37,7 +37,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 HANDLED_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -253,3 +253,34 @@ def final_state(reports: list[ShutdownReport]) -> list[ShutdownReport]:
         last.pop(report.bench, None)
         last[report.bench] = report
     return list(last.values())
+
+
+class PowerDownSteps:
+    """The steps of one power-down: each is tried even when an earlier one failed (an instrument that
+    vanished must not leave the rest on), and what failed is kept for the report."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def step(self, what: str, action: Callable[[], object]) -> bool:
+        try:
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001 - keep turning the rest off
+            self.problems.append(f"{what}: {exc}")
+            return False
+
+
+def power_down(steps: Callable[[], ShutdownReport],
+               still_on: Callable[[], Sequence[str]] | None = None) -> ShutdownReport:
+    """Run a bench's power-down ``steps`` with signals deferred, so it never stops halfway; if a step failed,
+    one InstrumentError names what failed and what may still be on (``still_on()``, default the report's)."""
+    from labctl.errors import InstrumentError
+
+    with deferred_signals():
+        report = steps()
+    if report.problems:
+        left = report.left_on if still_on is None else still_on()
+        still = f" (still on: {', '.join(left)})" if left else ""
+        raise InstrumentError("could not turn everything off" + still + ": " + "; ".join(report.problems))
+    return report

@@ -249,25 +249,13 @@ class Bench(HeldBench):
         """
         if not self._channels:
             return None
-        with shutdown.deferred_signals():
-            report = self._power_down_steps(keep_supply)
-        if report.problems:
-            still = f" (still on: {', '.join(self.left_on)})" if self.left_on else ""
-            raise InstrumentError("could not turn everything off" + still + ": " + "; ".join(report.problems))
-        return report
+        return shutdown.power_down(lambda: self._power_down_steps(keep_supply), still_on=lambda: self.left_on)
 
     def _power_down_steps(self, keep_supply: bool) -> shutdown.ShutdownReport:
-        problems: list[str] = []
+        steps = shutdown.PowerDownSteps()
+        step, problems = steps.step, steps.problems
         left: dict[str, str] = {}
         kept: dict[str, str] = {}
-
-        def step(what: str, action: Callable[[], None]) -> bool:
-            try:
-                action()
-                return True
-            except Exception as exc:  # keep turning the rest off
-                problems.append(f"{what}: {exc}")
-                return False
 
         level_zero = step("EXT_IN level", lambda: self._channel("source").set_current(0.0))
         ext_off = step("EXT_IN output", lambda: self._channel("source").disable_output())

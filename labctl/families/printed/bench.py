@@ -606,26 +606,12 @@ class PrintedBench(HeldBench):
         """
         if self.mainframe is None and self.smu is None:
             return None
-        with shutdown.deferred_signals():
-            report = self._power_down_steps()
-        self.shutdown_report = report
-        shutdown.record(report)
-        if report.problems:
-            still = f" (still on: {', '.join(report.left_on)})" if report.left_on else ""
-            raise InstrumentError("could not turn everything off" + still + ": " + "; ".join(report.problems))
-        return report
+        return shutdown.power_down(self._power_down_steps)
 
     def _power_down_steps(self) -> shutdown.ShutdownReport:
-        problems: list[str] = []
+        steps = shutdown.PowerDownSteps()
+        step, problems = steps.step, steps.problems
         left: list[str] = []
-
-        def step(what: str, action: Callable[[], None]) -> bool:
-            try:
-                action()
-                return True
-            except Exception as exc:  # noqa: BLE001 - keep turning the rest off
-                problems.append(f"{what}: {exc}")
-                return False
 
         step("inputs to 0 V", self._inputs_to_zero)
         self.rails_full = False
@@ -640,8 +626,11 @@ class PrintedBench(HeldBench):
         if self.mainframe is not None and not step("DAC outputs off",
                                                    lambda: self._mf().set_dac_output(list(ALL_DACS), False)):
             left.append("DAC outputs")
-        return shutdown.ShutdownReport(bench=f"{self.config.name} ({self.config.mainframe.resource})",
-                                       left_on=tuple(left), problems=tuple(problems))
+        report = shutdown.ShutdownReport(bench=f"{self.config.name} ({self.config.mainframe.resource})",
+                                         left_on=tuple(left), problems=tuple(problems))
+        self.shutdown_report = report
+        shutdown.record(report)
+        return report
 
 
 def identify_sample(bench_file: str | Path) -> tuple[PrintedBenchConfig, IdReading, dict[str, str]]:

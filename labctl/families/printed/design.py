@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from labctl.errors import DataFileError
-from labctl.files import atomic_output
+from labctl.files import atomic_output, open_hdf5
 
 DESIGN_FORMAT = "pnc-design/1"
 
@@ -142,13 +142,7 @@ class Design:
     def read(cls, path: str | Path) -> "Design":
         """The design in ``path``; one-line DataFileError if it is not a printed design."""
         p = Path(path)
-        if not p.exists():
-            raise DataFileError(f"{p}: no such file (a printed design from `labctl train`)")
-        try:
-            fh = h5py.File(p, "r")
-        except OSError as exc:
-            raise DataFileError(f"{p}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
-        with fh:
+        with open_hdf5(p, "a printed design from `labctl train`") as fh:
             if fh.attrs.get("family") != "printed" or fh.attrs.get("kind") != "design":
                 raise DataFileError(f"{p}: not a printed design (family={fh.attrs.get('family')!r}, "
                                     f"kind={fh.attrs.get('kind')!r})")

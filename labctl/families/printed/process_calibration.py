@@ -21,8 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
+from labctl import files
 from labctl.errors import ConfigError, DataFileError
 from labctl.families.printed.process_map import CellMap
 
@@ -90,13 +89,7 @@ class ProcessCalibration:
 def read(path: str | Path) -> ProcessCalibration:
     """The process calibration in ``path``; one-line DataFileError if it is not a printed one."""
     p = Path(path)
-    if not p.exists():
-        raise DataFileError(f"{p}: no such file (a printed process calibration from `labctl characterise`)")
-    try:
-        fh = h5py.File(p, "r")
-    except OSError as exc:
-        raise DataFileError(f"{p}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
-    with fh:
+    with files.open_hdf5(p, "a printed process calibration from `labctl characterise`") as fh:
         family = fh.attrs.get("family", "cmna")
         if family != FAMILY:
             raise DataFileError(f"{p}: a {family} file, not a printed process calibration")

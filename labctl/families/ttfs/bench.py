@@ -19,6 +19,7 @@ Membrane traces (3.4) and energy per inference (3.5) are measured by
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from labctl import bench_lock, shutdown
-from labctl.bench_file import BenchConfig, BenchSchema, RoleBinding
+from labctl.bench_file import BenchConfig, RoleBinding, parse_bridge_bench_text
 from labctl.drivers.infiniivision import InfiniiVision
 from labctl.drivers.instruments import open_instrument
 from labctl.errors import ConfigError, InstrumentError, LabctlError, SafetyError
@@ -48,7 +48,7 @@ from labctl.families.ttfs.membrane import (
 )
 from labctl.families.ttfs.protocol import StatusFlag
 from labctl.held_bench import HeldBench
-from labctl.toml_files import parse_toml, read_user_file, schema_problem
+from labctl.toml_files import read_user_file
 
 ROLES = ("supply", "threshold", "rev_exc", "rev_inh", "probe", "sync")  # contract 3.1
 SMU_ROLES = ROLES[:4]
@@ -87,32 +87,15 @@ COMPLIANCE_FRACTION = 0.98
 
 
 def parse_ttfs_bench_text(text: str, source: Path | None = None) -> BenchConfig:
-    """A TTFS bench file (3.3): the generic bridge bench file with this family's roles and channel rules."""
+    """A TTFS bench file (3.3): the generic bridge bench file with this family's roles, then its channel rules."""
     where = f"bench file {source}" if source else "bench file"
-    raw = parse_toml(text, where)
-    try:
-        schema = BenchSchema.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {schema_problem(exc.errors()[0])}") from None
-    if schema.family not in (None, "ttfs"):
-        raise ConfigError(f"{where}: family = {schema.family!r}, not a TTFS bench")
-    roles: dict[str, RoleBinding] = {}
-    for role in ROLES:
-        if role not in schema.roles:
-            raise ConfigError(f"{where}: roles.{role} is missing")
-    for role, spec in schema.roles.items():
-        if role not in ROLES:
-            raise ConfigError(f"{where}: roles.{role} is not a role (roles are {', '.join(ROLES)})")
-        instrument, sep, channel = spec.partition(":")
-        if not sep or not instrument or not channel:
-            raise ConfigError(f"{where}: roles.{role} = {spec!r} must be INSTRUMENT:CHANNEL, e.g. \"smu_a:1\"")
-        if instrument not in schema.instruments:
-            raise ConfigError(f"{where}: roles.{role} names instrument {instrument!r}, not in [instruments]")
-        roles[role] = RoleBinding(role, instrument, channel.upper() if channel.upper() == "EXT" else channel)
+    config = parse_bridge_bench_text(text, source)
+    if config.family not in (None, "ttfs"):
+        raise ConfigError(f"{where}: family = {config.family!r}, not a TTFS bench")
+    roles = {role: dataclasses.replace(b, channel="EXT") if b.channel.upper() == "EXT" else b
+             for role, b in config.roles.items()}
     _check_channels(roles, where)
-    return BenchConfig(path=source, family="ttfs", name=schema.name, bridge_port=schema.bridge.port,
-                       bridge_timeout_s=schema.bridge.timeout_s, instruments=dict(schema.instruments), roles=roles,
-                       text=text)
+    return dataclasses.replace(config, family="ttfs", roles=roles)
 
 
 def _check_channels(roles: dict[str, RoleBinding], where: str) -> None:
@@ -321,24 +304,12 @@ class TtfsBench(HeldBench):
         """
         if not self._channels or not self._outputs_used:
             return None  # opened without power (identify, describe): this session turned nothing on
-        with shutdown.deferred_signals():
-            report = self._power_down_steps()
-        if report.problems:
-            still = f" (still on: {', '.join(report.left_on)})" if report.left_on else ""
-            raise InstrumentError("could not turn everything off" + still + ": " + "; ".join(report.problems))
-        return report
+        return shutdown.power_down(self._power_down_steps)
 
     def _power_down_steps(self) -> shutdown.ShutdownReport:
-        problems: list[str] = []
+        steps = shutdown.PowerDownSteps()
+        step, problems = steps.step, steps.problems
         left: list[str] = []
-
-        def step(what: str, action: Callable[[], None]) -> bool:
-            try:
-                action()
-                return True
-            except Exception as exc:  # keep bringing the rest down
-                problems.append(f"{what}: {exc}")
-                return False
 
         stuck: list[str] = []
         for role in reversed(POWER_UP_ORDER):

@@ -108,13 +108,7 @@ def read_parameters(path: str | Path) -> TtfsDieParameters:
     p = Path(path)
     if files.is_partial(p):
         raise DataFileError(f"{p}: a partial characterisation (interrupted or still running), not a result")
-    if not p.exists():
-        raise DataFileError(f"{p}: no such file (a TTFS characterisation from `labctl characterise`)")
-    try:
-        fh = h5py.File(p, "r")
-    except OSError as exc:
-        raise DataFileError(f"{p}: not a readable HDF5 file ({' '.join(str(exc).split())})") from None
-    with fh:
+    with files.open_hdf5(p, "a TTFS characterisation from `labctl characterise`") as fh:
         family = fh.attrs.get("family", "cmna")
         if family != FAMILY:
             raise DataFileError(f"{p}: a {family} file, not a TTFS characterisation")

@@ -86,10 +86,8 @@ def write_weights(path: str | Path, weights: TtfsWeights) -> Path:
 def read_weights(path: str | Path) -> TtfsWeights:
     """Load a TTFS weights file; a missing, malformed or other-family file raises one :class:`DataFileError`."""
     p = Path(path)
-    if not p.is_file():
-        raise DataFileError(f"{p}: no such file")
     try:
-        with h5py.File(p, "r") as f:
+        with files.open_hdf5(p, "a TTFS weights file from `labctl train`") as f:
             a = f.attrs
             if a.get("kind") != "weights" or a.get("family") != FAMILY:
                 raise DataFileError(f"{p}: not a TTFS weights file "

@@ -18,6 +18,7 @@ from labctl.sim.bridge_server import FaultPlan
 from labctl.sim.clock import VirtualClock
 from labctl.families.cmna.sim.die import SimulatedDie
 from labctl.sim.instrument_server import InstrumentServer
+from labctl.sim.loopback_bench import LoopbackBench
 from labctl.sim.smu_emulators import (
     Keithley2450Emulator,
     Keithley2636BEmulator,
@@ -53,7 +54,7 @@ WIRINGS: dict[str, Wiring] = {
 ROLE_OF_PAD = {"VDD": "supply", "EXT_IN": "source", "MON": "monitor"}
 
 
-class SimulatedBench:
+class SimulatedBench(LoopbackBench):
     """Start with ``with SimulatedBench("CMNA-777", seed=3) as sim:``; ``sim.bench_text`` is its bench file.
 
     Gates and integrations are accounted, not waited (``realtime=True`` waits
@@ -68,6 +69,8 @@ class SimulatedBench:
     changes how many random draws a Poisson count takes, so every later
     reading differs.
     """
+
+    family = "cmna"
 
     def __init__(self, part: str = "CMNA-777", seed: int = 0, *, realtime: bool = False, wiring: str = "default",
                  faults: FaultPlan | None = None, truth: DieTruth | None = None, bridge_timeout_s: float = 0.25,
@@ -85,41 +88,22 @@ class SimulatedBench:
         self.instrument_servers = {name: InstrumentServer(emu, lock=self.die.lock) for name, emu in self.emulators.items()}
         self.bridge_timeout_s = bridge_timeout_s
 
-    def start(self) -> "SimulatedBench":
-        self.bridge_server.start()
-        for server in self.instrument_servers.values():
-            server.start()
-        return self
-
-    def stop(self) -> None:
-        for server in self.instrument_servers.values():
-            server.stop()
-        self.bridge_server.stop()
-
-    def __enter__(self) -> "SimulatedBench":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def channel_of(self, pad: str):
         """The emulated channel wired to ``pad`` (tests inspect output state through it)."""
         name, channel = self.wiring.pads[pad]
         return self.emulators[name].channel(channel)
 
     @property
-    def bench_text(self) -> str:
-        lines = [f'name = "simulated {self.die.chip.part} {self.die.chip.serial}"', 'family = "cmna"', "",
-                 "[bridge]", f'port = "{self.bridge_server.url}"', f"timeout_s = {self.bridge_timeout_s}", ""]
-        for name, server in self.instrument_servers.items():
-            lines += [f"[instruments.{name}]", f'resource = "{server.resource}"', ""]
-        lines.append("[roles]")
-        for pad, (name, channel) in self.wiring.pads.items():
-            lines.append(f'{ROLE_OF_PAD[pad]} = "{name}:{channel}"')
-        return "\n".join(lines) + "\n"
+    def label(self) -> str:
+        return f"simulated {self.die.chip.part} {self.die.chip.serial}"
 
-    def write_bench_file(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.bench_text)
-        return p
+    def role_lines(self) -> list[str]:
+        return [f'{ROLE_OF_PAD[pad]} = "{name}:{channel}"' for pad, (name, channel) in self.wiring.pads.items()]
+
+    @property
+    def bench_seconds(self) -> float:
+        """Bench time real hardware would have spent (the virtual clock's accounting)."""
+        return self.clock.accounted_s
+
+    def save_truth(self, path: Path) -> None:
+        self.die.truth.save(path)

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from labctl.errors import ConfigError
+from labctl.sim.loopback_bench import ServedBench
 from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.sim.bench import WIRINGS, SimulatedBench
 
@@ -32,39 +33,8 @@ def serve_options(args: argparse.Namespace) -> dict:
     return {"wiring": args.wiring}
 
 
-class ServedCmnaBench:
-    """A simulated CMNA bench as the generic commands see it."""
-
-    def __init__(self, sim: SimulatedBench, label: str) -> None:
-        self.sim = sim
-        self.label = label
-
-    def start(self) -> "ServedCmnaBench":
-        self.sim.start()
-        return self
-
-    def stop(self) -> None:
-        self.sim.stop()
-
-    def __enter__(self) -> "ServedCmnaBench":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def write_bench_file(self, path: Path) -> Path:
-        return self.sim.write_bench_file(path)
-
-    def bench_seconds(self) -> float:
-        """Bench time real hardware would have spent (the virtual clock's accounting)."""
-        return self.sim.clock.accounted_s
-
-    def save_truth(self, path: Path) -> None:
-        self.sim.die.truth.save(path)
-
-
 def start(part: str, seed: int, *, realtime: bool = False, served: bool = True,
-          wiring: str = "default") -> ServedCmnaBench:
+          wiring: str = "default") -> ServedBench:
     """A freshly drawn die of ``part``.
 
     ``served``: the bench's clock never stands still (STATUS uptime, temperature
@@ -72,15 +42,15 @@ def start(part: str, seed: int, *, realtime: bool = False, served: bool = True,
     for a bench other clients talk to; ``served=False`` keeps time purely
     virtual, so a run (the demo) reproduces for its seed.
     """
-    return ServedCmnaBench(SimulatedBench(part, seed, realtime=realtime, served=served, wiring=wiring),
-                           f"simulated {part} seed {seed}")
+    return ServedBench(SimulatedBench(part, seed, realtime=realtime, served=served, wiring=wiring),
+                       f"simulated {part} seed {seed}")
 
 
 def start_twin(characterisation: Path, *, realtime: bool = False, served: bool = True, wiring: str = "default",
-               stuck_bits: list[StuckBit] | None = None) -> ServedCmnaBench:
+               stuck_bits: list[StuckBit] | None = None) -> ServedBench:
     """The digital twin of a characterised die: it answers with the recorded serial; ``stuck_bits`` are
     latch bits a recorded programming found stuck (replay)."""
     from labctl.families.cmna.sim.twin import twin_bench
 
     sim = twin_bench(characterisation, stuck_bits=stuck_bits, realtime=realtime, served=served, wiring=wiring)
-    return ServedCmnaBench(sim, f"twin of die {sim.die.chip.serial} ({characterisation})")
+    return ServedBench(sim, f"twin of die {sim.die.chip.serial} ({characterisation})")

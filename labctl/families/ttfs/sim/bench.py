@@ -19,6 +19,7 @@ Only tests, benchmarks and the family's simulator entry import this module.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from labctl.families.ttfs.sim.parts import OperatingPoint
 from labctl.families.ttfs.sim.scope_link import ScopeLink
 from labctl.sim.clock import VirtualClock
 from labctl.sim.instrument_server import InstrumentServer
+from labctl.sim.loopback_bench import LoopbackBench
 from labctl.sim.scope_emulator import InfiniiVisionEmulator, ScopeServer
 from labctl.sim.smu_emulators import (
     Keithley2450Emulator,
@@ -161,12 +163,14 @@ class BenchBridgeServer(TtfsBridgeServer):
         return body
 
 
-class SimulatedTtfsBench:
+class SimulatedTtfsBench(LoopbackBench):
     """``with SimulatedTtfsBench("RCS-S", seed=3) as sim:``; ``sim.bench_text`` is its bench file.
 
     ``served`` and ``realtime`` are the clock's modes (:mod:`labctl.sim.clock`):
     the default keeps time purely virtual, so a run repeats bit for bit.
     """
+
+    family = "ttfs"
 
     def __init__(self, part: str = "RCS-S", seed: int = 0, *, served: bool = False, realtime: bool = False,
                  wiring: str = "default", bridge_timeout_s: float = 0.25) -> None:
@@ -187,23 +191,6 @@ class SimulatedTtfsBench:
         self.instrument_servers["scope"] = ScopeServer(self.scope)
         self.bridge_timeout_s = bridge_timeout_s
 
-    def start(self) -> "SimulatedTtfsBench":
-        self.bridge_server.start()
-        for server in self.instrument_servers.values():
-            server.start()
-        return self
-
-    def stop(self) -> None:
-        for server in self.instrument_servers.values():
-            server.stop()
-        self.bridge_server.stop()
-
-    def __enter__(self) -> "SimulatedTtfsBench":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def channel_of(self, pad: str):
         """The emulated SMU channel wired to ``pad`` (VDD, VTH, EREV_EXC, EREV_INH)."""
         name, channel = self.wiring.pads[pad]
@@ -215,22 +202,18 @@ class SimulatedTtfsBench:
         return self.clock.accounted_s + max(self.die.busy_until_s - self.clock.now(), 0.0)
 
     @property
-    def bench_text(self) -> str:
-        lines = [f'name = "simulated {self.die.chip.part} {self.die.chip.serial}"', 'family = "ttfs"', "",
-                 "[bridge]", f'port = "{self.bridge_server.url}"', f"timeout_s = {self.bridge_timeout_s}", ""]
-        for name, server in self.instrument_servers.items():
-            lines += [f"[instruments.{name}]", f'resource = "{server.resource}"', ""]
-        lines.append("[roles]")
+    def label(self) -> str:
+        return f"simulated {self.die.chip.part} {self.die.chip.serial}"
+
+    def role_lines(self) -> list[str]:
         claimed = self.wiring.claimed or {}
+        lines = []
         for pad, (name, channel) in self.wiring.pads.items():
             role = ROLE_OF_PAD[pad]
             name, channel = claimed.get(role, (name, channel))
             lines.append(f'{role} = "{name}:{channel}"')
-        lines += [f'probe = "scope:{self.wiring.probe}"', f'sync = "scope:{self.wiring.sync}"']
-        return "\n".join(lines) + "\n"
+        return lines + [f'probe = "scope:{self.wiring.probe}"', f'sync = "scope:{self.wiring.sync}"']
 
-    def write_bench_file(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.bench_text)
-        return p
+    def save_truth(self, path: Path) -> None:
+        """The die's hidden truth (a pickle: simulator-only data, for benchmarks that score a characterisation)."""
+        Path(path).write_bytes(pickle.dumps(self.die.truth))
