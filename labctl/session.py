@@ -45,11 +45,11 @@ import h5py
 import numpy as np
 
 from labctl import __version__
-from labctl.families.cmna.bench import Reading
 from labctl.families.seam import DeviceDescription
 from labctl.drivers.bridge import Transaction
 from labctl.errors import DataFileError
 from labctl.files import atomic_output, partial_path
+from labctl.readings import Reading
 
 FORMAT = "labctl.session/1"
 NO_ANSWER = -1

@@ -127,8 +127,10 @@ def identify(args: argparse.Namespace) -> int:
         print(line)
     for name, idn in identities.items():
         print(f"{name:<7} {idn}")
-    for role, b in getattr(config, "roles", {}).items():
-        print(f"role    {role:<8}-> {b.instrument}:{b.channel}")
+    roles = getattr(config, "roles", {})
+    width = max(map(len, roles), default=0)
+    for role, b in roles.items():
+        print(f"role    {role:<{width}} -> {b.instrument}:{b.channel}")
     return 0
 
 

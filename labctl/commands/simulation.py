@@ -20,13 +20,16 @@ def register(sub) -> None:
     s = add_command(sub, "demo", "Start a simulated device, run its part's shipped recipe (characterise, train "
                                  "tailored and naive weights, program, evaluate on chip) and print the accuracies. "
                                  "PNC-TS (printed): characterise the print run, train variation-aware and baseline "
-                                 "designs, print sample K0 of each in the same run and verify it.",
-                    "examples:\n  labctl demo\n  labctl demo --part CMNA-L --seed 3\n  labctl demo --part PNC-TS --seed 7")
+                                 "designs, print sample K0 of each in the same run and verify it. RCS-S (time-to-first-"
+                                 "spike): train through the measured circuit and the mapped ANN baseline, program "
+                                 "both and classify on chip (about 5 minutes).",
+                    "examples:\n  labctl demo\n  labctl demo --part CMNA-L --seed 3\n  labctl demo --part PNC-TS --seed 7"
+                    "\n  labctl demo --part RCS-S --seed 2")
     runnable = families.demo_parts()
     s.add_argument("--part", choices=runnable, default=runnable[0] if runnable else None)
     s.add_argument("--seed", type=int, default=1, help="which simulated device, or print run sim-<seed> (default 1)")
-    s.add_argument("--dataset", default=None, help="default: the shipped recipe's (iris on CMNA-777 and PNC-TS, "
-                                                   "mnist on CMNA-L)")
+    s.add_argument("--dataset", default=None, help="default: the shipped recipe's (iris on CMNA-777, PNC-TS and "
+                                                   "RCS-S, mnist on CMNA-L)")
     s.add_argument("--out-dir", type=Path, default=None, help="run folder (default runs/demo-<time>)")
     s.set_defaults(handler=demo)
 

@@ -12,7 +12,6 @@ An open Bench holds the bench's lock (:mod:`labctl.bench_lock`): a second client
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -26,19 +25,9 @@ from labctl.families.cmna.link import Bridge
 from labctl.families.cmna.protocol import StatusFlag
 from labctl.drivers.instruments import open_instrument
 from labctl.errors import ConfigError, InstrumentError, LabctlError, SafetyError
+from labctl.readings import Reading, ReadingListener
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One SMU reading, as the session record stores it."""
-
-    time_s: float
-    role: str
-    quantity: str
-    value: float
-
-
-ReadingListener = Callable[[Reading], None]
 
 
 class Bench(HeldBench):

@@ -48,6 +48,7 @@ from labctl.families.ttfs.membrane import (
 )
 from labctl.families.ttfs.protocol import StatusFlag
 from labctl.held_bench import HeldBench
+from labctl.readings import Reading, ReadingListener
 from labctl.toml_files import read_user_file
 
 ROLES = ("supply", "threshold", "rev_exc", "rev_inh", "probe", "sync")  # contract 3.1
@@ -127,11 +128,13 @@ class TtfsBench(HeldBench):
     """A TTFS bench opened from a bench file; use :func:`open_ttfs_bench`."""
 
     def __init__(self, config: BenchConfig, *, nplc: float = 1.0, transcript: Callable | None = None,
-                 announce: Callable[[str], None] | None = None,
+                 on_reading: ReadingListener | None = None, announce: Callable[[str], None] | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> None:
         self.config = config
         self.nplc = nplc
         self._transcript = transcript
+        self._on_reading = on_reading
+        """The session recorder's hook: every SMU reading, as it is taken."""
         self._announce = announce or (lambda message: None)
         self._progress = progress or (lambda stage, done, total: None)
         self.link: TtfsBridge | None = None  # type: ignore[assignment]
@@ -404,7 +407,7 @@ class TtfsBench(HeldBench):
     def measure_current(self, role: str, *, nplc: float = 1.0) -> float:
         """One current reading (A, positive into the die); a reading in compliance is a fault (5.3)."""
         self._set_nplc(role, nplc)
-        value = float(self._channel(role).measure_current())
+        value = self._report(role, "current", self._channel(role).measure_current())
         if self.powered:
             self._check_compliance(role, value)
         return value
@@ -412,7 +415,12 @@ class TtfsBench(HeldBench):
     def measure_voltage(self, role: str) -> float:
         """One voltage reading (V) at the role's SMU terminals."""
         self._set_nplc(role, self.nplc)
-        return float(self._channel(role).measure_voltage())
+        return self._report(role, "voltage", self._channel(role).measure_voltage())
+
+    def _report(self, role: str, quantity: str, value) -> float:
+        if self._on_reading is not None:
+            self._on_reading(Reading(time.time(), role, quantity, float(value)))
+        return float(value)
 
     def _set_nplc(self, role: str, nplc: float) -> None:
         if self._nplc.get(role) != nplc:

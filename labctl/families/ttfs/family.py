@@ -83,7 +83,7 @@ class TtfsFamily:
 
     def train(self, calibration: Path, out: Path, options: TrainOptions, context: StepContext) -> TrainingOutcome:
         from labctl.families.ttfs.storage import read_parameters
-        from labctl.families.ttfs.tasks import load_task
+        from labctl.families.ttfs.tasks import larger_spikes_earlier, load_task
         from labctl.families.ttfs.training.trainer import train_ttfs
         from labctl.families.ttfs.weights import write_weights
         from labctl.files import refuse_existing
@@ -94,8 +94,10 @@ class TtfsFamily:
                          label_column=options.label_column)
         trained = train_ttfs(params, data, method=options.method, epochs=options.epochs, seed=options.seed,
                              split_seed=options.seed, progress=context.progress, on_epoch=context.on_epoch,
-                             calibration_file=str(calibration))
-        weights = trained.weights
+                             calibration_file=str(calibration),
+                             larger_earlier=larger_spikes_earlier(options.dataset, options.spike_order))
+        weights = replace(trained.weights, label_column=options.label_column or "",
+                          data_dir=str(options.data_dir or ""))
         write_weights(out, weights)
         chosen = (f", validation {', '.join(f'{k} {v:.1%}' for k, v in trained.validation_accuracy.items())}"
                   if trained.validation_accuracy else "")
@@ -104,6 +106,7 @@ class TtfsFamily:
                 f"{len(data.y_test)} test samples -> {out}")
         record = {"dataset": weights.dataset, "die_serial": weights.serial, "method": weights.method,
                   "seed": options.seed, "software_accuracy": weights.software_accuracy,
+                  "spike_order": "larger-earlier" if weights.encoding.larger_earlier else "smaller-earlier",
                   "validation_accuracy": dict(trained.validation_accuracy), "losses": list(trained.losses),
                   "seconds": weights.seconds}
         return TrainingOutcome(out, weights.dataset, weights.software_accuracy, line, record, weights, trained)
@@ -118,7 +121,8 @@ class TtfsFamily:
         if context.bench_file is None:
             raise ConfigError("program and evaluate need a bench file")
         trained = read_weights(weights)
-        data = load_task(trained.dataset, seed=trained.split_seed) if evaluate else None
+        data = (load_task(trained.dataset, seed=trained.split_seed, data_dir=Path(trained.data_dir) if trained.data_dir
+                          else None, label_column=trained.label_column or None) if evaluate else None)
         with open_ttfs_bench(context.bench_file, progress=context.progress, announce=context.announce,
                              **context.bench_options) as bench:
             check_codes_for_die(trained.part, trained.serial, trained.layer_sizes, bench.chip, str(weights))

@@ -20,6 +20,7 @@ from labctl.families.seam import StepOptions
 
 TrainingMethod = Literal["auto", "dstd", "exact", "mapped"]
 TRAINING_METHODS = typing.get_args(TrainingMethod)
+SpikeOrder = Literal["auto", "larger-earlier", "smaller-earlier"]
 DATASETS = ("iris", "fashion-mnist")
 """Built-in tasks of the TTFS parts: Iris for RCS-S (4 inputs), Fashion-MNIST for RCS-L (784 inputs)."""
 
@@ -44,6 +45,11 @@ class TrainOptions(StepOptions):
                                     "spike-time gradients; mapped: an ANN trained without the circuit's physics, "
                                     "mapped to codes (the seed's baseline); auto: dstd and exact, the better on "
                                     "the validation split")
+    spike_order: SpikeOrder = Field(
+        default="auto", json_schema_extra={"metavar": "ORDER"},
+        description="which feature value spikes first: larger-earlier (intensities, as in Fashion-MNIST), "
+                    "smaller-earlier, or auto: the data set's own default (smaller-earlier on Iris, which "
+                    "measured higher on simulated dies; larger-earlier otherwise); stored with the weights")
     epochs: int | None = Field(default=None, ge=1, le=10000, description="training epochs (default: per data set)")
     seed: int = Field(default=0, ge=0, description="seed for the data split and initialisation")
 

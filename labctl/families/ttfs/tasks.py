@@ -14,6 +14,17 @@ from labctl.train.datasets import Dataset, load_dataset
 from labctl.train.fashion_mnist import load_fashion_mnist
 
 IRIS_TEST_SAMPLES = 45
+SMALLER_EARLIER_TASKS = frozenset({"iris"})
+"""Tasks whose features carry no intensity and whose smallest value spikes first by default: on Iris that order
+scored higher on simulated RCS-S dies (docs/results-ttfs.md); everything else follows TTFS's usual
+larger-value-earlier."""
+
+
+def larger_spikes_earlier(name: str, spike_order: str = "auto") -> bool:
+    """The encoding direction for task ``name``: ``spike_order`` when it is given, else the task's default."""
+    if spike_order != "auto":
+        return spike_order == "larger-earlier"
+    return name not in SMALLER_EARLIER_TASKS
 
 
 def load_task(name: str, *, seed: int = 0, data_dir: Path | None = None, label_column: str | None = None) -> Dataset:

@@ -5,7 +5,8 @@ under a temporary name and moved over the target once complete
 (:func:`labctl.files.atomic_output`), so a crash never leaves half a file
 under the real name. Layout: root attributes ``kind="weights"``,
 ``family="ttfs"``, part, serial, method, dataset, split seed, software
-accuracy, window, calibration file and seconds; ``codes/matrix_<m>`` (int8,
+accuracy, window, calibration file, seconds, and where the data set was
+read (``label_column``, ``data_dir``: evaluation loads the same split); ``codes/matrix_<m>`` (int8,
 -15..+15, rows: layer m's neurons then the bias row; columns: layer m+1),
 ``bias_time_codes`` (uint8, one per matrix) and ``encoding/{offset,scale}`` with the attributes
 ``max_code`` and ``larger_earlier``.
@@ -45,6 +46,10 @@ class TtfsWeights:
     """The model's test accuracy with these codes at the nominal write (eps = 0)."""
     calibration_file: str = ""
     seconds: float = float("nan")
+    label_column: str = ""
+    """A CSV's class column ("": the last column)."""
+    data_dir: str = ""
+    """Where fashion-mnist's IDX files were read ("": the Debian package's folder)."""
 
     def __post_init__(self) -> None:
         for m, c in enumerate(self.codes):
@@ -70,6 +75,7 @@ def write_weights(path: str | Path, weights: TtfsWeights) -> Path:
         a["window_ns"] = float(weights.window_ns)
         a["calibration_file"] = weights.calibration_file
         a["seconds"] = float(weights.seconds)
+        a["label_column"], a["data_dir"] = weights.label_column, weights.data_dir
         for m, c in enumerate(weights.codes):
             ds = f.create_dataset(f"codes/matrix_{m}", data=np.asarray(c, np.int8))
             ds.attrs["units"] = "signed code -15..+15 (rows: layer m then the bias row; columns: layer m+1)"
@@ -102,7 +108,8 @@ def read_weights(path: str | Path) -> TtfsWeights:
                                       bool(f["encoding"].attrs["larger_earlier"])),
                 window_ns=float(a["window_ns"]), method=str(a["method"]), dataset=str(a["dataset"]),
                 split_seed=int(a["split_seed"]), software_accuracy=float(a["software_accuracy"]),
-                calibration_file=str(a.get("calibration_file", "")), seconds=float(a.get("seconds", np.nan)))
+                calibration_file=str(a.get("calibration_file", "")), seconds=float(a.get("seconds", np.nan)),
+                label_column=str(a.get("label_column", "")), data_dir=str(a.get("data_dir", "")))
     except DataFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
