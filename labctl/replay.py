@@ -27,16 +27,19 @@ names the family); this module finds it, and holds the report's types.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from labctl import families
 from labctl.errors import ConfigError
 from labctl.recipes import Stopped, parse_recipe
-from labctl.session import load_session
+from labctl.session import RecordedSession, load_session
 
 Progress = Callable[[str, int, int], None]
 
@@ -57,8 +60,38 @@ class AccuracyCheck:
     twin: float
     agreement: float | None
     """Fraction of test samples the twin classified as the chip did."""
-    recorded_stuck_bits: int | None
-    twin_stuck_bits: int
+    recorded_stuck: int | None
+    """What the recorded programming found stuck (CMNA: latch bits, TTFS: synapse cells); None: not recorded."""
+    twin_stuck: int
+
+
+@dataclass
+class Comparison:
+    """One group of recorded readings against the twin's (any family; the columns of ``labctl replay``'s
+    readings table): means, the rms difference relative to the twin's values and in units of the expected
+    difference (``sigma``), and the worst reading in those units."""
+
+    quantity: str
+    unit: str
+    n: int
+    recorded: float
+    twin: float
+    rms_relative: float
+    rms_sigma: float
+    worst_sigma: float
+    worst_at: str
+
+    @classmethod
+    def of(cls, quantity: str, unit: str, recorded, twin, sigma, where: list[str],
+           scale: float = 1.0) -> "Comparison":
+        """The summary of paired values (SI units; ``scale`` converts them to ``unit``): ``sigma`` is each
+        pair's expected difference, ``where`` names each pair."""
+        rec, tw, sig = (np.ravel(np.asarray(v, dtype=np.float64)) for v in (recorded, twin, sigma))
+        z = (rec - tw) / sig
+        worst = int(np.argmax(np.abs(z)))
+        rms_relative = np.sqrt(np.mean((rec - tw) ** 2) / max(float(np.mean(tw ** 2)), 1e-300))
+        return cls(quantity, unit, len(rec), float(rec.mean() * scale), float(tw.mean() * scale),
+                   float(rms_relative), float(np.sqrt(np.mean(z ** 2))), float(z[worst]), where[worst])
 
 
 @dataclass
@@ -68,12 +101,20 @@ class ReplayReport:
     recipe: str
     weights: list[WeightsCheck] = field(default_factory=list)
     accuracy: list[AccuracyCheck] = field(default_factory=list)
+    sigma_note: str = ""
+    """What the readings' sigma is made of, in the family's words (printed under the readings table)."""
     readings: list[Any] = field(default_factory=list)
-    """The family's reading comparisons (CMNA: :class:`labctl.families.cmna.replay_readings.Comparison`)."""
+    """The family's reading comparisons (:class:`Comparison`; CMNA: its own
+    :class:`labctl.families.cmna.replay_readings.Comparison`, the same columns)."""
 
     @property
     def reproduced(self) -> bool:
         return all(w.same_codes for w in self.weights)
+
+
+def step_windows(session: RecordedSession) -> dict[int, tuple[float, float]]:
+    """Step index -> (start, end) time of its run (end inf: a step the recording left open)."""
+    return {s.index: (s.start_s, s.end_s if math.isfinite(s.end_s) else math.inf) for s in session.steps}
 
 
 def replay_session(path: str | Path, *, work_dir: str | Path | None = None, progress: Progress | None = None,

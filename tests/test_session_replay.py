@@ -20,8 +20,8 @@ from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.protocol import Opcode, parse_identify
 from labctl.families.cmna.storage import load_die_parameters, load_weights, read_raw
 from labctl.recipes import parse_recipe, run_recipe
-from labctl.families.cmna.replay import _step_windows, chip_of, compare_readings
-from labctl.replay import replay_session
+from labctl.families.cmna.replay import chip_of, compare_readings
+from labctl.replay import replay_session, step_windows
 from labctl.session import SessionRecorder, load_session
 from labctl.families.cmna.sim.bench import SimulatedBench
 from labctl.families.cmna.sim.truth import DieTruth
@@ -131,7 +131,7 @@ def test_replay_reproduces_weights_and_accuracy(recorded):
     assert accuracy.recorded == recorded_accuracy
     assert abs(accuracy.twin - accuracy.recorded) * accuracy.n_samples <= 2  # within 2 of 30 samples
     assert accuracy.agreement >= 0.7  # near-ties follow single synapses, which no twin knows
-    assert accuracy.recorded_stuck_bits == accuracy.twin_stuck_bits == 1
+    assert accuracy.recorded_stuck == accuracy.twin_stuck == 1
     groups = {c.quantity: c for c in report.readings}
     assert {"MON current, layer 0, EXT_IN sweep", "MON current, layer 1, chains", "C2F counts, chains",
             "RUN_BATCH counts, tailored"} <= set(groups)
@@ -150,7 +150,7 @@ def test_replay_shows_where_the_chip_left_its_twin(recorded):
     changed[3] *= 1.25
     layers[1] = dataclasses.replace(layers[1], a_plus=changed)
     twin = dataclasses.replace(params, layers=layers)
-    rows = {c.quantity: c for c in compare_readings(session, twin, read_raw(run / "die.h5"), _step_windows(session),
+    rows = {c.quantity: c for c in compare_readings(session, twin, read_raw(run / "die.h5"), step_windows(session),
                                                     parse_recipe(session.recipe_text))}
     chains = rows["MON current, layer 1, chains"]
     assert chains.worst_at == "L1 n3" and chains.worst_sigma < -5  # the chip reads less than the twin expects

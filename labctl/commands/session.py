@@ -75,11 +75,11 @@ def replay(args: argparse.Namespace) -> int:
         weights.add_row(w.name, "yes" if w.same_codes else "[red]NO[/]", f"{w.differing_codes} of {w.total_codes}")
     out.print(weights)
     accuracy = Table(title="on-chip accuracy: recorded chip against the twin")
-    for column in ("weights", "samples", "chip", "twin", "same decision", "stuck bits chip/twin"):
+    for column in ("weights", "samples", "chip", "twin", "same decision", "stuck chip/twin"):
         accuracy.add_column(column, justify="left" if column == "weights" else "right")
     for a in report.accuracy:
         accuracy.add_row(a.name, str(a.n_samples), _pct(a.recorded), _pct(a.twin), _pct(a.agreement),
-                         f"{'-' if a.recorded_stuck_bits is None else a.recorded_stuck_bits}/{a.twin_stuck_bits}")
+                         f"{'-' if a.recorded_stuck is None else a.recorded_stuck}/{a.twin_stuck}")
     out.print(accuracy)
     readings = Table(title="recorded readings against the twin (sigma: the expected difference)")
     for column in ("quantity", "n", "recorded", "twin", "rms diff", "sigma", "worst (sigma)"):
@@ -90,8 +90,7 @@ def replay(args: argparse.Namespace) -> int:
         readings.add_row(c.quantity, str(c.n), f"{c.recorded:.4g} {c.unit}", f"{c.twin:.4g} {c.unit}",
                          f"{c.rms_relative:.1%}", f"{flag}{c.rms_sigma:.1f}", f"{c.worst_sigma:+.1f} {c.worst_at}")
     out.print(readings)
-    out.print("sigma: reading noise, C2F counting statistics and the twin's own uncertainty (fit errors, "
-              "synapse mismatch); rms above 3 is shown red")
+    out.print(f"sigma: {report.sigma_note or 'the expected difference'}; rms above 3 is shown red")
     if not report.reproduced:
         out.print("[red]the re-trained weights differ from the recorded ones[/] (another labctl or torch version?)")
         return 1

@@ -16,11 +16,11 @@ from labctl.families.cmna.chip import ChipDescription
 from labctl.families.cmna.die_parameters import DieParameters
 from labctl.families.cmna.programming import StuckBit
 from labctl.families.cmna.protocol import Opcode, parse_codes_request, parse_run_batch
-from labctl.families.cmna.replay_readings import Comparison, reading_comparisons
+from labctl.families.cmna.replay_readings import reading_comparisons
 from labctl.families.cmna.storage import RawTables, load_die_parameters, load_weights, read_raw
 from labctl.families.cmna.workflow import program_and_evaluate, run_training
 from labctl.recipes import LoadedRecipe, RecipeStep
-from labctl.replay import AccuracyCheck, Progress, ReplayReport, WeightsCheck
+from labctl.replay import AccuracyCheck, Comparison, Progress, ReplayReport, WeightsCheck, step_windows
 from labctl.session import RecordedSession, extract
 
 
@@ -31,13 +31,15 @@ def chip_of(session: RecordedSession) -> ChipDescription:
 
 def replay(session: RecordedSession, loaded: LoadedRecipe, work: Path, tick: Progress) -> ReplayReport:
     """Re-train, evaluate on the twin and compare the readings of a recorded CMNA session."""
-    report = ReplayReport(session.path, chip_of(session).serial, loaded.name)
+    report = ReplayReport(session.path, chip_of(session).serial, loaded.name,
+                          sigma_note="reading noise, C2F counting statistics and the twin's own uncertainty (fit "
+                                     "errors, synapse mismatch)")
     die = extract(session.path, "characterisation", work / "die.h5")
     params = load_die_parameters(die)
     recorded = {name: load_weights(extract(session.path, f"weights/{name}", work / f"recorded_{name}.h5"))
                 for name in session.weights_names}
     report.weights = _retrain(loaded, die, work, recorded, tick)
-    windows = _step_windows(session)
+    windows = step_windows(session)
     evaluations = [(i, s) for i, s in _evaluate_steps(loaded) if s.weights in recorded]
     simulator = families.simulator_of(families.named(session.family))  # the twin, through the seam
     with simulator.start_twin(die, served=False, stuck_bits=_recorded_stuck_bits(session)) as sim:
@@ -94,11 +96,6 @@ def _retrain(loaded, die: Path, work: Path, recorded: dict, tick: Progress) -> l
 
 
 # -- what the session recorded ------------------------------------------------------------
-
-
-def _step_windows(session: RecordedSession) -> dict[int, tuple[float, float]]:
-    """Step index -> (start, end) time of its run."""
-    return {s.index: (s.start_s, s.end_s if np.isfinite(s.end_s) else np.inf) for s in session.steps}
 
 
 def _recorded_stuck_bits(session: RecordedSession) -> list[StuckBit]:

@@ -35,6 +35,7 @@ from labctl.families.cmna.latch_codes import nibbles_to_signed, unpack_rows
 from labctl.families.cmna.storage import RawTables
 from labctl.families.cmna.training.die_model import Moments, MomentModel
 from labctl.families.cmna.training.variation import READING_NOISE_FRAC
+from labctl.replay import Comparison
 from labctl.session import RecordedSession
 
 MON_FLOOR_A = 20e-12
@@ -43,21 +44,6 @@ MATCH_LOOKAHEAD = 8
 """How far ahead in the characterisation file's rows a session reading's twin is looked for."""
 KIND_LABELS = {"dark": "dark", "reference": "drift reference", "ext_sweep": "EXT_IN sweep",
                "bias_sweep": "bias sweep", "chain": "chains", "chain_negative": "negative chains"}
-
-
-@dataclass
-class Comparison:
-    """One group of recorded readings against the twin's predictions."""
-
-    quantity: str
-    unit: str
-    n: int
-    recorded: float
-    twin: float
-    rms_relative: float
-    rms_sigma: float
-    worst_sigma: float
-    worst_at: str
 
 
 @dataclass
@@ -76,13 +62,7 @@ class _Group:
         self.where += where
 
     def summary(self, quantity: str) -> Comparison:
-        rec, twin, sig = (np.asarray(v, float) for v in (self.recorded, self.twin, self.sigma))
-        z = (rec - twin) / sig
-        worst = int(np.argmax(np.abs(z)))
-        rms_relative = np.sqrt(np.mean((rec - twin) ** 2) / max(np.mean(twin ** 2), 1e-300))
-        return Comparison(quantity, self.unit, len(rec), float(rec.mean() * self.unit_scale),
-                          float(twin.mean() * self.unit_scale), float(rms_relative),
-                          float(np.sqrt(np.mean(z ** 2))), float(z[worst]), self.where[worst])
+        return Comparison.of(quantity, self.unit, self.recorded, self.twin, self.sigma, self.where, self.unit_scale)
 
 
 class _DieState:

@@ -53,9 +53,9 @@ class TtfsFamily:
     simulator = "labctl.families.ttfs.sim.serve"
     commands = None
     bench_file_parser = "labctl.families.ttfs.bench:parse_ttfs_bench_text"
-    reporter = None
-    replayer = None
-    gui = None
+    reporter = "labctl.families.ttfs.report.page:write_report"
+    replayer = "labctl.families.ttfs.replay:replay"
+    gui = "labctl.families.ttfs.gui.panels"
     shipped_recipes: Mapping[str, Path] = {"RCS-S": RECIPES_DIR / "ttfs_iris.toml"}
 
     def recognises(self, identify_payload: bytes) -> bool:
@@ -141,7 +141,8 @@ class TtfsFamily:
                  f"{report.rows_programmed} rows written, {len(report.stuck)} cells hold another code"
                  + ("" if report.verified else " (" + ", ".join(
                      f"m{s.matrix}[{s.row},{s.column}] {s.held:+d} for {s.wanted:+d}" for s in report.stuck[:5]) + ")")]
-        extra: dict[str, Any] = {"stuck_cells": len(report.stuck), "rows_programmed": report.rows_programmed}
+        extra: dict[str, Any] = {"die_serial": trained.serial, "stuck_cells": len(report.stuck),
+                                 "rows_programmed": report.rows_programmed}
         if result is not None:
             lines.append(f"on chip: {result.accuracy:.1%} of {len(result.labels)} test samples (model "
                          f"{trained.software_accuracy:.1%}); no output fired on {result.no_spike_fraction:.1%}, "
@@ -161,14 +162,16 @@ class TtfsFamily:
             n_samples=len(result.labels) if result else 0, json_extra=extra, result=(report, result))
 
     def write_records(self, run_dir: Path, weights_name: str, outcome: OnChipOutcome) -> list[Path]:
-        """evaluation_<name>.json: the common figures, the confusion matrix and each output's spike times."""
+        """evaluation_<name>.json: the common figures, the confusion matrix, each output's spike times, and per
+        test pattern its class and every output's TDC code (the report's per-class histograms)."""
         from labctl.files import atomic_write_text
 
         _, result = outcome.result
         record = outcome.as_json()
         if result is not None:
             record |= {"confusion": result.confusion.tolist(),
-                       "output_spike_times_ns": [t.tolist() for t in result.output_times_ns()]}
+                       "output_spike_times_ns": [t.tolist() for t in result.output_times_ns()],
+                       "labels": result.labels.tolist(), "output_tdc": result.output_tdc.tolist()}
         return [atomic_write_text(run_dir / f"evaluation_{weights_name}.json", json.dumps(record, indent=2))]
 
 

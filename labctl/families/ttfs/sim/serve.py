@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Iterable
 
 from labctl.errors import ConfigError
 from labctl.sim.loopback_bench import ServedBench
 from labctl.families.ttfs.sim.bench import WIRINGS, SimulatedTtfsBench
 from labctl.families.ttfs.sim.parts import PARTS as _PARTS
+from labctl.families.ttfs.sim.twin import StuckCell, twin_bench
 
 PARTS = tuple(_PARTS)
 
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve_options(args: argparse.Namespace) -> dict:
-    """The values of TTFS's own ``sim serve`` options, as keywords of :func:`start` (``--wiring`` is shared
+    """The values of TTFS's own ``sim serve`` options, as keywords of :func:`start` and
+    :func:`start_twin` (``--wiring`` is shared
     with other families: a wiring that is not TTFS's is refused here)."""
     if args.wiring not in WIRINGS:
         raise ConfigError(f"--wiring {args.wiring}: not a TTFS wiring (TTFS wirings: {', '.join(WIRINGS)})")
@@ -39,5 +42,9 @@ def start(part: str, seed: int, *, realtime: bool = False, served: bool = True,
                        f"simulated {part} seed {seed}")
 
 
-def start_twin(characterisation: Path, **options) -> ServedBench:
-    raise ConfigError("the TTFS family has no twin yet: replay and --from need a recorded die model")
+def start_twin(characterisation: Path, *, realtime: bool = False, served: bool = True, wiring: str = "default",
+               stuck_cells: Iterable[StuckCell] = ()) -> ServedBench:
+    """The digital twin of a characterised die (:mod:`.twin`): it answers with the recorded serial;
+    ``stuck_cells`` are cells a recorded programming read back short of their target (replay)."""
+    sim = twin_bench(characterisation, stuck_cells=stuck_cells, realtime=realtime, served=served, wiring=wiring)
+    return ServedBench(sim, f"twin of die {sim.die.chip.serial} ({characterisation})")
