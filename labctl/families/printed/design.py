@@ -93,6 +93,8 @@ class Provenance:
     cell inside the calibration's measured region), "printable" (some cell only within the ranges: the
     calibration records no region, or a constraint held a cell outside it); "" in designs made before this
     was recorded."""
+    task_loss: str = "hinge"
+    """The task loss chosen on valid (objective.task_losses): "hinge" (the authors') or "softmax"."""
 
 
 @dataclass(frozen=True)

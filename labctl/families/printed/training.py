@@ -1,6 +1,8 @@
 """Training a printed design: variation-aware, optionally power-aware, chosen on ``valid`` only (issue 13).
 
-Seed 000's protocol: full-batch Adam on the hinge (objective; random batches only
+Seed 000's protocol: full-batch Adam on the hinge (objective; with more than
+three classes cross-entropy is tried too, and the loss is chosen on ``valid``
+like the restart; random batches only
 for sets larger than ``batch_rows``), every step on
 ``train_samples`` (20) freshly sampled printed circuits at the run's eps
 (contract 1.6), learnable circuit components inside the printable ranges
@@ -36,7 +38,7 @@ from labctl.families.printed.design import Design, Prediction, Provenance
 from labctl.families.printed.design_network import design_layers
 from labctl.families.printed.job_rules import MAX_INPUTS
 from labctl.families.printed.network import PrintedNetwork
-from labctl.families.printed.objective import hinge_loss, objective, sample_accuracies
+from labctl.families.printed.objective import hinge_loss, objective, sample_accuracies, task_losses
 from labctl.families.printed.process_calibration import ProcessCalibration
 
 Progress = Callable[[str, int, int], None]
@@ -75,6 +77,7 @@ class _Fit:
     state: dict
     score: float
     epochs: int
+    task_loss: str = "hinge"
 
 
 def _parts(data: SplitData) -> dict[str, _Part]:
@@ -114,18 +117,20 @@ def _batch(part: _Part, rows: int, generator: torch.Generator) -> tuple[torch.Te
 
 
 def _fit(network: PrintedNetwork, parts: dict[str, _Part], settings: TrainingSettings, *, eps: float, seed: int,
-         power_weight: float = 0.0, reference_power_w: float | None = None, on_epoch: OnEpoch | None = None) -> _Fit:
-    """Full-batch Adam; keeps the checkpoint with the best valid score; stops after ``patience`` epochs."""
+         task_loss: str = "hinge", power_weight: float = 0.0, reference_power_w: float | None = None,
+         on_epoch: OnEpoch | None = None) -> _Fit:
+    """Full-batch Adam on ``task_loss``; keeps the checkpoint with the best valid score; stops after
+    ``patience`` epochs."""
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(seed)
     train, samples = parts["train"], settings.train_samples if eps > 0 else 0
-    best = _Fit(copy.deepcopy(network.state_dict()), np.inf, 0)
+    best = _Fit(copy.deepcopy(network.state_dict()), np.inf, 0, task_loss)
     for epoch in range(1, settings.epochs + 1):
         optimizer.zero_grad()
         x, y = _batch(train, settings.batch_rows, generator)
         outputs, power = network(x, n_samples=samples, eps=eps, generator=generator,
                                  with_power=power_weight > 0, dtype=torch.float32)
-        loss = objective(outputs, power, y, power_weight, reference_power_w)
+        loss = objective(outputs, power, y, power_weight, reference_power_w, task_loss)
         loss.backward()
         optimizer.step()
         network.keep_cells_measured()
@@ -133,7 +138,7 @@ def _fit(network: PrintedNetwork, parts: dict[str, _Part], settings: TrainingSet
             continue
         score = _score(network, parts["valid"], settings, eps, power_weight, reference_power_w, seed + 1)
         if score < best.score:
-            best = _Fit(copy.deepcopy(network.state_dict()), score, epoch)
+            best = _Fit(copy.deepcopy(network.state_dict()), score, epoch, task_loss)
         if on_epoch:
             on_epoch(epoch, settings.epochs, loss.item(), 1.0 - score)
         if epoch - best.epochs >= settings.patience:
@@ -145,16 +150,19 @@ def _fit(network: PrintedNetwork, parts: dict[str, _Part], settings: TrainingSet
 def _train_restarts(calibration: ProcessCalibration, parts: dict[str, _Part], layers: tuple[int, ...], *,
                     fixed_circuits: bool, eps: float, seed: int, restarts: int, settings: TrainingSettings,
                     progress: Progress | None, on_epoch: OnEpoch | None) -> tuple[PrintedNetwork, int, _Fit]:
-    """Power-blind training from ``restarts`` initialisations; the best on valid wins."""
+    """Power-blind training from ``restarts`` initialisations, each with every task loss for the number of
+    classes (objective.task_losses); the best on valid wins."""
     best: tuple[PrintedNetwork, int, _Fit] | None = None
-    for restart in range(restarts):
+    losses = task_losses(layers[-1])
+    runs = [(restart, loss) for restart in range(restarts) for loss in losses]
+    for done, (restart, loss) in enumerate(runs, 1):
         network = PrintedNetwork(layers, calibration.act, calibration.neg, fixed_circuits=fixed_circuits,
                                  seed=seed * 1000 + restart, rh_ohm_sq=calibration.rh_ohm_sq)
-        fit = _fit(network, parts, settings, eps=eps, seed=seed * 1000 + restart, on_epoch=on_epoch)
+        fit = _fit(network, parts, settings, eps=eps, seed=seed * 1000 + restart, task_loss=loss, on_epoch=on_epoch)
         if best is None or fit.score < best[2].score:
             best = (network, restart, fit)
         if progress:
-            progress("train restarts", restart + 1, restarts)
+            progress("train restarts", done, len(runs))
     return best
 
 
@@ -183,8 +191,8 @@ def train_design(calibration: ProcessCalibration, dataset: SplitData | tuple, *,
                                                on_epoch=on_epoch)
         blind_power = evaluate(network, parts["train"], n_samples=0, eps=0.0, seed=0)[1]
         if power_weight > 0:
-            fit = _fit(network, parts, settings, eps=eps, seed=seed * 1000 + 999, power_weight=power_weight,
-                       reference_power_w=blind_power, on_epoch=on_epoch)
+            fit = _fit(network, parts, settings, eps=eps, seed=seed * 1000 + 999, task_loss=fit.task_loss,
+                       power_weight=power_weight, reference_power_w=blind_power, on_epoch=on_epoch)
         prediction = predict(network, parts, calibration.eps, settings, seed, blind_power)
     finally:
         torch.set_num_threads(threads)
@@ -194,7 +202,7 @@ def train_design(calibration: ProcessCalibration, dataset: SplitData | tuple, *,
         power_weight=power_weight, hidden=hidden, seed=seed, restarts=restarts, chosen_restart=chosen,
         epochs=fit.epochs, learning_rate=settings.learning_rate, train_samples=settings.train_samples,
         train_seconds=time.perf_counter() - start, created_utc=datetime.now(timezone.utc).isoformat(),
-        software="labctl printed training 1", cell_bounds=cell_bounds(network))
+        software="labctl printed training 1", cell_bounds=cell_bounds(network), task_loss=fit.task_loss)
     offset, scale = data.scaling()
     return Design(process=calibration.process, sample=calibration.sample, rh_ohm_sq=calibration.rh_ohm_sq,
                   rl_ohm_sq=calibration.rl_ohm_sq, layers=layers, layer_values=design_layers(network),
