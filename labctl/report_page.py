@@ -12,11 +12,15 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from labctl.files import atomic_write_bytes, atomic_write_text
 
 STYLE = """
 body {{ font-family: sans-serif; max-width: {max_width_px}px; margin: 2em auto; color: #222; }}
@@ -38,6 +42,71 @@ class Section:
     body: str
     """HTML of the text and tables (escaped already)."""
     png: bytes | None = None
+    slug: str = ""
+    """The figure's file name part when it is also written as a PNG of its own: ``<stem>-report-<slug>.png``."""
+
+
+@dataclass
+class Report:
+    """What a report wrote: the page, each figure as its own PNG, and what the reported file lacked."""
+
+    html_path: Path
+    png_paths: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """What the file lacked (empty for a complete one)."""
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The files written (what ``labctl report`` names)."""
+        return (self.html_path, *self.png_paths)
+
+
+def write_report_files(sections: Sequence[Section], folder: Path, stem: str, title: str, max_width_px: int, *,
+                       missing: Sequence[str] = (), subtitle: str = "") -> Report:
+    """``<stem>-report.html`` and every section's figure as ``<stem>-report-<slug>.png`` in ``folder``, each
+    written whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = Report(folder / f"{stem}-report.html", missing=list(missing))
+    for section in sections:
+        if section.png:
+            report.png_paths.append(atomic_write_bytes(folder / f"{stem}-report-{section.slug}.png", section.png))
+    atomic_write_text(report.html_path, page(title, sections, max_width_px, subtitle=subtitle), encoding="utf-8")
+    return report
+
+
+def figure_section(title: str, slug: str, fig: Figure, text: str, dpi: float) -> Section:
+    """A section of one explanatory note and its figure."""
+    return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(fig, dpi), slug)
+
+
+def absent(why: str) -> str:
+    """The note that stands where a section's data is missing."""
+    return f"<p class='note'>not available: {html.escape(why)}.</p>"
+
+
+LEFT = " class='l'"
+
+
+def table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """An HTML table; the first ``left`` columns are text (left-aligned), the others numbers."""
+    def row(tag: str, values: Sequence[str]) -> str:
+        cells = "".join(f"<{tag}{LEFT if i < left else ''}>{html.escape(v)}</{tag}>" for i, v in enumerate(values))
+        return f"<tr>{cells}</tr>"
+
+    head = row("th", header) if header else ""
+    return f"<table>{head}{''.join(row('td', r) for r in rows)}</table>"
+
+
+def with_se(value: float, se: float, scale: float = 1.0) -> str:
+    """``value ± se`` (both times ``scale``) to two significant digits of the error; the value alone without one
+    (the page and a family's GUI panel write a number the same way)."""
+    value, se = float(value) * scale, float(se) * scale
+    if not math.isfinite(value):
+        return "-"
+    if not math.isfinite(se) or se <= 0:
+        return f"{value:.4g}"
+    digits = max(0, 1 - math.floor(math.log10(se)))
+    return f"{value:.{digits}f} ± {se:.{digits}f}"
 
 
 def page(title: str, sections: Sequence[Section], max_width_px: int, subtitle: str = "") -> str:

@@ -110,7 +110,7 @@ def assert_readable_png(data: bytes) -> None:
 
 
 def summary_value(html: str, label: str) -> str:
-    return re.search(rf"<td class=l>{label}</td><td class=l>([^<]+)</td>", html).group(1)
+    return re.search(rf"<td class='l'>{label}</td><td class='l'>([^<]+)</td>", html).group(1)
 
 
 def test_the_report_shows_every_fit_of_the_file(full_report, process_h5: Path) -> None:
@@ -128,7 +128,7 @@ def test_the_report_shows_every_fit_of_the_file(full_report, process_h5: Path) -
     table = section(html, "Eta fits")
     assert len(fits) == 35
     for row in fits:
-        cells = re.search(rf"<td class=l>{row['id'].decode()}</td>(.*?)</tr>", table).group(1)
+        cells = re.search(rf"<td class='l'>{row['id'].decode()}</td>(.*?)</tr>", table).group(1)
         shown = np.array([float(v) for v in re.findall(r"<td>(-?[0-9.]+) ± [0-9.]+</td>", cells)[:4]])
         assert len(shown) == 4 and np.all(np.abs(shown - row["eta"]) <= 0.051 * row["eta_se"])  # se's precision
     value, se = (float(v) for v in summary_value(html, "eps").split(" ± "))
@@ -144,7 +144,7 @@ def test_flagged_structures_are_listed_with_the_reason(full_report, process_h5: 
     table = section(html, "Flagged structures")
     assert flagged and table.count("<tr>") == len(flagged) + 1  # the header, then one row each
     for sid, flags in flagged.items():
-        assert f"<td class=l>{sid}</td>" in table and flags in table
+        assert f"<td class='l'>{sid}</td>" in table and flags in table
     assert "transition_outside" in flagged["N05"]  # designed to switch beyond the window (contract 2.3)
     assert "lies outside the +-1.5 V sweep window" in table
 
@@ -172,7 +172,7 @@ def test_a_file_without_calibration_still_reports_its_fits(capsys, process_h5: P
         del f["calibration"]
     html, err, named = report(capsys, copy)
     assert "calibration missing" in err and "not available" in section(html, "Process maps")
-    assert "<img alt='Eta fits'" not in html and "<td class=l>A01</td>" in section(html, "Eta fits")
+    assert "<img alt='Eta fits'" not in html and "<td class='l'>A01</td>" in section(html, "Eta fits")
     assert [p.name for p in named[1:]] == ["no-maps-report-sweeps-ACT.png", "no-maps-report-sweeps-NEG.png",
                                            "no-maps-report-resistors.png", "no-maps-report-eps.png"]
 

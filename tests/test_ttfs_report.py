@@ -194,7 +194,7 @@ def section(html: str, title: str) -> str:
 
 
 def summary_value(html: str, label: str) -> str:
-    return re.search(rf"<td class=l>{re.escape(label)}</td><td class=l>([^<]+)</td>", html).group(1)
+    return re.search(rf"<td class='l'>{re.escape(label)}</td><td class='l'>([^<]+)</td>", html).group(1)
 
 
 def assert_readable_png(data: bytes) -> None:
@@ -233,7 +233,7 @@ def test_every_neuron_and_ladder_bit_is_listed_with_its_error(full_report, die_h
     assert float(c) == pytest.approx(truth.value[2] * 1e15, abs=0.051 * truth.se[2] * 1e15)
     assert float(c_se) == pytest.approx(truth.se[2] * 1e15, abs=0.051 * truth.se[2] * 1e15)
     ladders = section(html, "Synapse ladders")
-    bits = re.search(r"<td class=l>inhibitory</td><td>[^<]+</td>((?:<td>[^<]+</td>){4})", ladders)
+    bits = re.search(r"<td class='l'>inhibitory</td><td>[^<]+</td>((?:<td>[^<]+</td>){4})", ladders)
     shown = [float(v.split(" ± ")[0]) for v in re.findall(r"<td>([^<]+)</td>", bits.group(1))]
     assert shown == pytest.approx(p.inhibitory.bit_weights.value, abs=0.0051)
 
@@ -253,7 +253,7 @@ def test_the_evaluation_beside_the_file_is_reported(full_report, die_h5: Path) -
     record = json.loads((die_h5.parent / "evaluation_tailored.json").read_text())
     table = section(html, "On-chip evaluation")
     assert "other_die" not in html  # a record of another die is not this die's sequel
-    row = re.search(r"<td class=l>tailored</td>((?:<td>[^<]+</td>)+)", table).group(1)
+    row = re.search(r"<td class='l'>tailored</td>((?:<td>[^<]+</td>)+)", table).group(1)
     assert re.findall(r"<td>([^<]+)</td>", row) == [f"{record['on_chip_accuracy']:.1%}", "95.6%", "45", "2.2%", "0",
                                                    "3.21 ± 0.42", "48"]
     assert "right and wrong winners stacked" in section(html, "On-chip evaluation: tailored")
@@ -288,7 +288,7 @@ def test_an_interrupted_run_gives_a_report_naming_what_is_missing(capsys, monkey
     html = named[0].read_text(encoding="utf-8")
     for title in ("Neurons", "Synapse ladders", "Reversal potentials"):
         assert "not available" in section(html, title)
-    assert "<td class=l>C median</td>" not in html
+    assert "<td class='l'>C median</td>" not in html
     assert "3 of 7" in summary_value(html, "steps measured") and html.count("class='missing'") == 2
     for png in named[1:]:
         assert_readable_png(png.read_bytes())

@@ -28,7 +28,7 @@ from labctl.families.cmna.report.contents import (
     reference_drift,
     worst_neurons,
 )
-from labctl.report_page import Section, page, to_png
+from labctl.report_page import Section, page, table, to_png
 
 MAX_WIDTH_PX = 1040
 """The page's width: about the figures' (``figures.WIDTH_IN`` at ``figures.DPI``)."""
@@ -91,16 +91,6 @@ def _figure_section(title: str, make: Callable[[ReportData], Figure], data: Repo
     return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(make(data), figures.DPI))
 
 
-def _table(header: list[str] | None, rows: list[list[str]], left: int = 1) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the others numbers."""
-    cls = lambda i: " class='l'" if i < left else ""
-    head = "<tr>" + "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(header)) + "</tr>" \
-        if header else ""
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-                   for r in rows)
-    return f"<table>{head}{body}</table>"
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.2%}"
 
@@ -118,13 +108,13 @@ def _summary(data: ReportData) -> str:
                   ["bench time", f"{bench_time_s(data.raw):.1f} s"]]
     if data.fits is not None and data.fits.synapse_spread == data.fits.synapse_spread:
         facts.append(["synapse spread per bit", _pct(data.fits.synapse_spread)])
-    parts = [_table(None, facts, left=2)]
+    parts = [table(None, facts, left=2)]
     parts += [f"<p class='missing'>{html.escape(m)}</p>" for m in data.missing]
     if data.fits is not None:
         rows = [[str(r.layer), str(r.neurons), _pct(r.rms_rel_std_a_plus), _pct(r.rms_rel_std_ratio),
                  str(r.flagged), ", ".join(f"{k} {n}" for k, n in r.by_flag.items() if n) or "-"]
                 for r in layer_rows(data)]
-        parts.append(_table(["layer", "neurons", "rms rel. std a+", "rms rel. std a-/a+", "flagged neurons",
+        parts.append(table(["layer", "neurons", "rms rel. std a+", "rms rel. std a-/a+", "flagged neurons",
                              "flags"], rows, left=0))
     return "".join(parts)
 
@@ -139,7 +129,7 @@ def _worst_table(data: ReportData) -> str:
             "MON vs network: (a+ MON - a+ network) / sigma.</p>")
     more = f"<p class='note'>... and {worst.flagged_not_shown} more flagged neurons.</p>" \
         if worst.flagged_not_shown else ""
-    return note + _table(["layer", "neuron", "a+", "rel. std a+", "a-/a+", "rel. std a-/a+",
+    return note + table(["layer", "neuron", "a+", "rel. std a+", "a-/a+", "rel. std a-/a+",
                           "MON vs network (sigma)", "flags", "listed for"], rows, left=0) + more
 
 
@@ -148,7 +138,7 @@ def _linear_range_table(data: ReportData) -> str:
     rows = [[str(r.layer), "not measured" if r.onset_measured is None else f"{r.onset_measured} of {r.somas}",
              nano(r.lowest_onset_a), nano(r.largest_input_a), "-" if r.beyond_onset is None else str(r.beyond_onset)]
             for r in linear_range_rows(data)]
-    return _table(["layer", "somas with onset", "lowest onset (nA)", "largest input applied (nA)",
+    return table(["layer", "somas with onset", "lowest onset (nA)", "largest input applied (nA)",
                    "somas driven to their onset"], rows, left=0)
 
 
@@ -172,11 +162,11 @@ def _power_section(data: ReportData) -> Section:
             "themselves (the part the weights control). ± one standard error of the readings. Energy per inference "
             "is the supply power over the presentation rate, an assumption stated per row; ops are the network's "
             "synapses (non-zero codes in brackets).")
-    table = _table(["weights", "patterns", "supply (uW)", "dynamic (uW)", "network (uW)", "predicted supply (uW)",
+    powers = table(["weights", "patterns", "supply (uW)", "dynamic (uW)", "network (uW)", "predicted supply (uW)",
                     "predicted network (uW)", "rate (kHz, assumed)", "energy per inference (pJ)", "ops (non-zero)",
                     "ops per J", "input currents from"], rows)
     png = to_png(figures.power(data), figures.DPI) if any(p.supply_w is not None for p in data.power) else None
-    return Section("Power on chip", f"<p class='note'>{html.escape(text)}</p>" + table, png)
+    return Section("Power on chip", f"<p class='note'>{html.escape(text)}</p>" + powers, png)
 
 
 def _micro(record: dict, key: str) -> str:

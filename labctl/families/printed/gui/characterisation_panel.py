@@ -17,7 +17,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QVBoxLayout, QWi
 
 from labctl.families.printed.characterisation.plan import SWEEP_LIMIT_V
 from labctl.families.printed.report.contents import ProcessReport, load
-from labctl.families.printed.report.words import reason, with_se
+from labctl.families.printed.report.words import reason
+from labctl.report_page import with_se
 from labctl.gui.plots import LAYER_COLOURS, plot_widget
 
 KINDS = ("ACT", "NEG")

@@ -9,45 +9,21 @@ data the file lacks say so instead of disappearing, so a reader can tell
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from matplotlib.figure import Figure
 
-from labctl import report_page
 from labctl.errors import DataFileError
 from labctl.families.printed.report import figures
 from labctl.families.printed.report.contents import ETA_NAMES, ETA_UNITS, ProcessReport, Structure, load
-from labctl.families.printed.report.words import reason, with_se
-from labctl.files import atomic_write_bytes, atomic_write_text
-from labctl.report_page import page, to_png
+from labctl.families.printed.report.words import reason
+from labctl.report_page import with_se
+from labctl.report_page import Report, Section, absent, figure_section, table, write_report_files
 
 MAX_WIDTH_PX = 1240
 """The page's width: about the figures' (``figures.WIDTH_IN`` at ``figures.DPI``)."""
 MAP_TARGET_NOTE = ("Each target is linear in the log-components (process_map); in-sample and leave-one-out rms "
                    "residual in the target's unit; the leave-one-out error is what the map misses on a design it "
                    "was not fitted with.")
-
-
-@dataclass
-class Section(report_page.Section):
-    """A section of the page whose figure is also written beside it as a PNG of its own."""
-
-    slug: str = ""
-    """The figure's file name part: ``<stem>-report-<slug>.png``."""
-
-
-@dataclass
-class Report:
-    html_path: Path
-    png_paths: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    """What the file lacked (empty for a complete characterisation)."""
-
-    @property
-    def paths(self) -> tuple[Path, ...]:
-        """The files written (what ``labctl report`` names)."""
-        return (self.html_path, *self.png_paths)
 
 
 def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
@@ -57,17 +33,10 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     data = load(path)
     if not data.has_readings:
         raise DataFileError(f"{data.path}: no sweeps and no fits: nothing to report")
-    sections = _sections(data)
     folder = Path(out_dir) if out_dir is not None else data.path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = data.path.stem
-    report = Report(folder / f"{stem}-report.html", missing=list(data.missing))
-    for section in sections:
-        if section.png:
-            report.png_paths.append(atomic_write_bytes(folder / f"{stem}-report-{section.slug}.png", section.png))
     title = f"Process characterisation report: {data.process} ({data.sample})"
-    atomic_write_text(report.html_path, page(title, sections, MAX_WIDTH_PX), encoding="utf-8")
-    return report
+    return write_report_files(_sections(data), folder, data.path.stem, title, MAX_WIDTH_PX,
+                              missing=data.missing)
 
 
 def _sections(data: ProcessReport) -> list[Section]:
@@ -75,34 +44,16 @@ def _sections(data: ProcessReport) -> list[Section]:
     for kind in ("ACT", "NEG"):
         if data.of_kind(kind):
             text = f"Each {kind} structure swept up and down over its input pad; the line is its fitted tanh form."
-            out.append(_figure_section(f"{kind} sweeps", f"sweeps-{kind}", figures.sweeps(data, kind), text))
+            out.append(figure_section(f"{kind} sweeps", f"sweeps-{kind}", figures.sweeps(data, kind), text,
+                                      figures.DPI))
     fits = [s for s in data.structures if s.fit is not None]
-    out.append(Section("Eta fits", _eta_table(fits) if fits else _absent("no structure has fitted etas")))
+    out.append(Section("Eta fits", _eta_table(fits) if fits else absent("no structure has fitted etas")))
     out.append(_resistor_section(data))
     out.append(_variation_section(data))
     out.append(_map_section(data))
     out.append(Section("Flagged structures", _flag_table(data.flagged) if data.flagged else
                        "<p class='note'>none: every structure measured was fitted without a flag.</p>"))
     return out
-
-
-def _figure_section(title: str, slug: str, fig: Figure, text: str) -> Section:
-    return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(fig, figures.DPI), slug)
-
-
-def _absent(why: str) -> str:
-    return f"<p class='note'>not available: {html.escape(why)}.</p>"
-
-
-def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the others numbers."""
-    def row(tag: str, values: list[str]) -> str:
-        cells = "".join(f"<{tag}{' class=l' if i < left else ''}>{html.escape(v)}</{tag}>"
-                        for i, v in enumerate(values))
-        return f"<tr>{cells}</tr>"
-
-    head = row("th", header) if header else ""
-    return f"<table>{head}{''.join(row('td', r) for r in rows)}</table>"
 
 
 def _summary(data: ProcessReport) -> str:
@@ -122,7 +73,7 @@ def _summary(data: ProcessReport) -> str:
                   ["sheet resistance RL", f"{with_se(cal.rl_ohm_sq, cal.rl_ohm_sq_se)} ohm/sq"],
                   ["line-width bias dW", f"{with_se(cal.dw_um, cal.dw_um_se)} um"]]
     missing = "".join(f"<p class='missing'>{html.escape(m)}</p>" for m in data.missing)
-    return _table([], facts, left=2) + missing
+    return table([], facts, left=2) + missing
 
 
 def _eta_table(structures: list[Structure]) -> str:
@@ -133,40 +84,40 @@ def _eta_table(structures: list[Structure]) -> str:
             "error of the fit. rms: the form's residual; hysteresis: largest up/down difference.</p>")
     header = ["structure", "kind", "design", *(f"{n} ({u})" for n, u in zip(ETA_NAMES, ETA_UNITS)), "rms (mV)",
               "hysteresis (mV)", "points", "in map", "flags"]
-    return note + _table(header, rows, left=3)
+    return note + table(header, rows, left=3)
 
 
 def _resistor_section(data: ProcessReport) -> Section:
     if data.resistors is None:
-        return Section("Resistor structures", _absent("the file has no resistor fits"))
+        return Section("Resistor structures", absent("the file has no resistor fits"))
     text = ("Left: every resistor against the model fitted to all of them (one sheet resistance per ink, one "
             "line-width bias); right: what the model leaves, which is the printing variation plus measurement.")
-    return _figure_section("Resistor structures", "resistors", figures.resistors(data), text)
+    return figure_section("Resistor structures", "resistors", figures.resistors(data), text, figures.DPI)
 
 
 def _variation_section(data: ProcessReport) -> Section:
     if data.eps is None:
-        return Section("Variation eps", _absent("the file has no eps (the run stopped before the analysis)"))
+        return Section("Variation eps", absent("the file has no eps (the run stopped before the analysis)"))
     rows = [[figures.SOURCE_NAMES.get(name, name), with_se(value, se, 100)]
             for name, (value, se) in data.eps.by_source.items()]
     text = ("eps maximises the likelihood of the resistors' residuals and the cell replicas' spread together; "
             "each kind of data alone is a cross-check.")
-    section = _figure_section("Variation eps", "eps", figures.variation(data), text)
-    section.body += _table(["from", "eps (%)"], [["all data", with_se(data.eps.eps, data.eps.se, 100)], *rows])
+    section = figure_section("Variation eps", "eps", figures.variation(data), text, figures.DPI)
+    section.body += table(["from", "eps (%)"], [["all data", with_se(data.eps.eps, data.eps.se, 100)], *rows])
     return section
 
 
 def _map_section(data: ProcessReport) -> Section:
     if data.calibration is None:
-        return Section("Process maps", _absent("the file has no calibration"))
+        return Section("Process maps", absent("the file has no calibration"))
     rows = []
     for kind in ("ACT", "NEG"):
         cell_map = data.calibration.cell_map(kind)
         for target, fit in cell_map.fits.items():
             rows.append([kind, target, f"{fit.residual_rms:.3g}", f"{fit.loo_rms:.3g}", "yes" if fit.log else "no",
                          f"{fit.ridge:g}", str(cell_map.n_structures)])
-    section = _figure_section("Process maps", "maps", figures.map_fit(data), MAP_TARGET_NOTE)
-    section.body += _table(["map", "target", "in-sample rms", "leave-one-out rms", "fitted in log", "ridge",
+    section = figure_section("Process maps", "maps", figures.map_fit(data), MAP_TARGET_NOTE, figures.DPI)
+    section.body += table(["map", "target", "in-sample rms", "leave-one-out rms", "fitted in log", "ridge",
                             "structures"], rows, left=2)
     return section
 
@@ -174,4 +125,4 @@ def _map_section(data: ProcessReport) -> Section:
 def _flag_table(structures: list[Structure]) -> str:
     rows = [[s.id, s.kind, s.cell.design, ", ".join(s.flags), reason(s.flags),
              "yes" if s.fit is not None and s.fit.used else "no"] for s in structures]
-    return _table(["structure", "kind", "design", "flags", "why", "in map"], rows, left=5)
+    return table(["structure", "kind", "design", "flags", "why", "in map"], rows, left=5)

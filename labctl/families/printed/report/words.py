@@ -7,8 +7,6 @@ the limits quoted are the ones the fit applied, read from where they are defined
 
 from __future__ import annotations
 
-import math
-
 from labctl.families.printed.characterisation.plan import SWEEP_LIMIT_V
 from labctl.families.printed.characterisation.transfer_fit import HIGH_HYSTERESIS_V, HIGH_RESIDUAL_V
 
@@ -29,12 +27,3 @@ def reason(flags: tuple[str, ...]) -> str:
     return "; ".join(REASONS.get(flag, flag) for flag in flags)
 
 
-def with_se(value: float, se: float, scale: float = 1.0) -> str:
-    """``value ± se`` (both times ``scale``) to the precision the se allows: two significant digits of it."""
-    value, se = value * scale, se * scale
-    if not math.isfinite(value):
-        return "-"
-    if not math.isfinite(se) or se <= 0:
-        return f"{value:.4g}"
-    digits = max(0, 1 - math.floor(math.log10(se)))
-    return f"{value:.{digits}f} ± {se:.{digits}f}"

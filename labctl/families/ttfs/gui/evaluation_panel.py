@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from labctl.families.ttfs.gui.figure_tabs import FigureTabs
 from labctl.families.ttfs.report import figures
 from labctl.families.ttfs.report.evaluations import EvaluationRecord, from_outcome
-from labctl.families.ttfs.report.words import with_se
+from labctl.report_page import with_se
 
 
 class SpikeTimesPanel(QWidget):

@@ -23,7 +23,7 @@ from labctl.families.ttfs.report.contents import (
     rows_of,
 )
 from labctl.families.ttfs.report.evaluations import EvaluationRecord
-from labctl.families.ttfs.report.words import with_se
+from labctl.report_page import with_se
 from labctl.report_page import figure
 
 WIDTH_IN = 12.0

@@ -10,13 +10,10 @@ so a reader can tell "not measured" from "fine".
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from labctl import report_page
 from labctl.errors import DataFileError
 from labctl.families.ttfs.die_parameters import Measured, TtfsDieParameters
 from labctl.families.ttfs.report import figures
@@ -34,35 +31,14 @@ from labctl.families.ttfs.report.contents import (
     polarity_of,
 )
 from labctl.families.ttfs.report.evaluations import EvaluationRecord
-from labctl.families.ttfs.report.words import measured, with_se
-from labctl.files import atomic_write_bytes, atomic_write_text
-from labctl.report_page import page, to_png
+from labctl.families.ttfs.report.words import measured
+from labctl.report_page import with_se
+from labctl.report_page import Report, Section, absent, figure_section, table, write_report_files
 
 MAX_WIDTH_PX = 1240
 """The page's width: about the figures' (``figures.WIDTH_IN`` at ``figures.DPI``)."""
 EXTRA_UNITS = {"_v": (1e3, "mV"), "_f": (1e15, "fF"), "_a": (1e9, "nA")}
 """How a further fitted figure (``TtfsDieParameters.extras``) is shown, by the unit its name ends in."""
-
-
-@dataclass
-class Section(report_page.Section):
-    """A section of the page whose figure is also written beside it as a PNG of its own."""
-
-    slug: str = ""
-    """The figure's file name part: ``<stem>-report-<slug>.png``."""
-
-
-@dataclass
-class Report:
-    html_path: Path
-    png_paths: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    """What the file lacked (empty for a complete characterisation)."""
-
-    @property
-    def paths(self) -> tuple[Path, ...]:
-        """The files written (what ``labctl report`` names)."""
-        return (self.html_path, *self.png_paths)
 
 
 def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
@@ -72,80 +48,54 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> Report:
     data = load(path)
     if not data.has_readings:
         raise DataFileError(f"{data.path}: no readings and no fits: nothing to report")
-    sections = _sections(data)
     folder = Path(out_dir) if out_dir is not None else data.path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = data.path.stem
-    report = Report(folder / f"{stem}-report.html", missing=list(data.missing))
-    for section in sections:
-        if section.png:
-            report.png_paths.append(atomic_write_bytes(folder / f"{stem}-report-{section.slug}.png", section.png))
     title = f"TTFS characterisation report: {data.serial} ({data.part})"
-    atomic_write_text(report.html_path, page(title, sections, MAX_WIDTH_PX, subtitle=str(data.path)),
-                      encoding="utf-8")
-    return report
+    return write_report_files(_sections(data), folder, data.path.stem, title, MAX_WIDTH_PX,
+                              missing=data.missing, subtitle=str(data.path))
 
 
 def _sections(data: TtfsReport) -> list[Section]:
     out = [Section("Summary", _summary(data))]
     params = data.params
     if params is not None:
-        section = _figure_section("Neurons", "neurons", figures.neurons(data),
+        section = figure_section("Neurons", "neurons", figures.neurons(data),
                                   "Each neuron's fit from its anchors (step 4): capacitance, start voltage "
                                   "V0 = V_REST - pedestal, threshold at the characterisation's VTH, delay from "
                                   "threshold crossing to the TDC, leakage (step 8, + out of the membrane) and "
-                                  "the column's verify gain (mean 1 over the die).")
+                                  "the column's verify gain (mean 1 over the die).", figures.DPI)
         section.body += _neuron_table(params)
         out.append(section)
     else:
-        out.append(Section("Neurons", _absent("the file has no fitted parameters")))
+        out.append(Section("Neurons", absent("the file has no fitted parameters")))
     if data.ladder is not None:
-        ladder = _figure_section("Synapse ladders", "ladder", figures.ladder(data),
+        ladder = figure_section("Synapse ladders", "ladder", figures.ladder(data),
                                  "Each matrix's bias row written at every code on every column and held (step 7); "
-                                 "the ladder's four bit weights come from one least-squares over both matrices.")
+                                 "the ladder's four bit weights come from one least-squares over both matrices.",
+                                figures.DPI)
         if params is not None:
             ladder.body += _ladder_table(params)
         out.append(ladder)
     else:
-        out.append(Section("Synapse ladders", _absent("the run stopped before step 7 (ladders)")))
+        out.append(Section("Synapse ladders", absent("the run stopped before step 7 (ladders)")))
     if data.dc_shape is not None:
-        shape = _figure_section("DC shape and channel-length modulation", "dc-shape", figures.dc_shape(data),
+        shape = figure_section("DC shape and channel-length modulation", "dc-shape", figures.dc_shape(data),
                                 "Every row written ±15 and held while its rail moves (step 2): its current follows "
                                 "A (1 + lambda x) k(x), x the drain-source voltage at V_REST, k(x) = "
-                                "1 - exp(-x / V_K). Per site: the row's current over its columns.")
+                                "1 - exp(-x / V_K). Per site: the row's current over its columns.", figures.DPI)
         if params is not None:
             shape.body += _shape_table(params)
         out.append(shape)
     else:
         out.append(Section("DC shape and channel-length modulation",
-                           _absent("the run stopped before step 2 (DC shape)")))
+                           absent("the run stopped before step 2 (DC shape)")))
     if data.reversal:
-        out.append(_figure_section("Reversal potentials", "reversal", figures.reversal(data),
+        out.append(figure_section("Reversal potentials", "reversal", figures.reversal(data),
                                    "A membrane pulled onto each rail by one held drive (step 3): where it settles "
-                                   "is the reversal potential, how it bends into it the knee V_K."))
+                                   "is the reversal potential, how it bends into it the knee V_K.", figures.DPI))
     else:
-        out.append(Section("Reversal potentials", _absent("the run stopped before step 3 (reversal traces)")))
+        out.append(Section("Reversal potentials", absent("the run stopped before step 3 (reversal traces)")))
     out += _evaluation_sections(data)
     return out
-
-
-def _figure_section(title: str, slug: str, fig: Figure, text: str) -> Section:
-    return Section(title, f"<p class='note'>{html.escape(text)}</p>", to_png(fig, figures.DPI), slug)
-
-
-def _absent(why: str) -> str:
-    return f"<p class='note'>not available: {html.escape(why)}.</p>"
-
-
-def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the others numbers."""
-    def row(tag: str, values: list[str]) -> str:
-        cells = "".join(f"<{tag}{' class=l' if i < left else ''}>{html.escape(v)}</{tag}>"
-                        for i, v in enumerate(values))
-        return f"<tr>{cells}</tr>"
-
-    head = row("th", header) if header else ""
-    return f"<table>{head}{''.join(row('td', r) for r in rows)}</table>"
 
 
 def _summary(data: TtfsReport) -> str:
@@ -166,8 +116,8 @@ def _summary(data: TtfsReport) -> str:
                  f"{s.sd:.3g}", f"{s.median_se:.2g}"] for s in layer_spreads(data.params)]
         layers = ("<p class='note'>Per layer: the median over its neurons, their spread (standard deviation "
                   "between neurons) and the median standard error of one neuron's fit.</p>"
-                  + _table(["layer", "quantity", "neurons", "median", "spread (sd)", "median error"], rows, left=2))
-    return _table([], facts, left=2) + missing + layers
+                  + table(["layer", "quantity", "neurons", "median", "spread (sd)", "median error"], rows, left=2))
+    return table([], facts, left=2) + missing + layers
 
 
 def _parameter_facts(p: TtfsDieParameters) -> list[list[str]]:
@@ -202,7 +152,7 @@ def _neuron_table(p: TtfsDieParameters) -> str:
                 with_se(np.asarray(getattr(layer, q.name).value)[k], np.asarray(getattr(layer, q.name).se)[k], q.scale)
                 for q in NEURON_QUANTITIES])
     header = ["layer", "neuron", *(f"{q.label} ({q.unit})" for q in NEURON_QUANTITIES)]
-    return "<p class='note'>Every neuron, ± one standard error.</p>" + _table(header, rows, left=0)
+    return "<p class='note'>Every neuron, ± one standard error.</p>" + table(header, rows, left=0)
 
 
 def _ladder_table(p: TtfsDieParameters) -> str:
@@ -213,34 +163,34 @@ def _ladder_table(p: TtfsDieParameters) -> str:
         rows.append([name, measured(pol.i_lsb_a, 1e9)] + [with_se(v, s) for v, s in zip(value, se)])
     return ("<p class='note'>Bit k weighs w_k steps of I_LSB (nominal 2^k); I_LSB is code 15's current over 15. "
             "± one standard error.</p>"
-            + _table(["polarity", "I_LSB (nA)", "w_0 (1)", "w_1 (2)", "w_2 (4)", "w_3 (8)"], rows))
+            + table(["polarity", "I_LSB (nA)", "w_0 (1)", "w_1 (2)", "w_2 (4)", "w_3 (8)"], rows))
 
 
 def _shape_table(p: TtfsDieParameters) -> str:
     rows = [[name, measured(polarity_of(p, polarity).lam_per_v), f"{polarity_of(p, polarity).lam_site_sd:.1%}",
              measured(polarity_of(p, polarity).reversal_v, 1e3)] for polarity, name in POLARITIES]
-    return (_table(["polarity", "lambda (1/V)", "site spread", "reversal potential (mV)"], rows)
+    return (table(["polarity", "lambda (1/V)", "site spread", "reversal potential (mV)"], rows)
             + f"<p class='note'>V_K {html.escape(measured(p.v_k_v, 1e3, 'mV'))} (step 3).</p>")
 
 
 def _evaluation_sections(data: TtfsReport) -> list[Section]:
     """The on-chip evaluations found beside the file: a table of every one, then each one's figure."""
     if not data.evaluations:
-        return [Section("On-chip evaluation", _absent("no evaluation_*.json of this die next to the file "
+        return [Section("On-chip evaluation", absent("no evaluation_*.json of this die next to the file "
                                                       "(a recipe's evaluate step, or labctl evaluate --out-dir "
                                                       "into this folder, writes one)"))]
     rows = [_evaluation_row(r) for r in data.evaluations]
-    table = _table(["weights", "on chip", "software model", "test patterns", "no output fired", "ties",
+    overview = table(["weights", "on chip", "software model", "test patterns", "no output fired", "ties",
                     "energy per inference (pJ)", "dynamic power (nW)"], rows)
-    out = [Section("On-chip evaluation", table)]
+    out = [Section("On-chip evaluation", overview)]
     for record in data.evaluations:
         text = ("Left: true class against the first output to spike (the last column: no output fired). Right: "
                 + ("the winning output's first-spike time for each true class's patterns, right and wrong winners "
                    "stacked." if record.spikes.by == "true class" else
                    "each output's first-spike times over the patterns it fired on (the record holds no "
                    "per-pattern labels, so the winners cannot be picked out)."))
-        out.append(_figure_section(f"On-chip evaluation: {record.name}", f"evaluation-{record.name}",
-                                   figures.evaluation(record), text))
+        out.append(figure_section(f"On-chip evaluation: {record.name}", f"evaluation-{record.name}",
+                                   figures.evaluation(record), text, figures.DPI))
     return out
 
 

@@ -7,20 +7,8 @@ engineer reads it in (fF, mV, nA), so the page and the panel never disagree.
 
 from __future__ import annotations
 
-import math
-
 from labctl.families.ttfs.die_parameters import Measured
-
-
-def with_se(value: float, se: float, scale: float = 1.0) -> str:
-    """``value ± se`` (both times ``scale``) to two significant digits of the error; the value alone without one."""
-    value, se = float(value) * scale, float(se) * scale
-    if not math.isfinite(value):
-        return "-"
-    if not math.isfinite(se) or se <= 0:
-        return f"{value:.4g}"
-    digits = max(0, 1 - math.floor(math.log10(se)))
-    return f"{value:.{digits}f} ± {se:.{digits}f}"
+from labctl.report_page import with_se
 
 
 def measured(m: Measured, scale: float = 1.0, unit: str = "") -> str:
