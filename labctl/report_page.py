@@ -138,6 +138,13 @@ def figure(width_in: float, height_in: float, title: str) -> Figure:
     return fig
 
 
+def empty_note(ax, text: str) -> None:
+    """An empty panel that says why it is empty (a figure keeps its layout when one panel has no data)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def to_png(fig: Figure, dpi: float) -> bytes:
     """The figure as PNG bytes, drawn by an Agg canvas attached here (no pyplot, no global backend)."""
     FigureCanvasAgg(fig)

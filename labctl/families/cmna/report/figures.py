@@ -28,7 +28,7 @@ from labctl.families.cmna.report.contents import (
     reference_drift,
     time_origin,
 )
-from labctl.report_page import figure
+from labctl.report_page import empty_note, figure
 
 WIDTH_IN = 11.0
 DPI = 90
@@ -52,13 +52,6 @@ def _figure(height_in: float, title: str) -> Figure:
     return figure(WIDTH_IN, height_in, title)
 
 
-def _note(ax: Axes, text: str) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35", wrap=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _measured(data: ReportData, layer: int) -> np.ndarray:
     """Neurons that a measurement reached (/calibration fills the others with typical values)."""
     unmeasured = data.flags[layer].unmeasured
@@ -72,7 +65,7 @@ def _hist(ax: Axes, values: np.ndarray, title: str, xlabel: str,
     values = values[np.isfinite(values)]
     shown = values[(values >= limits[0]) & (values <= limits[1])]
     if not len(shown):
-        _note(ax, "not measured")
+        empty_note(ax, "not measured")
         ax.set_title(title, fontsize=10)
         return
     ax.hist(shown, bins=int(np.clip(len(shown) // 4, 5, 30)), color="tab:blue", edgecolor="white")
@@ -95,7 +88,7 @@ def gains(data: ReportData) -> Figure:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = lay.a_minus / lay.a_plus
         if l == n - 1:
-            _note(axes[1, l], "output layer:\nno a-/a+")
+            empty_note(axes[1, l], "output layer:\nno a-/a+")
             axes[1, l].set_title(f"layer {l}: a-/a+", fontsize=10)
         else:
             _hist(axes[1, l], ratio[keep], f"layer {l}: a-/a+", "a-/a+ (ratio)", PLAUSIBLE_RATIO)
@@ -121,7 +114,7 @@ def residuals(data: ReportData) -> Figure:
         left.set_ylabel("(a+ MON - a+ network) / sigma")
         left.legend(fontsize=8)
     else:
-        _note(left, "needs both methods: no neuron of this file\nwas fitted by both")
+        empty_note(left, "needs both methods: no neuron of this file\nwas fitted by both")
     left.set_title(f"direct (MON) vs network (C2F) method; dashed: {DISAGREEMENT_SIGMAS:g} sigma", fontsize=10)
 
     labels, rng = [], np.random.default_rng(0)
@@ -158,7 +151,7 @@ def linear_range(data: ReportData) -> Figure:
         if applied is not None:
             ax.plot(idx, applied * NANO, "v", color="tab:orange", ms=5, label="largest input applied")
         if not ax.lines and not ax.collections:
-            _note(ax, "not measured")
+            empty_note(ax, "not measured")
         else:
             ax.set_ylim(bottom=0)
             ax.set_xlabel("soma")
@@ -185,7 +178,7 @@ def drift(data: ReportData) -> Figure:
         top.set_ylabel("gain change (%)")
         top.axhline(0, color="0.5", lw=0.8)
     else:
-        _note(top, "no reference runs recorded")
+        empty_note(top, "no reference runs recorded")
     c2f = data.raw.c2f if data.raw is not None else np.zeros(0)
     if len(c2f):
         bottom.plot(c2f["time_s"] - t0, c2f["temperature_c"], ".", ms=3, color="tab:red", label="every C2F gate")
@@ -193,7 +186,7 @@ def drift(data: ReportData) -> Figure:
             bottom.plot(times - t0, temps, "s", color="k", ms=5, label="reference runs")
         bottom.legend(fontsize=8)
     else:
-        _note(bottom, "no C2F gates recorded (no temperature)")
+        empty_note(bottom, "no C2F gates recorded (no temperature)")
     bottom.set_ylabel("die temperature (°C)")
     bottom.set_xlabel(TIME_LABEL)
     return fig
@@ -213,7 +206,7 @@ def raw_readings(data: ReportData) -> Figure:
     for ax, rows, y, ylabel in ((left, mon, mon["current_a"] * NANO, "MON current (nA)"),
                                 (right, c2f, rate / 1e3, "C2F rate, mean of outputs (kHz)")):
         if not len(rows):
-            _note(ax, "none recorded")
+            empty_note(ax, "none recorded")
             continue
         kinds = np.array([kind_of.get(int(c), "?") for c in rows["config"]])
         for k, kind in enumerate(sorted(set(kinds))):

@@ -15,8 +15,7 @@ from matplotlib.figure import Figure
 
 from labctl.families.printed.characterisation.plan import SWEEP_LIMIT_V
 from labctl.families.printed.report.contents import ETA_NAMES, ETA_UNITS, ProcessReport, Structure, map_agreement
-from labctl.report_page import with_se
-from labctl.report_page import figure
+from labctl.report_page import figure, with_se
 
 WIDTH_IN = 12.0
 DPI = 100

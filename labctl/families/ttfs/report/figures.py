@@ -23,8 +23,7 @@ from labctl.families.ttfs.report.contents import (
     rows_of,
 )
 from labctl.families.ttfs.report.evaluations import EvaluationRecord
-from labctl.report_page import with_se
-from labctl.report_page import figure
+from labctl.report_page import empty_note, figure, with_se
 
 WIDTH_IN = 12.0
 DPI = 100
@@ -38,13 +37,6 @@ HISTOGRAM_COLUMNS = 5
 def _figure(height_in: float, title: str) -> Figure:
     """A titled figure as wide as every other of this report."""
     return figure(WIDTH_IN, height_in, title)
-
-
-def _note(ax: Axes, text: str) -> None:
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35", wrap=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def neurons(report: TtfsReport) -> Figure:
@@ -81,8 +73,8 @@ def ladder(report: TtfsReport) -> Figure:
     fig = _figure(4.0, "Synapse ladders (step 7): bit weights and held bias rows")
     bits_ax, rows_ax, resid_ax = fig.subplots(1, 3)
     if params is None:
-        _note(bits_ax, "not fitted (the run stopped before the analysis)")
-        _note(resid_ax, "not fitted")
+        empty_note(bits_ax, "not fitted (the run stopped before the analysis)")
+        empty_note(resid_ax, "not fitted")
     else:
         k = np.arange(4)
         for offset, (p, name) in zip((-0.18, 0.18), POLARITIES):
@@ -97,7 +89,7 @@ def ladder(report: TtfsReport) -> Figure:
         bits_ax.set_title("bit weights against nominal", fontsize=10)
         bits_ax.legend(fontsize=8)
     if report.ladder is None:
-        _note(rows_ax, "not measured (the run stopped before step 7)")
+        empty_note(rows_ax, "not measured (the run stopped before step 7)")
         return fig
     for p, name in POLARITIES:
         for matrix in sorted(set(int(m) for m in report.ladder["matrix"])):
@@ -135,8 +127,8 @@ def dc_shape(report: TtfsReport) -> Figure:
     for col, (p, name) in enumerate(POLARITIES):
         top, bottom = axes[0, col], axes[1, col]
         if report.dc_shape is None:
-            _note(top, "not measured (the run stopped before step 2)")
-            _note(bottom, "not measured")
+            empty_note(top, "not measured (the run stopped before step 2)")
+            empty_note(bottom, "not measured")
             continue
         fits = report.row_lambda.get(p)
         for i, rows in enumerate(rows_of(report.dc_shape, p)):
@@ -156,7 +148,7 @@ def dc_shape(report: TtfsReport) -> Figure:
         top.legend(fontsize=8)
         top.grid(alpha=0.3)
         if params is None or fits is None:
-            _note(bottom, "not fitted (the run stopped before the analysis)")
+            empty_note(bottom, "not fitted (the run stopped before the analysis)")
             continue
         lam = polarity_of(params, p)
         mean, se = float(lam.lam_per_v.value), float(lam.lam_per_v.se)
@@ -180,7 +172,7 @@ def reversal(report: TtfsReport) -> Figure:
     for ax, (p, name), kind in zip(fig.subplots(1, 2), POLARITIES, ("e_exc", "e_inh")):
         traces = [t for t in report.reversal if t.kind == kind]
         if not traces:
-            _note(ax, "not measured (the run stopped before step 3)")
+            empty_note(ax, "not measured (the run stopped before step 3)")
             continue
         for tr in traces:
             ax.plot(tr.t_s * 1e6, tr.v, lw=0.8, label=f"layer {tr.layer} neuron {tr.neuron}")
