@@ -16,8 +16,8 @@ from labctl.train.fashion_mnist import load_fashion_mnist
 IRIS_TEST_SAMPLES = 45
 SMALLER_EARLIER_TASKS = frozenset({"iris"})
 """Tasks whose features carry no intensity and whose smallest value spikes first by default: on Iris that order
-scored higher on simulated RCS-S dies (docs/results-ttfs.md); everything else follows TTFS's usual
-larger-value-earlier."""
+scored about 1 point higher over 10 simulated RCS-S dies (benchmarks/ttfs_iris.py); everything else follows
+TTFS's usual larger-value-earlier."""
 
 
 def larger_spikes_earlier(name: str, spike_order: str = "auto") -> bool:
