@@ -311,6 +311,7 @@ def test_characterisation_file_time_and_progress(characterised):
     assert back.serial == result.params.serial
     assert np.array_equal(back.layers[0].capacitance_f.value, result.params.layers[0].capacitance_f.value)
     assert bench_seconds < 300.0
+    assert result.summary["off_ladder_sites"] == 0  # this die has no stuck cell: no good site is left out
     with h5py.File(result.path, "r") as f:
         assert f.attrs["family"] == "ttfs" and f.attrs["complete"]
         assert f["fits/site_current_a/matrix_0"].shape == (5, 16)
@@ -320,3 +321,18 @@ def test_characterisation_file_time_and_progress(characterised):
     assert np.all(np.abs(site / (10 * result.params.excitatory.i_lsb_a.value) - 1) < 0.08)
     assert not result.path.with_name("die.partial.h5").exists()
     assert {"MON chain", "leakage", "anchors", "sites", "fit"} <= set(stages)
+
+
+def test_a_site_off_the_ladder_is_left_out_of_its_column_gain():
+    """A cell that did not take its code (held at 4 of 10 steps) among sites spread by the write residual
+    (1.7, +-2.5 %): the column's gain is that of its good sites, and only the stuck site is left out."""
+    rng = np.random.default_rng(1)
+    columns = np.repeat(np.arange(4), 12)
+    gains = np.array([0.97, 1.0, 1.02, 1.01])
+    magnitudes = np.full(len(columns), 10)
+    ladder = fit_ladder(np.arange(1, 16), np.full(15, 1.0), np.arange(1, 16) * 2e-9)
+    current = ladder.current(magnitudes) * gains[columns] * (1 + rng.uniform(-0.025, 0.025, len(columns)))
+    current[5] *= 0.4
+    fit = column_gains(current, magnitudes, columns, 4, ladder)
+    assert np.flatnonzero(fit.off_ladder).tolist() == [5]
+    assert np.all(np.abs(fit.gain - gains) < 0.012)

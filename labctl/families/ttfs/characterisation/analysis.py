@@ -141,29 +141,29 @@ def _probe_load(anchor: NeuronAnchors, fit: AnchorFit, input_delay_ns: float) ->
 
 
 def _ladders_and_gains(readings: Readings, held: list[dict]) -> tuple[dict[int, LadderFit], list[ColumnGains], float]:
-    """Ladders and column gains, alternated until the gains (mean 1 over the die) and the ladders agree."""
+    """Ladders and column gains, alternated until the gains (mean 1 over the die) and the ladders agree; the write
+    residual's half width from the held sites' scatter about them (sites off the ladder left out)."""
     chip = readings.chip
     lad = readings.ladder
     layers = range(1, chip.n_layers)
-    gains = [ColumnGains(np.ones(chip.layer_sizes[lay]), np.zeros(chip.layer_sizes[lay])) for lay in layers]
+    gains = [ColumnGains(np.ones(n), np.zeros(n), np.zeros(0, bool)) for n in chip.layer_sizes[1:]]
+    sites = []
+    for lay in layers:
+        mine = [(a, h) for a, h in zip(readings.anchors, held) if a.layer == lay]
+        sites.append((np.concatenate([h["site_current"] for _, h in mine]),
+                      np.concatenate([h["site_code"] for _, h in mine]),
+                      np.concatenate([np.full(len(h["site_code"]), a.neuron) for a, h in mine])))
     for _ in range(GAIN_PASSES):
         ladders = {}
         for polarity in (1, -1):
             sel = lad[lad["polarity"] == polarity]
             sums = np.array([gains[m].gain.sum() for m in sel["matrix"]])
             ladders[polarity] = fit_ladder(np.abs(sel["code"]), sums, sel["synaptic_a"])
-        raw = []
-        for lay in layers:
-            mine = [(a, h) for a, h in zip(readings.anchors, held) if a.layer == lay]
-            current = np.concatenate([h["site_current"] for _, h in mine])
-            codes = np.concatenate([h["site_code"] for _, h in mine])
-            columns = np.concatenate([np.full(len(h["site_code"]), a.neuron) for a, h in mine])
-            raw.append(column_gains(current, codes, columns, chip.layer_sizes[lay], ladders[1]))
+        raw = [column_gains(current, codes, columns, chip.layer_sizes[lay], ladders[1])
+               for lay, (current, codes, columns) in zip(layers, sites)]
         gains, _ = normalise_gains(raw)
-    ratios = []
-    for a, h in zip(readings.anchors, held):
-        g = gains[a.layer - 1].gain[a.neuron]
-        ratios.extend(h["site_current"] / (ladders[1].current(h["site_code"]) * g) - 1.0)
+    ratios = np.concatenate([(current / (ladders[1].current(codes) * g.gain[columns]) - 1.0)[~g.off_ladder]
+                             for (current, codes, columns), g in zip(sites, gains)])
     half_width = float(np.sqrt(3.0) * np.std(ratios))
     return ladders, gains, half_width
 
@@ -288,7 +288,8 @@ def analyse(readings: Readings, plan: CharacterisationPlan) -> Analysis:
               "mon_chain_offset_v": Measured(chain.offset_v, chain.offset_se),
               "probe_load_f": Measured(float(load.mean()), float(np.std(load, ddof=1) / np.sqrt(len(load)))),
               "trace_over_timing_capacitance": Measured(float(np.median(ratio)),
-                                                        float(np.std(ratio, ddof=1) / np.sqrt(len(ratio))))}
+                                                        float(np.std(ratio, ddof=1) / np.sqrt(len(ratio)))),
+              "off_ladder_sites": Measured(float(sum(int(g.off_ladder.sum()) for g in gains)), 0.0)}
     params = TtfsDieParameters(part=chip.part, serial=chip.serial, layer_sizes=tuple(chip.layer_sizes),
                                v_rest_v=v_rest, vth_pad_v=readings.pads["threshold"], v_k_v=v_k, kappa_v=kappa,
                                layers=tuple(layers), input_delay_ns=plan.input_delay_ns,

@@ -118,6 +118,11 @@ def _summary(analysis: Analysis, bench_seconds: float) -> tuple[dict[str, Any], 
              f"lambda_P {inh.lam_per_v.value:.3f} +- {inh.lam_per_v.se:.3f} /V (sites {inh.lam_site_sd:.1%})",
              f"E+ {exc.reversal_v.value * 1e3:.1f} mV, E- {inh.reversal_v.value * 1e3:.1f} mV; "
              f"C median {np.median(caps) * 1e15:.2f} fF, d median {np.median(delays):.2f} ns")
+    off_ladder = int(p.extras["off_ladder_sites"].value)
+    summary["off_ladder_sites"] = off_ladder
+    if off_ladder:
+        lines += (f"{off_ladder} held site(s) far off their column's current (a cell that did not take its code?): "
+                  "left out of the column gains",)
     return summary, lines
 
 

@@ -23,6 +23,10 @@ import numpy as np
 
 BITS = 4
 FULL_SCALE = (1 << BITS) - 1
+OFF_LADDER_SIGMAS = 6.0
+"""A site whose current sits this many robust standard deviations off its column's is not a gain: a cell that
+did not take its code (1.9's stuck cells) or a broken site. The write residual (1.7) spreads sites by about
+1.5 %, so a cell held at 4 of 10 steps is some 40 of them off."""
 
 
 def bit_matrix(magnitudes: np.ndarray) -> np.ndarray:
@@ -70,6 +74,19 @@ class ColumnGains:
 
     gain: np.ndarray
     se: np.ndarray
+    off_ladder: np.ndarray
+    """Per site read, whether it was left out as off the ladder (OFF_LADDER_SIGMAS)."""
+
+
+def off_ladder_sites(ratio: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Sites whose current over the ladder's lies far from their column's median: robust (median absolute
+    deviation over the layer), so one stuck cell neither hides itself nor drags its column's gain."""
+    median = np.zeros(len(ratio))
+    for k in np.unique(columns):
+        median[columns == k] = np.median(ratio[columns == k])
+    resid = ratio - median
+    scale = 1.4826 * np.median(np.abs(resid))
+    return np.abs(resid) > OFF_LADDER_SIGMAS * max(scale, 1e-12)
 
 
 def column_gains(site_current_a: np.ndarray, magnitudes: np.ndarray, columns: np.ndarray, n_columns: int,
@@ -77,18 +94,21 @@ def column_gains(site_current_a: np.ndarray, magnitudes: np.ndarray, columns: np
     """Each column's gain: the mean of its sites' current over the ladder's, its error from their scatter.
 
     The scatter is the write residual eps (1.7, drawn alike for every site) and the readings, so it is
-    pooled over the layer: a column's own dozen sites estimate it too loosely.
+    pooled over the layer: a column's own dozen sites estimate it too loosely. Sites off the ladder
+    (:func:`off_ladder_sites`) are left out.
     """
     ratio = np.asarray(site_current_a, float) / ladder.current(np.asarray(magnitudes))
     columns = np.asarray(columns)
-    gain = np.array([ratio[columns == k].mean() for k in range(n_columns)])
-    counts = np.array([(columns == k).sum() for k in range(n_columns)])
-    resid = ratio - gain[columns]
-    pooled = np.sqrt(np.sum(resid**2) / max(len(ratio) - n_columns, 1))
-    return ColumnGains(gain, pooled / np.sqrt(counts))
+    off = off_ladder_sites(ratio, columns)
+    kept, kept_columns = ratio[~off], columns[~off]
+    gain = np.array([kept[kept_columns == k].mean() for k in range(n_columns)])
+    counts = np.array([(kept_columns == k).sum() for k in range(n_columns)])
+    resid = kept - gain[kept_columns]
+    pooled = np.sqrt(np.sum(resid**2) / max(len(kept) - n_columns, 1))
+    return ColumnGains(gain, pooled / np.sqrt(counts), off)
 
 
 def normalise_gains(layers: list[ColumnGains]) -> tuple[list[ColumnGains], float]:
     """Scale every layer's gains to mean 1 over the die; returns the scaled layers and the factor applied."""
     factor = 1.0 / float(np.concatenate([g.gain for g in layers]).mean())
-    return [ColumnGains(g.gain * factor, g.se * factor) for g in layers], factor
+    return [ColumnGains(g.gain * factor, g.se * factor, g.off_ladder) for g in layers], factor
