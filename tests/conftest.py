@@ -6,6 +6,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Pre-trained networks (labctl.families.cmna.training.population) go to a cache shared by the whole session (and its
 # subprocesses), never the user's: the first test that fine-tunes Iris pays the pre-training once.
@@ -20,3 +22,12 @@ os.environ["LABCTL_LOCK_DIR"] = _LOCKS
 def pytest_unconfigure(config) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
     shutil.rmtree(_LOCKS, ignore_errors=True)
+
+
+@pytest.fixture
+def panels(qtbot, parts) -> dict:
+    """A family's GUI stage panels by title (``parts``: the test module's ``FamilyGui``), closed with the test."""
+    made = {panel.title: panel for panel in parts.stage_panels()}
+    for panel in made.values():
+        qtbot.addWidget(panel)
+    return made

@@ -37,14 +37,6 @@ def parts() -> FamilyGui:
     return FamilyGui(families.named("printed"))
 
 
-@pytest.fixture
-def panels(qtbot, parts: FamilyGui) -> dict:
-    made = {panel.title: panel for panel in parts.stage_panels()}
-    for panel in made.values():
-        qtbot.addWidget(panel)
-    return made
-
-
 def test_the_window_shows_the_printed_stages_in_pipeline_order(qtbot, tmp_path, parts: FamilyGui) -> None:
     window = MainWindow(runs_dir=tmp_path)
     qtbot.addWidget(window)

@@ -32,22 +32,10 @@ from labctl.gui.family import FamilyGui  # noqa: E402
 from labctl.gui.main_window import MainWindow  # noqa: E402
 from labctl.recipes import ProgrammedWeights  # noqa: E402
 
-GUI = "labctl.families.ttfs.gui.panels"
-"""What ``TtfsFamily.gui`` is to name."""
-
 
 @pytest.fixture
-def parts(monkeypatch) -> FamilyGui:
-    monkeypatch.setattr(FAMILY, "gui", GUI)
+def parts() -> FamilyGui:
     return FamilyGui(FAMILY)
-
-
-@pytest.fixture
-def panels(qtbot, parts: FamilyGui) -> dict:
-    made = {panel.title: panel for panel in parts.stage_panels()}
-    for panel in made.values():
-        qtbot.addWidget(panel)
-    return made
 
 
 def test_the_window_shows_the_ttfs_stages_in_pipeline_order(qtbot, tmp_path, parts: FamilyGui) -> None:

@@ -29,7 +29,6 @@ from labctl.errors import DataFileError
 from labctl.families.ttfs.characterisation.tables import trace_rows
 from labctl.families.ttfs.die_parameters import Measured, NeuronLayer, Polarity, TtfsDieParameters
 from labctl.families.ttfs.evaluation import first_spike_classes
-from labctl.families.ttfs.family import FAMILY
 from labctl.families.ttfs.report.contents import ladder_model_a, load, row_model_a
 from labctl.families.ttfs.report.evaluations import from_record, winner_spike_times
 from labctl.families.ttfs.report.page import write_report
@@ -38,7 +37,6 @@ from labctl.families.ttfs.storage import CharacterisationWriter, read_parameters
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SERIAL = "RCS-S-000042"
 LAYERS = (4, 16, 3)
-REPORTER = "labctl.families.ttfs.report.page:write_report"
 """What ``TtfsFamily.reporter`` is to name."""
 EXC_LEVELS, INH_LEVELS = (0.0, 0.15, 0.3, 0.4, 0.55, 0.7), (1.4, 1.5, 1.6, 1.7, 1.8)
 DC_FIELDS = ("step", "polarity", "matrix", "row", "column", "code", "rail_v", "held_a", "released_a", "synaptic_a")
@@ -272,9 +270,7 @@ def test_the_winning_outputs_spike_times_per_class() -> None:
     assert [len(t) for t in per_output.times_ns] == [44, 44, 44]
 
 
-def test_an_interrupted_run_gives_a_report_naming_what_is_missing(capsys, monkeypatch, partial_h5: Path,
-                                                                  tmp_path: Path) -> None:
-    monkeypatch.setattr(FAMILY, "reporter", REPORTER)
+def test_an_interrupted_run_gives_a_report_naming_what_is_missing(capsys, partial_h5: Path, tmp_path: Path) -> None:
     capsys.readouterr()
     assert main(["--no-progress", "report", str(partial_h5), "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
