@@ -59,18 +59,18 @@ def _sections(data: TtfsReport) -> list[Section]:
     params = data.params
     if params is not None:
         section = figure_section("Neurons", "neurons", figures.neurons(data),
-                                  "Each neuron's fit from its anchors (step 4): capacitance, start voltage "
-                                  "V0 = V_REST - pedestal, threshold at the characterisation's VTH, delay from "
-                                  "threshold crossing to the TDC, leakage (step 8, + out of the membrane) and "
-                                  "the column's verify gain (mean 1 over the die).", figures.DPI)
+                                 "Each neuron's fit from its anchors (step 4): capacitance, start voltage "
+                                 "V0 = V_REST - pedestal, threshold at the characterisation's VTH, delay from "
+                                 "threshold crossing to the TDC, leakage (step 8, + out of the membrane) and "
+                                 "the column's verify gain (mean 1 over the die).", figures.DPI)
         section.body += _neuron_table(params)
         out.append(section)
     else:
         out.append(Section("Neurons", absent("the file has no fitted parameters")))
     if data.ladder is not None:
         ladder = figure_section("Synapse ladders", "ladder", figures.ladder(data),
-                                 "Each matrix's bias row written at every code on every column and held (step 7); "
-                                 "the ladder's four bit weights come from one least-squares over both matrices.",
+                                "Each matrix's bias row written at every code on every column and held (step 7); "
+                                "the ladder's four bit weights come from one least-squares over both matrices.",
                                 figures.DPI)
         if params is not None:
             ladder.body += _ladder_table(params)
@@ -79,9 +79,9 @@ def _sections(data: TtfsReport) -> list[Section]:
         out.append(Section("Synapse ladders", absent("the run stopped before step 7 (ladders)")))
     if data.dc_shape is not None:
         shape = figure_section("DC shape and channel-length modulation", "dc-shape", figures.dc_shape(data),
-                                "Every row written ±15 and held while its rail moves (step 2): its current follows "
-                                "A (1 + lambda x) k(x), x the drain-source voltage at V_REST, k(x) = "
-                                "1 - exp(-x / V_K). Per site: the row's current over its columns.", figures.DPI)
+                               "Every row written ±15 and held while its rail moves (step 2): its current follows "
+                               "A (1 + lambda x) k(x), x the drain-source voltage at V_REST, k(x) = "
+                               "1 - exp(-x / V_K). Per site: the row's current over its columns.", figures.DPI)
         if params is not None:
             shape.body += _shape_table(params)
         out.append(shape)
@@ -90,8 +90,8 @@ def _sections(data: TtfsReport) -> list[Section]:
                            absent("the run stopped before step 2 (DC shape)")))
     if data.reversal:
         out.append(figure_section("Reversal potentials", "reversal", figures.reversal(data),
-                                   "A membrane pulled onto each rail by one held drive (step 3): where it settles "
-                                   "is the reversal potential, how it bends into it the knee V_K.", figures.DPI))
+                                  "A membrane pulled onto each rail by one held drive (step 3): where it settles "
+                                  "is the reversal potential, how it bends into it the knee V_K.", figures.DPI))
     else:
         out.append(Section("Reversal potentials", absent("the run stopped before step 3 (reversal traces)")))
     out += _evaluation_sections(data)
@@ -190,7 +190,7 @@ def _evaluation_sections(data: TtfsReport) -> list[Section]:
                    "each output's first-spike times over the patterns it fired on (the record holds no "
                    "per-pattern labels, so the winners cannot be picked out)."))
         out.append(figure_section(f"On-chip evaluation: {record.name}", f"evaluation-{record.name}",
-                                   figures.evaluation(record), text, figures.DPI))
+                                  figures.evaluation(record), text, figures.DPI))
     return out
 
 

@@ -31,6 +31,7 @@ from labctl.families.ttfs.patterns import PatternBatch, pattern_period_ns
 from labctl.families.ttfs.synapse_codes import SynapseWrite, WriteOutcome
 from labctl.families.ttfs.sim.bridge import SimulatedTtfsDie, TtfsBridgeServer
 from labctl.families.ttfs.sim.charge import PatternCharges, held_row_currents, pattern_charges
+from labctl.families.ttfs.sim.mismatch import Die
 from labctl.families.ttfs.sim.pads import NO_HELD_ROW, Activity, DiePads, DieSide
 from labctl.families.ttfs.sim.parts import OperatingPoint
 from labctl.families.ttfs.sim.scope_link import ScopeLink
@@ -86,8 +87,8 @@ WIRINGS: dict[str, Wiring] = {
 class BenchTtfsDie(SimulatedTtfsDie):
     """The die on a bench: SMUs set its pads, a batch runs for its duration on the bench clock and feeds the scope."""
 
-    def __init__(self, part: str, seed: int, clock: VirtualClock) -> None:
-        super().__init__(part, seed, powered=False, clock=clock.now)
+    def __init__(self, part: str, seed: int, clock: VirtualClock, **die) -> None:
+        super().__init__(part, seed, powered=False, clock=clock.now, **die)
         self.bench_clock = clock
         self.side = DieSide(clock.now, lambda: self.powered, lambda: self.powered and self.probe is not None,
                             self._held_a)
@@ -173,11 +174,12 @@ class SimulatedTtfsBench(LoopbackBench):
     family = "ttfs"
 
     def __init__(self, part: str = "RCS-S", seed: int = 0, *, served: bool = False, realtime: bool = False,
-                 wiring: str = "default", bridge_timeout_s: float = 0.25) -> None:
+                 wiring: str = "default", bridge_timeout_s: float = 0.25, truth: Die | None = None,
+                 serial: str | None = None) -> None:
         if wiring not in WIRINGS:
             raise ValueError(f"unknown wiring {wiring!r}; known: {', '.join(WIRINGS)}")
         self.clock = VirtualClock(realtime=realtime, served=served)
-        self.die = BenchTtfsDie(part, seed, self.clock)
+        self.die = BenchTtfsDie(part, seed, self.clock, truth=truth, serial=serial)
         self.wiring = WIRINGS[wiring]
         self.emulators = {name: cls(clock=self.clock, seed=seed * 31 + i)
                           for i, (name, cls) in enumerate(self.wiring.instruments.items())}

@@ -56,7 +56,7 @@ from labctl.families.ttfs.synapse_codes import (
     write_synapses_answer,
 )
 from labctl.families.ttfs.sim.die import run_patterns
-from labctl.families.ttfs.sim.mismatch import draw_die
+from labctl.families.ttfs.sim.mismatch import Die, draw_die
 from labctl.families.ttfs.sim.parts import PARTS, ROP, OperatingPoint
 from labctl.families.ttfs.sim.synapses import blank_state, read_codes, write_rows
 from labctl.sim.bridge_server import LoopbackBridgeServer, Rejected
@@ -81,13 +81,16 @@ class SimulatedTtfsDie:
     """One simulated RC-Spike die on its bridge board."""
 
     def __init__(self, part: str = "RCS-S", seed: int = 0, *, noise: bool = True, powered: bool = True,
-                 clock: Callable[[], float] = time.monotonic, max_payload: int = 8192) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_payload: int = 8192, truth: Die | None = None,
+                 serial: str | None = None) -> None:
+        """``truth``: the die's physics (default: drawn from ``seed``; the twin gives a measured die's), ``serial``
+        what IDENTIFY answers (default PART-SEED); ``seed`` also seeds the noise streams."""
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; known parts: {', '.join(PARTS)}")
         if not 0 <= seed <= 999_999:
             raise ValueError(f"die seed {seed} outside 0..999999 (it is the serial number)")
-        self.truth = draw_die(PARTS[part], seed)
-        self.chip = DieDescription(serial=f"{part}-{seed:06d}", part=part, layer_sizes=PARTS[part].layers,
+        self.truth = truth if truth is not None else draw_die(PARTS[part], seed)
+        self.chip = DieDescription(serial=serial or f"{part}-{seed:06d}", part=part, layer_sizes=PARTS[part].layers,
                                    max_payload=max_payload)
         self.noise = noise
         self.clock = clock

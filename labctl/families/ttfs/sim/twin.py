@@ -40,7 +40,6 @@ trained for that die are accepted by it.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterable
 
@@ -125,15 +124,8 @@ def twin_die(params: TtfsDieParameters, *, seed: int = 0, stuck_cells: Iterable[
 
 def twin_bench(characterisation: str | Path, *, stuck_cells: Iterable[StuckCell] = (), seed: int = 0,
                realtime: bool = False, served: bool = False, wiring: str = "default") -> SimulatedTtfsBench:
-    """A simulated bench whose die is the twin of the characterised one (same serial). Not started.
-
-    The bench is built for ``seed`` (its noise streams), then its die's truth and IDENTIFY record are
-    replaced by the twin's before anything talks to it.
-    """
+    """A simulated bench whose die is the twin of the characterised one (same serial; ``seed``: its noise
+    streams). Not started."""
     params = read_parameters(characterisation)
-    truth = twin_die(params, seed=seed, stuck_cells=stuck_cells)
-    sim = SimulatedTtfsBench(params.part, seed, realtime=realtime, served=served, wiring=wiring)
-    sim.die.truth = truth
-    sim.die.chip = dataclasses.replace(sim.die.chip, serial=params.serial)
-    sim.bridge_server.chip = sim.die.chip
-    return sim
+    return SimulatedTtfsBench(params.part, seed, realtime=realtime, served=served, wiring=wiring,
+                              truth=twin_die(params, seed=seed, stuck_cells=stuck_cells), serial=params.serial)
