@@ -106,3 +106,19 @@ def test_single_synapse_fires_after_the_contracts_integral(die, monkeypatch, cod
     np.testing.assert_allclose(t, expected, rtol=0.04)
     sim = _simulate(die, codes, x, np.array([255, 255]), monkeypatch)[0][0]
     np.testing.assert_allclose(t, sim, rtol=0.005, atol=3.0)
+
+
+def test_events_by_time_and_by_row_give_the_same_crossings(die):
+    """A batch of integer codes is solved per distinct switching time (at most 255 events however many rows, what
+    makes RCS-L's 785 rows affordable); a batch whose row times carry gradients per sorted row. Same crossings."""
+    params, rng = parameters_of(die), np.random.default_rng(5)
+    circuit = build_circuit(params)
+    currents = [site_currents_na(circuit, m, torch.as_tensor(c, dtype=torch.float64))
+                for m, c in enumerate(_random_network(rng))]
+    x = torch.as_tensor(rng.integers(0, 255, (1, 40, 4)), dtype=torch.float64)
+    bias = torch.zeros(2, dtype=torch.float64)
+    by_time = network(circuit, currents, x, bias)
+    by_row = network(circuit, currents, x, bias.clone().requires_grad_(True))
+    for t, r in zip(by_time, by_row):
+        assert torch.equal(t.fired, r.fired) and t.fired.float().mean() > 0.5
+        assert torch.allclose(t.edge_ns, r.edge_ns.detach(), rtol=0, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -11,9 +13,9 @@ from labctl.families.ttfs.encoding import TimeEncoding
 from labctl.families.ttfs.sim.mismatch import draw_die
 from labctl.families.ttfs.sim.parts import PARTS
 from labctl.families.ttfs.sim.truth import parameters_of
-from labctl.families.ttfs.training.trainer import accuracy_of, train_ttfs
+from labctl.families.ttfs.training.trainer import accuracy_of, steps_per_epoch, train_ttfs
 from labctl.families.ttfs.weights import read_weights, write_weights
-from labctl.train.datasets import load_dataset
+from labctl.train.datasets import Dataset, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,23 @@ def test_weights_file_refuses_other_family_and_malformed(trained, tmp_path):
 def test_training_refuses_a_data_set_the_die_cannot_take(params):
     with pytest.raises(ConfigError, match="features"):
         train_ttfs(params, load_dataset("wine"), method="exact", epochs=1)
+
+
+def test_a_large_split_trains_in_mini_batches_within_its_budget(params):
+    """Over FULL_BATCH_LIMIT samples (Fashion-MNIST's 60 000 on RCS-L), training takes shuffled mini-batches, one
+    pass per epoch, and stops at its wall-time budget with the best codes so far. One Gaussian blob per class,
+    1500 training samples: two passes of 24 steps learn them."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0.2, 0.8, (3, 4))
+    y = rng.permutation(np.repeat(np.arange(3), 625))
+    x = centres[y] + rng.normal(0, 0.05, (len(y), 4))
+    data = Dataset("blobs", x[:1500], y[:1500], x[1500:], y[1500:], ["a", "b", "c"], list("wxyz"),
+                   x[:1500].min(axis=0), 1 / np.ptp(x[:1500], axis=0))
+    assert steps_per_epoch(1500) == 24 and steps_per_epoch(1000) == 1
+    steps = []
+    run = train_ttfs(params, data, method="exact", epochs=2, seed=0, on_epoch=lambda s, t, loss, a: steps.append(t))
+    assert len(steps) == 48 and steps[-1] == 48
+    assert run.weights.software_accuracy > 0.9
+    started = time.monotonic()
+    short = train_ttfs(params, data, method="exact", epochs=50, seed=0, time_budget_s=2.0)
+    assert time.monotonic() - started < 30 and len(short.losses) < 50 * 24

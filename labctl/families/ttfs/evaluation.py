@@ -18,6 +18,8 @@ from labctl.families.ttfs.link import TtfsBridge
 from labctl.families.ttfs.patterns import NO_SPIKE as TDC_MISSED
 
 NO_CLASS = -1
+PROGRESS_CHUNK = 500
+"""Test patterns per progress step: RCS-L's 10 000 Fashion-MNIST images take minutes on a bench."""
 
 
 def first_spike_classes(tdc: np.ndarray) -> np.ndarray:
@@ -63,9 +65,15 @@ class OnChipEvaluation:
 def classify_on_chip(link: TtfsBridge, input_codes: np.ndarray, labels: np.ndarray, n_classes: int, *,
                      progress: Callable[[str, int, int], None] | None = None) -> OnChipEvaluation:
     """Apply the test patterns (time codes, patterns x inputs) and classify each from the output TDC codes."""
-    tdc = link.apply_patterns(np.asarray(input_codes, dtype=np.uint8))
+    codes = np.asarray(input_codes, dtype=np.uint8)
+    chunks = []
+    for first in range(0, len(codes), PROGRESS_CHUNK):
+        if progress:
+            progress("classifying on chip", first, len(codes))
+        chunks.append(link.apply_patterns(codes[first:first + PROGRESS_CHUNK]))
     if progress:
-        progress("classifying on chip", len(labels), len(labels))
+        progress("classifying on chip", len(codes), len(codes))
+    tdc = np.concatenate(chunks) if chunks else link.apply_patterns(codes)
     predicted = first_spike_classes(tdc)
     labels = np.asarray(labels, dtype=np.int64)
     confusion = np.zeros((n_classes, n_classes + 1), dtype=np.int64)

@@ -95,7 +95,8 @@ class TtfsFamily:
         trained = train_ttfs(params, data, method=options.method, epochs=options.epochs, seed=options.seed,
                              split_seed=options.seed, progress=context.progress, on_epoch=context.on_epoch,
                              calibration_file=str(calibration),
-                             larger_earlier=larger_spikes_earlier(options.dataset, options.spike_order))
+                             larger_earlier=larger_spikes_earlier(options.dataset, options.spike_order),
+                             time_budget_s=None if options.budget_minutes is None else 60.0 * options.budget_minutes)
         weights = replace(trained.weights, label_column=options.label_column or "",
                           data_dir=str(options.data_dir or ""))
         write_weights(out, weights)

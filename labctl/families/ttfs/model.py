@@ -44,6 +44,8 @@ MAX_TIME_CODE = 254
 NA_PER_FF = 1e-3
 """V/ns per nA/fF."""
 DTYPE = torch.float64
+PREDICT_CHUNK = 128
+"""Patterns per forward pass of a prediction: RCS-L's input layer holds (patterns x 256 events x 512) numbers."""
 
 
 def _t(value) -> torch.Tensor:
@@ -185,62 +187,128 @@ class LayerSpikes:
         return torch.where(self.fired, self.edge_ns, torch.full_like(self.edge_ns, float("inf")))
 
 
-def _drive(circuit: Circuit, m: int, g: tuple[torch.Tensor, ...], on: torch.Tensor):
-    """(alpha [nA], beta [nA/V]) for row-on weights ``on`` (D, P, [K,] R) -> (D, P, [K,] N)."""
-    stacked = torch.cat(g, dim=-1)  # (D, R, 4N): one product for the four sums
-    if on.dim() == 4:
-        stacked, leak = stacked[:, None], circuit.layers[m].leak_na[:, None, None, :]
-    else:
-        leak = circuit.layers[m].leak_na[:, None, :]
-    s0e, s1e, s0i, s1i = torch.matmul(on, stacked).chunk(4, dim=-1)
-    alpha = -s0e + s1e * circuit.e_exc + s0i + s1i * circuit.e_inh - leak
-    return alpha, s1e + s1i
+def _affine_scan(decay: torch.Tensor, offset: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inclusive prefix composition of the maps ``v -> decay_e v + offset_e`` along ``dim`` (Hillis-Steele:
+    log2(n) vectorised passes; every factor stays in [0, 1], so nothing overflows as a product of exponentials
+    over a long window would). Returns (product of decays, offset) of each prefix."""
+    n, shift = decay.shape[dim], 1
+    while shift < n:
+        head = [slice(None)] * decay.dim()
+        head[dim] = slice(0, n - shift)
+        pad_shape = list(decay.shape)
+        pad_shape[dim] = shift
+        prev_decay = torch.cat([torch.ones(pad_shape, dtype=decay.dtype), decay[tuple(head)]], dim=dim)
+        prev_offset = torch.cat([torch.zeros(pad_shape, dtype=offset.dtype), offset[tuple(head)]], dim=dim)
+        offset = decay * prev_offset + offset
+        decay = decay * prev_decay
+        shift *= 2
+    return decay, offset
 
 
-def _segment(v, alpha, beta, cap, v_th, span):
-    """Closed-form segment of ``C dV/dt = alpha - beta V`` over ``span`` ns from ``v``: (end voltage, crossing
-    delay, crossed)."""
-    rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
-    u = NA_PER_FF * (alpha - beta * v) / cap
-    v_end = v + u * (-torch.expm1(-rate * span)) / rate
-    z = rate * (v_th - v) / torch.where(u < 0, u, torch.full_like(u, -1.0))
-    possible = (u < 0) & (z < 1)
-    delay = -torch.log1p(-torch.where(possible, z, torch.zeros_like(z))) / rate
-    crossed = possible & (delay <= span)
-    return v_end, delay, crossed
+def _site_drive(circuit: Circuit, g: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Each site's share of (alpha, beta) while its row is on, (D, R, 2N): the sums of 1.6 are linear in it."""
+    a_e, l_e, a_i, l_i = g
+    return torch.cat([-a_e + l_e * circuit.e_exc + a_i + l_i * circuit.e_inh, l_e + l_i], dim=-1)
+
+
+def _drive(circuit: Circuit, m: int, share: torch.Tensor, on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha [nA], beta [nA/V]) (D, P, K, N) for row-on weights ``on`` (D, P, K, R) and the sites' shares."""
+    n = share.shape[-1] // 2
+    sums = torch.matmul(on, share[:, None])
+    return sums[..., :n] - circuit.layers[m].leak_na[:, None, None, :], sums[..., n:]
+
+
+@dataclass(frozen=True)
+class _Events:
+    """A batch's row events in time order: event e at ``times[..., e]`` (D or 1, P or 1, E) adds ``increments``
+    (D, P, E, 2N) to the drive and ``rows`` (D, P, E) rows' coupling steps to the membrane."""
+
+    times: torch.Tensor
+    increments: torch.Tensor
+    rows: torch.Tensor
+
+
+def _events_by_row(share: torch.Tensor, row_on_ns: torch.Tensor, w: float) -> _Events:
+    """One event per row, sorted per pattern (differentiable in the row times)."""
+    d, p, r = row_on_ns.shape
+    times, order = torch.sort(torch.clamp(row_on_ns, max=w), dim=-1)
+    switched = (times < w).to(DTYPE)
+    width = share.shape[-1]
+    rows = share[:, None].expand(d, p, r, width).gather(2, order[..., None].expand(d, p, r, width))
+    return _Events(times, rows * switched[..., None], switched)
+
+
+def _events_by_time(share: torch.Tensor, row_on_ns: torch.Tensor, w: float, distinct: torch.Tensor) -> _Events:
+    """One event per distinct switching time of the batch, shared by its patterns: input rows switch on a 10 ns
+    grid (1.3), so a batch of integer codes has at most 255 of them however many rows there are."""
+    index = torch.searchsorted(distinct, row_on_ns.contiguous())  # (D, P, R)
+    hot = torch.nn.functional.one_hot(index, distinct.numel() + 1)[..., :-1].to(DTYPE)  # times >= W: no event
+    increments = torch.matmul(hot.transpose(-1, -2), share[:, None])  # (D, P, E, 2N)
+    return _Events(distinct[None, None], increments, hot.sum(dim=-2))
 
 
 def layer_exact(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: torch.Tensor) -> LayerSpikes:
-    """First crossings of layer m+1 by event-driven closed-form segments (exact within the conductance form).
+    """First crossings of layer m+1, exact within the conductance form: closed-form segments between row events.
 
-    ``row_on_ns`` (D, P, R): when each row of matrix m switches on (anything >= W: never).
+    ``row_on_ns`` (D, P, R): when each row of matrix m switches on (anything >= W: never). Events are the rows
+    sorted by time (:func:`_events_by_row`) or, when the times are not being trained and the batch has fewer
+    distinct times than rows, those times (:func:`_events_by_time`); the drive after e events is a prefix sum
+    of their increments (one cumsum, no product per event); each segment is an affine map of the membrane,
+    composed by :func:`_affine_scan`. The membrane is monotone within a segment, so the first segment that ends
+    at or below threshold holds the crossing, timed in closed form. (The membrane is not clamped at E- between
+    events: a guard of the model, never reached between threshold and rest.)
     """
     layer, w = circuit.layers[m], circuit.window_ns
-    g = conductances(circuit, m, current_na)
-    d, p, r = row_on_ns.shape
-    times, order = torch.sort(torch.clamp(row_on_ns, max=w), dim=-1)
+    share = _site_drive(circuit, conductances(circuit, m, current_na))  # (D, R, 2N)
+    distinct = torch.unique(row_on_ns.detach()[row_on_ns.detach() < w])
+    if not row_on_ns.requires_grad and distinct.numel() < row_on_ns.shape[-1]:
+        events = _events_by_time(share, row_on_ns, w, distinct)
+    else:
+        events = _events_by_row(share, row_on_ns, w)
+    return _crossings(circuit, m, events, w)
+
+
+def _crossings(circuit: Circuit, m: int, events: _Events, w: float) -> LayerSpikes:
+    layer = circuit.layers[m]
+    d, p, e, width = events.increments.shape
+    n = width // 2
+    sums = torch.cumsum(events.increments, dim=2)
+    sums = torch.cat([torch.zeros(d, p, 1, width, dtype=DTYPE), sums], dim=2)  # (D, P, E + 1, 2N): e events on
+    alpha = sums[..., :n] - layer.leak_na[:, None, None, :]
+    beta = sums[..., n:]
+    times = events.times.expand(d, p, e)
     bounds = torch.cat([torch.zeros(d, p, 1, dtype=DTYPE), times, torch.full((d, p, 1), w, dtype=DTYPE)], dim=-1)
-    perm = torch.nn.functional.one_hot(order, r).to(DTYPE)  # (D, P, event, row)
-    cap, v_th = layer.capacitance_ff[:, None, :], layer.threshold_v[:, None, :]
-    v = layer.start_v[:, None, :].expand(d, p, -1).clone()
-    cross = torch.where(v <= v_th, torch.zeros_like(v), torch.full_like(v, w))
-    done = v <= v_th
-    on = torch.zeros(d, p, r, dtype=DTYPE)
-    for e in range(r + 1):
-        if e > 0:
-            switched = (times[..., e - 1] < w).to(DTYPE)
-            on = on + perm[:, :, e - 1, :] * switched[..., None]
-            v = v + circuit.kappa_v[:, None, None] * switched[..., None]
-        span = (bounds[..., e + 1] - bounds[..., e])[..., None]
-        alpha, beta = _drive(circuit, m, g, on)
-        v_next, delay, crossed = _segment(v, alpha, beta, cap, v_th, span)
-        new = crossed & ~done
-        cross = torch.where(new, bounds[..., e, None] + delay, cross)
-        done = done | new
-        v = torch.minimum(v_next, torch.full_like(v_next, circuit.e_inh))
+    span = (bounds[..., 1:] - bounds[..., :-1])[..., None]  # (D, P, E + 1, 1)
+    kick = circuit.kappa_v[:, None, None, None] * torch.cat([torch.zeros(d, p, 1, dtype=DTYPE), events.rows],
+                                                            dim=-1)[..., None]
+    cap = layer.capacitance_ff[:, None, None, :]
+    rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
+    decay = torch.exp(-rate * span)
+    gain = NA_PER_FF * alpha / cap * (-torch.expm1(-rate * span)) / rate
+    through, offset = _affine_scan(decay, decay * kick + gain, dim=2)
+    v0 = layer.start_v[:, None, None, :]
+    v_end = through * v0 + offset  # (D, P, E + 1, N)
+    v_start = torch.cat([v0.expand(d, p, 1, n), v_end[:, :, :-1]], dim=2) + kick
+    v_th = layer.threshold_v[:, None, None, :]
+    crossed = (v_start > v_th) & (v_end <= v_th)
+    at_start = layer.start_v[:, None, :].expand(d, p, n) <= layer.threshold_v[:, None, :]
+    any_cross = crossed.any(dim=2)
+    index = crossed.to(torch.int8).argmax(dim=2, keepdim=True)  # the first crossed segment
+    vs = v_start.gather(2, index)[:, :, 0]
+    a, b = alpha.gather(2, index)[:, :, 0], beta.gather(2, index)[:, :, 0]
+    seg_rate = rate.gather(2, index)[:, :, 0]
+    u = NA_PER_FF * (a - b * vs) / cap[:, :, 0]
+    z = seg_rate * (layer.threshold_v[:, None, :] - vs) / torch.where(any_cross, u, torch.full_like(u, -1.0))
+    z = torch.where(any_cross, torch.clamp(z, max=1.0 - 1e-12), torch.zeros_like(z))
+    seg_span = span.expand(d, p, e + 1, n).gather(2, index)[:, :, 0]
+    delay = torch.minimum(-torch.log1p(-z) / seg_rate, seg_span)
+    start_t = bounds[..., :-1, None].expand(d, p, e + 1, n).gather(2, index)[:, :, 0]
+    cross = torch.where(at_start, torch.zeros_like(delay),
+                        torch.where(any_cross, start_t + delay, torch.full_like(delay, w)))
     edge = cross + layer.delay_ns[:, None, :]
-    fired = done & (edge < w)
-    return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v)
+    fired = (at_start | any_cross) & (edge < w)
+    v_w = torch.minimum(v_end[:, :, -1], torch.full_like(v_end[:, :, -1], circuit.e_inh))
+    return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v_w)
 
 
 def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: torch.Tensor,
@@ -249,17 +317,22 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
     of the step it is on (a piecewise-linear surrogate of its switching step, so gradients reach its time);
     the membrane follows the segment's closed form per step and the crossing is interpolated inside its step."""
     layer, w = circuit.layers[m], circuit.window_ns
-    g = conductances(circuit, m, current_na)
+    share = _site_drive(circuit, conductances(circuit, m, current_na))
     k = int(np.ceil(w / step_ns))
-    edges = torch.arange(1, k + 1, dtype=DTYPE) * step_ns  # step ends
-    frac = torch.clamp((edges[:, None] - row_on_ns[:, :, None, :]) / step_ns, 0.0, 1.0)  # (D, P, K, R)
+    switching = row_on_ns.detach()[row_on_ns.detach() < w]
+    # after the last row has switched on, every step sees the same rows: their sums are computed once
+    active = min(k, int(switching.max() // step_ns) + 2) if switching.numel() else 1
+    edges = torch.arange(1, active + 1, dtype=DTYPE) * step_ns  # step ends
+    frac = torch.clamp((edges[:, None] - row_on_ns[:, :, None, :]) / step_ns, 0.0, 1.0)  # (D, P, K', R)
     frac = torch.where(row_on_ns[:, :, None, :] < w, frac, torch.zeros_like(frac))
-    alpha, beta = _drive(circuit, m, g, frac)  # (D, P, K, N)
+    alpha, beta = (torch.cat([x, x[:, :, -1:].expand(-1, -1, k - active, -1)], dim=2)
+                   for x in _drive(circuit, m, share, frac))  # (D, P, K, N)
     cap = layer.capacitance_ff[:, None, None, :]
     rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
     decay = -rate * step_ns  # log of the step's decay factor
     gain = NA_PER_FF * alpha / cap * (-torch.expm1(decay)) / rate  # V_{k+1} = V_k e^{decay} + gain
-    rows_on = frac.sum(dim=-1)  # (D, P, K)
+    rows_on = frac.sum(dim=-1)  # (D, P, K')
+    rows_on = torch.cat([rows_on, rows_on[:, :, -1:].expand(-1, -1, k - active)], dim=2)
     coupling = circuit.kappa_v[:, None, None, None] * rows_on.diff(dim=-1, prepend=torch.zeros_like(
         rows_on[..., :1]))[..., None]  # rows newly on in a step lift the membrane
     log_p = torch.cumsum(decay, dim=2)  # V_k = e^{L_k} (V_0 + sum_i (gain_i + kappa_i) e^{-L_i})
@@ -314,10 +387,14 @@ def predict_spike_times(params: TtfsDieParameters, codes: list[np.ndarray], time
     """First-spike edge times (ns, inf: none before W) of every layer >= 1 for integer time codes (P, n_in), at
     the nominal write (eps = 0): what the die should answer, less the TDC's quantisation and the noise."""
     circuit = build_circuit(params)
+    time_codes = np.atleast_2d(time_codes)
+    chunks = []
     with torch.no_grad():
         currents = [site_currents_na(circuit, m, _t(c)) for m, c in enumerate(codes)]
-        layers = network(circuit, currents, _t(time_codes)[None], _t(bias_codes))
-    return [s.times_ns()[0].numpy() for s in layers]
+        for first in range(0, len(time_codes), PREDICT_CHUNK):
+            layers = network(circuit, currents, _t(time_codes[first:first + PREDICT_CHUNK])[None], _t(bias_codes))
+            chunks.append([s.times_ns()[0].numpy() for s in layers])
+    return [np.concatenate(per_layer) for per_layer in zip(*chunks)]
 
 
 def first_to_fire(output_times_ns: np.ndarray, n_classes: int) -> np.ndarray:
