@@ -2,9 +2,10 @@
 
 1. the rails and V_K (step 3 traces; lambda from a first pass of step 2),
 2. lambda per polarity (step 2 with the measured knee and rails),
-3. the ladders and the column gains (ladder rows and the anchors' held sites, iterated to mean gain 1),
-4. kappa (step 8's coupling traces), then each neuron's anchors (step 4),
-5. every site's current at the characterisation write (step 5), the leakage (step 8).
+3. kappa (step 8's coupling traces), then each neuron's anchors (step 4),
+4. every site's current at the characterisation write (step 5), the leakage (step 8),
+5. the ladders and the column gains (ladder rows and the anchors' held sites, or with bias-row anchors the
+   step-5 currents, iterated to mean gain 1).
 
 Every figure carries a standard error; the fits are pure functions of the
 sibling ``*_fit`` modules, and this module only routes the readings to them.
@@ -80,7 +81,7 @@ def _lambda(dc: np.ndarray, chip: DieDescription, polarity: int, v_rest: float, 
     rows, sites, rel = [], [], []
     dc = dc[dc["polarity"] == polarity]
     for m in range(chip.n_matrices):
-        for r in range(chip.matrix_shape(m)[0]):
+        for r in np.unique(dc["row"][dc["matrix"] == m]):
             sel = dc[(dc["matrix"] == m) & (dc["row"] == r)]
             rail = sel["rail_v"] + e_offset
             x = v_rest - rail if polarity > 0 else rail - v_rest
@@ -115,9 +116,11 @@ def _rails(traces: list[Trace], levels: dict[str, float], lam: dict[int, float],
 
 
 def _anchor_sites(anchor: NeuronAnchors, rel_noise: float) -> dict:
-    """The anchors' held readings: per level the summed current and its error, and every site's current.
+    """The anchors' held readings: per level the summed current, its error and the rows driving it, and every
+    site's current.
 
-    The rows of a level share one released reading, so its error enters the sum once per row.
+    The rows of a level share one released reading, so its error enters the sum once per row. Bias-row anchors
+    (one row a level) have no separate trace drive: it is the level the probed spike times were taken at.
     """
     dc = anchor.dc[anchor.dc["step"] == b"anchor"]
     levels = {}
@@ -125,47 +128,93 @@ def _anchor_sites(anchor: NeuronAnchors, rel_noise: float) -> dict:
         sel = dc[dc["code"] == code]
         se = rel_noise * np.hypot(np.sqrt(np.sum(sel["held_a"] ** 2)), len(sel) * sel["released_a"][0])
         levels[int(code)] = (float(sel["synaptic_a"].sum()), float(se), len(sel))
-    trace = anchor.dc[anchor.dc["step"] == b"trace"][0]
+    trace = anchor.dc[anchor.dc["step"] == b"trace"]
+    trace_current = (float(trace[0]["synaptic_a"]) if len(trace)
+                     else levels[int(anchor.tdc[anchor.tdc["probe"]][0]["code"])][0])
     return {"levels": levels, "site_current": dc["synaptic_a"], "site_code": np.abs(dc["code"]),
-            "trace_current": float(trace["synaptic_a"])}
+            "trace_current": trace_current}
 
 
 def _probe_load(anchor: NeuronAnchors, fit: AnchorFit, input_delay_ns: float) -> tuple[float, float]:
     """The probe mux's load on the membrane (1.10): the trace drive's spike time with and without the probe."""
-    rows = anchor.tdc[anchor.tdc["step"] == b"trace"]
-    probed, bare = rows[rows["probe"]][0], rows[~rows["probe"]][0]
+    tdc = anchor.tdc
+    probed = tdc[tdc["probe"]][0]
+    bare = tdc[~tdc["probe"] & (tdc["row"] == probed["row"]) & (tdc["code"] == probed["code"])][0]
     travel = bare["mean_ns"] + 0.5 - input_delay_ns - fit.delay_ns
     ratio = (probed["mean_ns"] - bare["mean_ns"]) / travel
     se = fit.capacitance_f * np.hypot(probed["se_ns"], bare["se_ns"]) / travel
     return float(fit.capacitance_f * ratio), float(se)
 
 
-def _ladders_and_gains(readings: Readings, held: list[dict]) -> tuple[dict[int, LadderFit], list[ColumnGains], float]:
+@dataclass(frozen=True)
+class GainSites:
+    """The site currents one layer's column gains come from: current (A), code magnitude and column per site;
+    with timed sites (step 5) the relative error every site of a column shares (its anchors), and each site's
+    relative spread from its own lambda (which the write residual's scatter must not count)."""
+
+    current_a: np.ndarray
+    magnitude: np.ndarray
+    column: np.ndarray
+    column_rel_se: np.ndarray | None = None
+    site_lambda_rel: np.ndarray | None = None
+
+
+def _held_sites(readings: Readings, held: list[dict]) -> list[GainSites]:
+    """Per layer, the anchors' held sites (every row at the neuron's column, 3 codes)."""
+    sites = []
+    for lay in range(1, readings.chip.n_layers):
+        mine = [(a, h) for a, h in zip(readings.anchors, held) if a.layer == lay]
+        sites.append(GainSites(np.concatenate([h["site_current"] for _, h in mine]),
+                               np.concatenate([h["site_code"] for _, h in mine]),
+                               np.concatenate([np.full(len(h["site_code"]), a.neuron) for a, h in mine])))
+    return sites
+
+
+def _timed_sites(readings: Readings, plan: CharacterisationPlan, results: list[SiteCurrents],
+                 by_layer: dict[int, list[tuple[NeuronAnchors, AnchorFit]]], shape: ExcitatoryShape) -> list[GainSites]:
+    """Per layer, step 5's currents (every row at +10, contract 7's gains): a column's sites share its anchors'
+    C and d, whose errors do not average over the rows; its C carries the anchor site's lambda (1.7), d the
+    travel time's."""
+    sites = []
+    for m, result in enumerate(results):
+        fs = [f for _, f in sorted(by_layer[m + 1], key=lambda af: af[0].neuron)]
+        mean, _ = _site_table(readings.sites, m, readings.chip.matrix_shape(m))
+        travel = np.nanmedian(mean, axis=0) + 0.5 - plan.input_delay_ns - np.array([f.delay_ns for f in fs])
+        common = np.hypot([f.capacitance_se / f.capacitance_f for f in fs], np.array([f.delay_se for f in fs]) / travel)
+        rows, columns = np.nonzero(np.isfinite(result.current_a))
+        sites.append(GainSites(result.current_a[rows, columns], np.full(len(rows), plan.site_code), columns, common,
+                               _site_lambda_share(shape, fs)[columns]))
+    return sites
+
+
+def _ladders_and_gains(readings: Readings, sites: list[GainSites]) -> tuple[dict[int, LadderFit], list[ColumnGains],
+                                                                            float]:
     """Ladders and column gains, alternated until the gains (mean 1 over the die) and the ladders agree; the write
-    residual's half width from the held sites' scatter about them (sites off the ladder left out)."""
+    residual's half width from the sites' scatter about them (sites off the ladder left out; with timed sites less
+    their own lambdas' share)."""
     chip = readings.chip
     lad = readings.ladder
     layers = range(1, chip.n_layers)
     gains = [ColumnGains(np.ones(n), np.zeros(n), np.zeros(0, bool)) for n in chip.layer_sizes[1:]]
-    sites = []
-    for lay in layers:
-        mine = [(a, h) for a, h in zip(readings.anchors, held) if a.layer == lay]
-        sites.append((np.concatenate([h["site_current"] for _, h in mine]),
-                      np.concatenate([h["site_code"] for _, h in mine]),
-                      np.concatenate([np.full(len(h["site_code"]), a.neuron) for a, h in mine])))
     for _ in range(GAIN_PASSES):
         ladders = {}
         for polarity in (1, -1):
             sel = lad[lad["polarity"] == polarity]
             sums = np.array([gains[m].gain.sum() for m in sel["matrix"]])
             ladders[polarity] = fit_ladder(np.abs(sel["code"]), sums, sel["synaptic_a"])
-        raw = [column_gains(current, codes, columns, chip.layer_sizes[lay], ladders[1])
-               for lay, (current, codes, columns) in zip(layers, sites)]
+        raw = [column_gains(s.current_a, s.magnitude, s.column, chip.layer_sizes[lay], ladders[1])
+               for lay, s in zip(layers, sites)]
+        raw = [g if s.column_rel_se is None else ColumnGains(g.gain, np.hypot(g.se, g.gain * s.column_rel_se),
+                                                             g.off_ladder)
+               for g, s in zip(raw, sites)]
         gains, _ = normalise_gains(raw)
-    ratios = np.concatenate([(current / (ladders[1].current(codes) * g.gain[columns]) - 1.0)[~g.off_ladder]
-                             for (current, codes, columns), g in zip(sites, gains)])
-    half_width = float(np.sqrt(3.0) * np.std(ratios))
-    return ladders, gains, half_width
+    ratios = np.concatenate([(s.current_a / (ladders[1].current(s.magnitude) * g.gain[s.column]) - 1.0)[~g.off_ladder]
+                             for s, g in zip(sites, gains)])
+    variance = float(np.var(ratios))
+    if sites[0].site_lambda_rel is not None:
+        own = np.concatenate([s.site_lambda_rel[~g.off_ladder] for s, g in zip(sites, gains)])
+        variance = max(variance - float(np.mean(own**2)), 0.0)
+    return ladders, gains, float(np.sqrt(3.0 * variance))
 
 
 def _kappa(traces: list[Trace], plan: CharacterisationPlan) -> Measured:
@@ -192,6 +241,12 @@ def _measured(values, ses) -> Measured:
     return Measured(np.asarray(values, float), np.asarray(ses, float))
 
 
+def _site_lambda_share(shape: ExcitatoryShape, fs: list[AnchorFit]) -> np.ndarray:
+    """Per column, Q's relative spread from one site's lambda about the die mean (the model takes the mean)."""
+    return np.array([np.sqrt(max(shape.charge_relative_se(f.start_v, f.threshold_v, sites=1) ** 2
+                                 - shape.charge_relative_se(f.start_v, f.threshold_v) ** 2, 0.0)) for f in fs])
+
+
 def _sites(readings: Readings, plan: CharacterisationPlan, shape: ExcitatoryShape,
            by_layer: dict[int, list[tuple[NeuronAnchors, AnchorFit]]], fits: dict) -> list[SiteCurrents]:
     """Step 5: every site's current through its column's anchors (into ``fits``)."""
@@ -201,12 +256,8 @@ def _sites(readings: Readings, plan: CharacterisationPlan, shape: ExcitatoryShap
         mean, se = _site_table(readings.sites, m, readings.chip.matrix_shape(m))
         col = {name: np.array([getattr(f, name) for f in fs]) for name in
                ("capacitance_f", "capacitance_se", "delay_ns", "delay_se", "charge_v", "charge_rel_se")}
-        # one site's lambda about the die mean, which the anchors (many sites) averaged out
-        q_site = np.array([np.sqrt(max(shape.charge_relative_se(f.start_v, f.threshold_v, sites=1) ** 2
-                                       - shape.charge_relative_se(f.start_v, f.threshold_v) ** 2, 0.0))
-                           for f in fs])
         result = site_currents(mean, se, col["capacitance_f"], col["capacitance_se"], col["delay_ns"],
-                               col["delay_se"], col["charge_v"], col["charge_rel_se"], q_site,
+                               col["delay_se"], col["charge_v"], col["charge_rel_se"], _site_lambda_share(shape, fs),
                                input_delay_ns=plan.input_delay_ns)
         results.append(result)
         fits[f"fits/site_current_a/matrix_{m}"] = result.current_a
@@ -241,27 +292,29 @@ def analyse(readings: Readings, plan: CharacterisationPlan) -> Analysis:
         lambdas[p], noise[p] = _lambda(readings.dc_shape, chip, p, v_rest.value, v_k.value, offsets[p].value)
     anchor_noise = noise[1] * np.sqrt(plan.nplc / plan.anchor_nplc)
     held = [_anchor_sites(a, anchor_noise) for a in readings.anchors]
-    ladders, gains, half_width = _ladders_and_gains(readings, held)
     kappa = _kappa(readings.leakage, plan)
     e_exc = readings.pads["rev_exc"] + offsets[1].value
     shape = ExcitatoryShape(lambdas[1].mean, e_exc, v_k.value, v_rest.value, lam_se=lambdas[1].se,
                             lam_site_sd=lambdas[1].site_sd, e_exc_se=offsets[1].se, v_k_se=v_k.se)
     anchor_fits = []
     for a, h in zip(readings.anchors, held):
-        n_rows = chip.matrix_shape(a.layer - 1)[0]
+        rows_on = h["levels"][plan.anchor_codes[0]][2]  # every row of the matrix, or the bias row alone
         probe_tdc = a.tdc[a.tdc["probe"]][0]["mean_ns"]
-        levels = [AnchorLevel(cur, se, row["mean_ns"], row["se_ns"], n_rows * kappa.value)
+        levels = [AnchorLevel(cur, se, row["mean_ns"], row["se_ns"], rows_on * kappa.value)
                   for (cur, se, _), row in zip((h["levels"][c] for c in plan.anchor_codes),
                                                a.tdc[a.tdc["step"] == b"anchor"])]
         anchor_fits.append(fit_anchor(levels, a.trace_t_s - plan.probe_delay_s, a.trace_v, probe_tdc,
                                       h["trace_current"], shape, input_delay_ns=plan.input_delay_ns,
                                       input_delay_se_ns=plan.input_delay_se_ns, trace_time_se_s=plan.trace_time_se_s,
-                                      sites=n_rows, trace_kick_v=kappa.value, chain=chain_err))
+                                      sites=rows_on, trace_kick_v=kappa.value, chain=chain_err))
     loads = {(a.layer, a.neuron): _probe_load(a, f, plan.input_delay_ns) for a, f in zip(readings.anchors, anchor_fits)}
     by_layer = {lay: [(a, f) for a, f in zip(readings.anchors, anchor_fits) if a.layer == lay]
                 for lay in range(1, chip.n_layers)}
     fits: dict[str, np.ndarray] = {}
     site_results = _sites(readings, plan, shape, by_layer, fits)
+    gain_sites = (_held_sites(readings, held) if plan.anchor_rows == "all"
+                  else _timed_sites(readings, plan, site_results, by_layer, shape))
+    ladders, gains, half_width = _ladders_and_gains(readings, gain_sites)
     layers = []
     for lay in range(1, chip.n_layers):
         pairs = sorted(by_layer[lay], key=lambda af: af[0].neuron)

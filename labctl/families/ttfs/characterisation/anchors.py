@@ -19,6 +19,14 @@ For neuron k of layer l (matrix m = l - 1):
   leave d to an extrapolation longer than the current readings allow.)
 
 Other columns hold 0 throughout, so only neuron k fires.
+
+With ``plan.anchor_rows == "bias"`` (large parts, :data:`.plan.PART_PLANS`)
+the anchor levels are contract 7's: the bias row alone, code c at column k,
+held (with its own released reading) and ``anchor_repeats`` bias-only
+patterns per code; the trace drive is the level at ``trace_code`` (probed
+and unprobed spike times, one trace). Only the bias row is written. d is
+then the line's extrapolation from 7 us (RCS-L layer 1 at +15) to 0, and
+its error says so.
 """
 
 from __future__ import annotations
@@ -53,7 +61,45 @@ def _write_column(bench, m: int, k: int, codes_by_row: dict[int, int]) -> None:
     bench.link.write_synapses(m, codes)
 
 
+def _bias_row_anchors(bench, plan: CharacterisationPlan, layer: int, k: int) -> NeuronAnchors:
+    """Contract 7's step 4 (module docstring): the bias row alone at column k, each code held and timed."""
+    chip = bench.chip
+    link = bench.link
+    m = layer - 1
+    n_rows, n_cols = chip.matrix_shape(m)
+    bias_row = n_rows - 1
+    rail_v = bench.bias_v("rev_exc")
+    link.set_bias_times([0] * chip.n_matrices)
+    bias_only = np.full((plan.anchor_repeats, chip.layer_sizes[m]), NO_INPUT, dtype=np.int64)
+    dc, tdc, trace = [], [], None
+    row = np.zeros((1, n_cols), dtype=np.int64)
+    for c in plan.anchor_codes:
+        row[0, k] = c
+        link.write_synapses(m, row, first_row=bias_row)
+        reading = read_held_row(bench, m, bias_row, 1, nplc=plan.anchor_nplc)
+        dc.append((b"anchor", 1, m, bias_row, k, c, rail_v, reading.held_a, reading.released_a, reading.synaptic_a))
+        if c == plan.trace_code:
+            link.select_probe(layer, k)
+            try:
+                codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
+            finally:
+                link.select_probe(layer, None)
+            mean, se, fired = tdc_summary(codes)
+            tdc.append((b"trace", m, bias_row, k, c, True, mean[0], se[0], fired[0], len(codes)))
+            trace = bench.read_membrane(layer, k, bias_only[0], entry=m, averages=plan.trace_averages)
+        codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
+        mean, se, fired = tdc_summary(codes)
+        tdc.append((b"anchor", m, bias_row, k, c, False, mean[0], se[0], fired[0], len(codes)))
+    row[0, k] = 0
+    link.write_synapses(m, row, first_row=bias_row)
+    return NeuronAnchors(layer, k, np.array(dc, DC_DTYPE), np.array(tdc, TDC_DTYPE), np.asarray(trace.t_s),
+                         np.asarray(trace.v))
+
+
 def measure_neuron(bench, plan: CharacterisationPlan, layer: int, k: int) -> NeuronAnchors:
+    """Step 4 for neuron ``k`` of ``layer``: every row at its column, or the bias row alone (module docstring)."""
+    if plan.anchor_rows == "bias":
+        return _bias_row_anchors(bench, plan, layer, k)
     chip = bench.chip
     m = layer - 1
     n_rows = chip.matrix_shape(m)[0]

@@ -4,7 +4,9 @@ Order (dependencies first): the MON chain and V_REST (step 1); leakage and
 coupling with every code 0 (step 8, first here because kappa enters the
 anchors); the DC shape per polarity (step 2); the ladders (step 7, on DC);
 the traces near each rail (step 3); the per-neuron anchors (step 4); every
-site (step 5). Each step's readings go into the partial file as the step
+site (step 5). The plan is the die's part's
+(:meth:`CharacterisationPlan.for_part`, from IDENTIFY) unless one is given;
+steps 4 and 5 run at its window when it sets one. Each step's readings go into the partial file as the step
 ends (:mod:`labctl.families.ttfs.storage`), so an interrupted run keeps them;
 the die is left holding 0 everywhere (contract 7's step-8 codes). The bench
 powers down on every exit (:func:`open_ttfs_bench`).
@@ -84,15 +86,22 @@ def _measure(bench, plan: CharacterisationPlan, writer: CharacterisationWriter, 
     report("reversal", 1, 1)
     neurons = [(layer, k) for layer in range(1, chip.n_layers) for k in range(chip.layer_sizes[layer])]
     write_every_row(bench, 0)
-    anchors = []
-    for i, (layer, k) in enumerate(neurons):
-        report("anchors", i, len(neurons))
-        a = measure_neuron(bench, plan, layer, k)
-        anchors.append(a)
-        writer.add({f"raw/anchors/l{layer}_n{k}/dc": a.dc, f"raw/anchors/l{layer}_n{k}/tdc": a.tdc,
-                    f"raw/anchors/l{layer}_n{k}/trace": trace_rows(a.trace_t_s, a.trace_v)})
-    report("anchors", len(neurons), len(neurons))
-    sites = measure_sites(bench, plan, report)
+    timing = bench.link.timing
+    if plan.window_ns is not None:
+        bench.link.set_timing(plan.window_ns, timing.gap_us)
+    try:
+        anchors = []
+        for i, (layer, k) in enumerate(neurons):
+            report("anchors", i, len(neurons))
+            a = measure_neuron(bench, plan, layer, k)
+            anchors.append(a)
+            writer.add({f"raw/anchors/l{layer}_n{k}/dc": a.dc, f"raw/anchors/l{layer}_n{k}/tdc": a.tdc,
+                        f"raw/anchors/l{layer}_n{k}/trace": trace_rows(a.trace_t_s, a.trace_v)})
+        report("anchors", len(neurons), len(neurons))
+        sites = measure_sites(bench, plan, report)
+    finally:
+        if plan.window_ns is not None:
+            bench.link.set_timing(timing.window_ns, timing.gap_us)
     writer.add({"raw/sites": sites}, {"raw/sites": {"units": UNITS["tdc"]}})
     write_every_row(bench, 0)
     return Readings(chip, pads, chain, np.asarray(v_rest.v), dc, ladder, reversal, levels, anchors, sites, leakage)
@@ -132,19 +141,19 @@ def characterise_die(bench_file: Path, out: Path, *, progress=None, announce=Non
 
     An existing ``out`` is refused unless ``force``; with ``force`` it stays
     usable until the new file replaces it. A partial file left by an
-    interrupted run is likewise kept unless ``force`` (there is no resume yet). ``bench_options`` go to the bench
-    (:func:`open_ttfs_bench`).
+    interrupted run is likewise kept unless ``force`` (there is no resume yet). ``plan``: the die's part's
+    unless given. ``bench_options`` go to the bench (:func:`open_ttfs_bench`).
     """
     out = Path(out)
     files.refuse_existing(out, force=force, what="a characterisation")
     files.refuse_existing(files.partial_path(out), force=force, what="the readings of an interrupted run")
-    plan = plan or CharacterisationPlan()
     report = progress or (lambda stage, done, total: None)
     started = time.monotonic()
     writer: CharacterisationWriter | None = None
     try:
         with open_ttfs_bench(Path(bench_file), progress=progress, announce=announce, **bench_options) as bench:
             chip = bench.chip
+            plan = plan or CharacterisationPlan.for_part(chip.part)
             writer = CharacterisationWriter.create(out, {"part": chip.part, "serial": chip.serial,
                                                          "layer_sizes": list(chip.layer_sizes),
                                                          "plan": plan.as_dict()}, bench.config.text)

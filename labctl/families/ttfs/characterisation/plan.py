@@ -2,12 +2,15 @@
 
 One frozen record so that a run's choices are written into its file
 (provenance) and a test can shorten a plan without touching the steps.
-Where this plan departs from contract 7, the field says so.
+Where this plan departs from contract 7, the field says so. The defaults are
+RCS-S's plan; :meth:`CharacterisationPlan.for_part` gives a part's plan
+(RCS-L changes the fields in :data:`PART_PLANS`, each saying why).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,17 @@ class CharacterisationPlan:
     measures every code on every site through timing; the held row's DC current sums the row's columns,
     which averages the write residual over the columns at a fraction of the writes."""
     anchor_codes: tuple[int, ...] = (6, 10, 15)
-    """Step 4: the bias-row code at one column per neuron."""
+    """Step 4: the code at one column per neuron (of every row, or of the bias row alone: ``anchor_rows``)."""
+    anchor_rows: Literal["all", "bias"] = "all"
+    """Step 4's drive: ``all`` writes every row of the matrix at the neuron's column and holds each in turn
+    (the line's intercept, d, close to a measured point; :mod:`.anchors`); ``bias`` is contract 7's bias row
+    alone (one held reading per code), and the column gains then come from step 5 (contract 7)."""
+    shape_rows: int | None = None
+    """Step 2: rows held per matrix, evenly spread, the bias row included; None holds every row. Contract 7
+    holds only the bias rows; rows of few sites (RCS-S's, RCS-L's matrix 2) show lambda's site spread,
+    which one bias row per matrix cannot."""
+    window_ns: int | None = None
+    """Output window of steps 4 and 5 (SET_TIMING); None keeps the bridge's (16 us, 1.2)."""
     anchor_repeats: int = 16
     """Step 4: bias-only patterns per code (TDC)."""
     trace_code: int = 6
@@ -62,5 +75,34 @@ class CharacterisationPlan:
     anchor_nplc: float = 10.0
     """Step 4's held readings: every level's current enters C and d directly (contract 7 allows NPLC 10)."""
 
+    def __post_init__(self) -> None:
+        if self.anchor_rows == "bias" and self.trace_code not in self.anchor_codes:
+            raise ValueError(f"bias-row anchors trace one of their levels: trace code {self.trace_code} is not "
+                             f"among the anchor codes {self.anchor_codes}")
+
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_part(cls, part: str) -> CharacterisationPlan:
+        """The plan of ``part`` (IDENTIFY's part name): the defaults with that part's changes."""
+        return replace(cls(), **PART_PLANS.get(part, {}))
+
+
+PART_PLANS: dict[str, dict] = {
+    "RCS-L": {
+        # holding every row of a column at three codes is 785 x 3 readings at NPLC 10 per layer-1 neuron
+        # (about 500 s each, 54 h in all): contract 7's bias-row anchors, 6 readings per neuron instead
+        "anchor_rows": "bias",
+        # every row at 11 rail levels is 1171 x 11 readings (about 300 s); 16 rows per matrix keep the site
+        # spread (matrix 2's rows of 10 sites) at 48 x 11 readings
+        "shape_rows": 16,
+        # one code-6 site fires a layer-1 neuron (421 fF) after about 18 us, up to 24 us on a slow die (1.7's
+        # bounds), past the default 16 us window; contract 7's step 3 takes 32 us too
+        "window_ns": 32000,
+        # one +15 bias site takes about 10 us to pull a 421 fF membrane onto E+: 24 us holds the approach and
+        # a settled third of the trace, at 12 ns a point against the knee's 0.15 to 0.4 us (layer 3 to 1)
+        "reversal_window_ns": 24000,
+    },
+}
+"""Each part's departures from the defaults (RCS-S's plan), with why."""
