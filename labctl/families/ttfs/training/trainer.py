@@ -174,7 +174,16 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
     code_lr, bias_lr = (CODE_LR, BIAS_LR) if full else MINIBATCH_LR
     optimiser = torch.optim.Adam([{"params": latent, "lr": code_lr}, {"params": [bias], "lr": bias_lr}])
     total = epochs * steps_per_epoch(len(labels))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, total)
+    begun = time.monotonic()
+
+    def anneal(step: int) -> None:
+        """Cosine from the initial step sizes to 0 over the steps or, when a deadline comes first, over the time:
+        a run cut short by its budget still ends on small steps."""
+        done = step / total
+        if deadline is not None:
+            done = max(done, (time.monotonic() - begun) / max(deadline - begun, 1e-9))
+        for group, base in zip(optimiser.param_groups, (code_lr, bias_lr)):
+            group["lr"] = base * 0.5 * (1.0 + np.cos(np.pi * min(done, 1.0)))
     x = torch.as_tensor(time_codes, dtype=DTYPE)
     y = torch.as_tensor(labels, dtype=torch.int64)
     half_width = model_params.write_residual_half_width
@@ -214,13 +223,13 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            schedule.step()
+            step += 1
+            anneal(step)
             with torch.no_grad():
                 for z in latent:
                     z.clamp_(-MAX_CODE, MAX_CODE)
                 bias.clamp_(0, MAX_TIME_CODE)
             losses.append(float(loss.detach()))
-            step += 1
             out_of_time = deadline is not None and time.monotonic() > deadline
             if not full and (step % JUDGE_STEPS == 0 or step == total or out_of_time):
                 codes, bias_codes = current_codes()
