@@ -61,6 +61,21 @@ def _write_column(bench, m: int, k: int, codes_by_row: dict[int, int]) -> None:
     bench.link.write_synapses(m, codes)
 
 
+def _spike_times(link, patterns: np.ndarray, m: int, layer: int, k: int, *, step: bytes, row: int, code: int,
+                 probed: bool) -> tuple:
+    """One TDC_DTYPE row: ``patterns`` into matrix m, neuron k's mean spike time (its probe selected when
+    ``probed``: the mux's load shows in the pair)."""
+    if probed:
+        link.select_probe(layer, k)
+    try:
+        codes = link.apply_patterns(patterns, entry=m, readout=layer)[:, k:k + 1]
+    finally:
+        if probed:
+            link.select_probe(layer, None)
+    mean, se, fired = tdc_summary(codes)
+    return (step, m, row, k, code, probed, mean[0], se[0], fired[0], len(codes))
+
+
 def _bias_row_anchors(bench, plan: CharacterisationPlan, layer: int, k: int) -> NeuronAnchors:
     """Contract 7's step 4 (module docstring): the bias row alone at column k, each code held and timed."""
     chip = bench.chip
@@ -79,17 +94,9 @@ def _bias_row_anchors(bench, plan: CharacterisationPlan, layer: int, k: int) -> 
         reading = read_held_row(bench, m, bias_row, 1, nplc=plan.anchor_nplc)
         dc.append((b"anchor", 1, m, bias_row, k, c, rail_v, reading.held_a, reading.released_a, reading.synaptic_a))
         if c == plan.trace_code:
-            link.select_probe(layer, k)
-            try:
-                codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
-            finally:
-                link.select_probe(layer, None)
-            mean, se, fired = tdc_summary(codes)
-            tdc.append((b"trace", m, bias_row, k, c, True, mean[0], se[0], fired[0], len(codes)))
+            tdc.append(_spike_times(link, bias_only, m, layer, k, step=b"trace", row=bias_row, code=c, probed=True))
             trace = bench.read_membrane(layer, k, bias_only[0], entry=m, averages=plan.trace_averages)
-        codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
-        mean, se, fired = tdc_summary(codes)
-        tdc.append((b"anchor", m, bias_row, k, c, False, mean[0], se[0], fired[0], len(codes)))
+        tdc.append(_spike_times(link, bias_only, m, layer, k, step=b"anchor", row=bias_row, code=c, probed=False))
     row[0, k] = 0
     link.write_synapses(m, row, first_row=bias_row)
     return NeuronAnchors(layer, k, np.array(dc, DC_DTYPE), np.array(tdc, TDC_DTYPE), np.asarray(trace.t_s),
@@ -116,16 +123,9 @@ def measure_neuron(bench, plan: CharacterisationPlan, layer: int, k: int) -> Neu
     reading = read_held_row(bench, m, bias_row, 1, nplc=plan.anchor_nplc)
     dc.append((b"trace", 1, m, bias_row, k, plan.trace_code, rail_v, reading.held_a, reading.released_a,
                reading.synaptic_a))
-    link.select_probe(layer, k)
-    try:
-        codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
-    finally:
-        link.select_probe(layer, None)
-    mean, se, fired = tdc_summary(codes)
-    tdc.append((b"trace", m, bias_row, k, plan.trace_code, True, mean[0], se[0], fired[0], len(codes)))
-    codes = link.apply_patterns(bias_only, entry=m, readout=layer)[:, k:k + 1]
-    mean, se, fired = tdc_summary(codes)
-    tdc.append((b"trace", m, bias_row, k, plan.trace_code, False, mean[0], se[0], fired[0], len(codes)))
+    for probed in (True, False):
+        tdc.append(_spike_times(link, bias_only, m, layer, k, step=b"trace", row=bias_row, code=plan.trace_code,
+                                probed=probed))
     trace = bench.read_membrane(layer, k, bias_only[0], entry=m, averages=plan.trace_averages)
 
     for c in plan.anchor_codes:
@@ -134,9 +134,7 @@ def measure_neuron(bench, plan: CharacterisationPlan, layer: int, k: int) -> Neu
         for r in range(n_rows):
             reading = read_held_row(bench, m, r, 1, nplc=plan.anchor_nplc, released_a=released)
             dc.append((b"anchor", 1, m, r, k, c, rail_v, reading.held_a, released, reading.synaptic_a))
-        codes = link.apply_patterns(every_row, entry=m, readout=layer)[:, k:k + 1]
-        mean, se, fired = tdc_summary(codes)
-        tdc.append((b"anchor", m, -1, k, c, False, mean[0], se[0], fired[0], len(codes)))
+        tdc.append(_spike_times(link, every_row, m, layer, k, step=b"anchor", row=-1, code=c, probed=False))
     _write_column(bench, m, k, {})
     return NeuronAnchors(layer, k, np.array(dc, DC_DTYPE), np.array(tdc, TDC_DTYPE), np.asarray(trace.t_s),
                          np.asarray(trace.v))
