@@ -114,3 +114,6 @@ def test_a_large_split_trains_in_mini_batches_within_its_budget(params):
     started = time.monotonic()
     short = train_ttfs(params, data, method="exact", epochs=50, seed=0, time_budget_s=2.0)
     assert time.monotonic() - started < 30 and len(short.losses) < 50 * 24
+    auto = train_ttfs(params, data, method="auto", epochs=1, seed=0, time_budget_s=60.0)
+    assert set(auto.validation_accuracy) == {"dstd", "exact"}
+    assert auto.weights.method == "auto:" + max(auto.validation_accuracy, key=auto.validation_accuracy.get)
