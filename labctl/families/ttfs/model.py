@@ -48,8 +48,8 @@ PREDICT_CHUNK = 128
 """Patterns per forward pass of a prediction: RCS-L's input layer holds (patterns x 256 events x 512) numbers."""
 
 
-def _t(value) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=DTYPE)
+def _t(value, dtype: torch.dtype = DTYPE) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -86,27 +86,27 @@ class Circuit:
         return int(self.v_rest.shape[0])
 
 
-def _value(m, draw: bool, generator: torch.Generator | None, count: int) -> torch.Tensor:
+def _value(m, draw: bool, generator: torch.Generator | None, count: int, dtype: torch.dtype) -> torch.Tensor:
     """(count, *shape) copies of a Measured value; with ``draw``, each perturbed by N(0, se)."""
-    value, se = _t(m.value), _t(m.se)
+    value, se = _t(m.value, dtype), _t(m.se, dtype)
     out = value.expand(count, *value.shape).clone()
     if draw:
-        out = out + torch.randn(out.shape, generator=generator, dtype=DTYPE) * se
+        out = out + torch.randn(out.shape, generator=generator, dtype=dtype) * se
     return out
 
 
 def build_circuit(params: TtfsDieParameters, *, draws: int = 1, generator: torch.Generator | None = None,
-                  sample: bool = False) -> Circuit:
+                  sample: bool = False, dtype: torch.dtype = DTYPE) -> Circuit:
     """The model's circuit: the measured values (``sample=False``) or ``draws`` dies drawn from the measurement's
     standard errors, for variation-aware training. Without per-site lambdas the die mean stands for every site,
     and a draw spreads it by the measured per-site spread (1.6: 5 %)."""
     n = draws
 
     def ladder(pol) -> torch.Tensor:
-        lsb = _value(pol.i_lsb_a, sample, generator, n) * 1e9
-        bits = _value(pol.bit_weights, sample, generator, n)
+        lsb = _value(pol.i_lsb_a, sample, generator, n, dtype) * 1e9
+        bits = _value(pol.bit_weights, sample, generator, n, dtype)
         mags = torch.arange(MAX_CODE + 1)
-        mask = ((mags[:, None] >> torch.arange(bits.shape[-1])) & 1).to(DTYPE)
+        mask = ((mags[:, None] >> torch.arange(bits.shape[-1])) & 1).to(dtype)
         return lsb[:, None] * (bits @ mask.T)
 
     layers = []
@@ -115,26 +115,26 @@ def build_circuit(params: TtfsDieParameters, *, draws: int = 1, generator: torch
         lams = []
         for pol in (params.excitatory, params.inhibitory):
             if pol.site_lam_per_v is not None:
-                lams.append(_value(pol.site_lam_per_v[m], sample, generator, n))
+                lams.append(_value(pol.site_lam_per_v[m], sample, generator, n, dtype))
                 continue
-            lam = _value(pol.lam_per_v, sample, generator, n)[:, None, None].expand(n, *shape)
+            lam = _value(pol.lam_per_v, sample, generator, n, dtype)[:, None, None].expand(n, *shape)
             if sample:
-                lam = lam * (1.0 + pol.lam_site_sd * torch.randn((n, *shape), generator=generator, dtype=DTYPE))
+                lam = lam * (1.0 + pol.lam_site_sd * torch.randn((n, *shape), generator=generator, dtype=dtype))
             lams.append(lam)
         layers.append(LayerCircuit(
-            capacitance_ff=_value(layer.capacitance_f, sample, generator, n) * 1e15,
-            start_v=_value(layer.start_v, sample, generator, n),
-            threshold_v=_value(layer.threshold_v, sample, generator, n),
-            delay_ns=_value(layer.delay_ns, sample, generator, n),
-            leak_na=_value(layer.leak_a, sample, generator, n) * 1e9,
-            gain=_value(layer.column_gain, sample, generator, n),
+            capacitance_ff=_value(layer.capacitance_f, sample, generator, n, dtype) * 1e15,
+            start_v=_value(layer.start_v, sample, generator, n, dtype),
+            threshold_v=_value(layer.threshold_v, sample, generator, n, dtype),
+            delay_ns=_value(layer.delay_ns, sample, generator, n, dtype),
+            leak_na=_value(layer.leak_a, sample, generator, n, dtype) * 1e9,
+            gain=_value(layer.column_gain, sample, generator, n, dtype),
             lam_exc=lams[0], lam_inh=lams[1]))
     return Circuit(
         layers=tuple(layers), exc_table_na=ladder(params.excitatory), inh_table_na=ladder(params.inhibitory),
         e_exc=float(np.asarray(params.excitatory.reversal_v.value)),
         e_inh=float(np.asarray(params.inhibitory.reversal_v.value)),
-        v_rest=_value(params.v_rest_v, sample, generator, n), v_k=float(np.asarray(params.v_k_v.value)),
-        kappa_v=_value(params.kappa_v, sample, generator, n), input_delay_ns=float(params.input_delay_ns),
+        v_rest=_value(params.v_rest_v, sample, generator, n, dtype), v_k=float(np.asarray(params.v_k_v.value)),
+        kappa_v=_value(params.kappa_v, sample, generator, n, dtype), input_delay_ns=float(params.input_delay_ns),
         window_ns=float(params.window_ns))
 
 
@@ -232,7 +232,7 @@ def _events_by_row(share: torch.Tensor, row_on_ns: torch.Tensor, w: float) -> _E
     """One event per row, sorted per pattern (differentiable in the row times)."""
     d, p, r = row_on_ns.shape
     times, order = torch.sort(torch.clamp(row_on_ns, max=w), dim=-1)
-    switched = (times < w).to(DTYPE)
+    switched = (times < w).to(share.dtype)
     width = share.shape[-1]
     rows = share[:, None].expand(d, p, r, width).gather(2, order[..., None].expand(d, p, r, width))
     return _Events(times, rows * switched[..., None], switched)
@@ -242,7 +242,7 @@ def _events_by_time(share: torch.Tensor, row_on_ns: torch.Tensor, w: float, dist
     """One event per distinct switching time of the batch, shared by its patterns: input rows switch on a 10 ns
     grid (1.3), so a batch of integer codes has at most 255 of them however many rows there are."""
     index = torch.searchsorted(distinct, row_on_ns.contiguous())  # (D, P, R)
-    hot = torch.nn.functional.one_hot(index, distinct.numel() + 1)[..., :-1].to(DTYPE)  # times >= W: no event
+    hot = torch.nn.functional.one_hot(index, distinct.numel() + 1)[..., :-1].to(share.dtype)  # times >= W: no event
     increments = torch.matmul(hot.transpose(-1, -2), share[:, None])  # (D, P, E, 2N)
     return _Events(distinct[None, None], increments, hot.sum(dim=-2))
 
@@ -273,13 +273,14 @@ def _crossings(circuit: Circuit, m: int, events: _Events, w: float) -> LayerSpik
     d, p, e, width = events.increments.shape
     n = width // 2
     sums = torch.cumsum(events.increments, dim=2)
-    sums = torch.cat([torch.zeros(d, p, 1, width, dtype=DTYPE), sums], dim=2)  # (D, P, E + 1, 2N): e events on
+    dtype = sums.dtype
+    sums = torch.cat([torch.zeros(d, p, 1, width, dtype=dtype), sums], dim=2)  # (D, P, E + 1, 2N): e events on
     alpha = sums[..., :n] - layer.leak_na[:, None, None, :]
     beta = sums[..., n:]
     times = events.times.expand(d, p, e)
-    bounds = torch.cat([torch.zeros(d, p, 1, dtype=DTYPE), times, torch.full((d, p, 1), w, dtype=DTYPE)], dim=-1)
+    bounds = torch.cat([torch.zeros(d, p, 1, dtype=dtype), times, torch.full((d, p, 1), w, dtype=dtype)], dim=-1)
     span = (bounds[..., 1:] - bounds[..., :-1])[..., None]  # (D, P, E + 1, 1)
-    kick = circuit.kappa_v[:, None, None, None] * torch.cat([torch.zeros(d, p, 1, dtype=DTYPE), events.rows],
+    kick = circuit.kappa_v[:, None, None, None] * torch.cat([torch.zeros(d, p, 1, dtype=dtype), events.rows],
                                                             dim=-1)[..., None]
     cap = layer.capacitance_ff[:, None, None, :]
     rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
@@ -322,7 +323,7 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
     switching = row_on_ns.detach()[row_on_ns.detach() < w]
     # after the last row has switched on, every step sees the same rows: their sums are computed once
     active = min(k, int(switching.max() // step_ns) + 2) if switching.numel() else 1
-    edges = torch.arange(1, active + 1, dtype=DTYPE) * step_ns  # step ends
+    edges = torch.arange(1, active + 1, dtype=row_on_ns.dtype) * step_ns  # step ends
     frac = torch.clamp((edges[:, None] - row_on_ns[:, :, None, :]) / step_ns, 0.0, 1.0)  # (D, P, K', R)
     frac = torch.where(row_on_ns[:, :, None, :] < w, frac, torch.zeros_like(frac))
     alpha, beta = (torch.cat([x, x[:, :, -1:].expand(-1, -1, k - active, -1)], dim=2)
@@ -335,9 +336,10 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
     rows_on = torch.cat([rows_on, rows_on[:, :, -1:].expand(-1, -1, k - active)], dim=2)
     coupling = circuit.kappa_v[:, None, None, None] * rows_on.diff(dim=-1, prepend=torch.zeros_like(
         rows_on[..., :1]))[..., None]  # rows newly on in a step lift the membrane
-    log_p = torch.cumsum(decay, dim=2)  # V_k = e^{L_k} (V_0 + sum_i (gain_i + kappa_i) e^{-L_i})
+    factor = torch.exp(decay)  # V_k = e^{decay_k} (V_{k-1} + kappa_k) + gain_k, composed by the scan
+    through, offset = _affine_scan(factor, factor * coupling + gain, dim=2)
     v0 = layer.start_v[:, None, None, :]
-    v_grid = torch.exp(log_p) * (v0 + torch.cumsum((gain + coupling * torch.exp(decay)) * torch.exp(-log_p), dim=2))
+    v_grid = through * v0 + offset
     v_prev = torch.cat([v0.expand(*v_grid.shape[:2], 1, -1), v_grid[:, :, :-1]], dim=2)
     v_th = layer.threshold_v[:, None, None, :]
     below = v_grid <= v_th
@@ -347,7 +349,7 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
     vp, vn = v_prev.gather(2, index)[:, :, 0], v_grid.gather(2, index)[:, :, 0]
     th = layer.threshold_v[:, None, :]
     frac_in = torch.clamp((vp - th) / torch.where(fired_any, vp - vn, torch.ones_like(vp)), 0.0, 1.0)
-    cross = (index[:, :, 0].to(DTYPE) + frac_in) * step_ns
+    cross = (index[:, :, 0].to(frac_in.dtype) + frac_in) * step_ns
     edge = cross + layer.delay_ns[:, None, :]
     fired = fired_any & (edge < w)
     return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v_grid[:, :, -1])
@@ -376,7 +378,7 @@ def network(circuit: Circuit, currents_na: list[torch.Tensor], time_codes: torch
             spikes = layer_grid(circuit, m, current, rows, step_ns)
         out.append(spikes)
         if m + 1 < len(currents_na):
-            bias = input_row_times(circuit, torch.zeros(*rows.shape[:2], 0, dtype=DTYPE), bias_codes[m + 1])
+            bias = input_row_times(circuit, torch.zeros(*rows.shape[:2], 0, dtype=rows.dtype), bias_codes[m + 1])
             rows = torch.cat([torch.where(spikes.fired, spikes.edge_ns, torch.full_like(spikes.edge_ns,
                                                                                     circuit.window_ns)), bias], dim=-1)
     return out

@@ -70,6 +70,10 @@ FULL_BATCH_LIMIT = 1000
 """Training sets up to this size take full-batch steps (``epochs`` counts steps); larger ones (Fashion-MNIST's
 60 000) take shuffled mini-batches (``epochs`` counts passes) with one drawn write per step."""
 BATCH_SIZE = 64
+LARGE_SET_DTYPE = torch.float32
+"""Mini-batch steps run in single precision (about twice as fast on RCS-L; a spike time of up to 16 us keeps
+about a ps of resolution, and every step composes bounded factors, :func:`~labctl.families.ttfs.model.layer_grid`);
+judgements and predictions stay in double precision."""
 MINIBATCH_LR = (0.05, 0.5)
 """Adam step sizes of mini-batch training: a pass takes about a thousand steps, not one."""
 MINIBATCH_EPOCHS = {"exact": 1, "dstd": 4, "mapped": 4}
@@ -141,9 +145,9 @@ def _drawn_accuracy(outputs: LayerSpikes, labels: torch.Tensor, n_classes: int) 
     return float((first == labels).to(DTYPE).mean())
 
 
-def _initial_codes(shape: tuple[int, int], m: int, generator: torch.Generator) -> torch.Tensor:
+def _initial_codes(shape: tuple[int, int], m: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     rows, k = shape[0], min(m, 1)
-    return torch.randn(shape, generator=generator, dtype=DTYPE) * INIT_SPREAD[k] / rows**0.5 + INIT_DRIVE[k] / rows
+    return torch.randn(shape, generator=generator, dtype=dtype) * INIT_SPREAD[k] / rows**0.5 + INIT_DRIVE[k] / rows
 
 
 def is_large(n_samples: int) -> bool:
@@ -166,11 +170,12 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
     ``deadline``, a ``time.monotonic()`` value, passed).
     """
     mapped, full = method == "mapped", not is_large(len(labels))
+    dtype = DTYPE if full else LARGE_SET_DTYPE
     model_params = ideal_parameters(params) if mapped else params
     generator = torch.Generator().manual_seed(seed)
-    latent = [torch.nn.Parameter(_initial_codes(model_params.matrix_shape(m), m, generator))
+    latent = [torch.nn.Parameter(_initial_codes(model_params.matrix_shape(m), m, generator, dtype))
               for m in range(params.n_matrices)]
-    bias = torch.nn.Parameter(torch.zeros(params.n_matrices, dtype=DTYPE))
+    bias = torch.nn.Parameter(torch.zeros(params.n_matrices, dtype=dtype))
     code_lr, bias_lr = (CODE_LR, BIAS_LR) if full else MINIBATCH_LR
     optimiser = torch.optim.Adam([{"params": latent, "lr": code_lr}, {"params": [bias], "lr": bias_lr}])
     total = epochs * steps_per_epoch(len(labels))
@@ -184,7 +189,7 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
             done = max(done, (time.monotonic() - begun) / max(deadline - begun, 1e-9))
         for group, base in zip(optimiser.param_groups, (code_lr, bias_lr)):
             group["lr"] = base * 0.5 * (1.0 + np.cos(np.pi * min(done, 1.0)))
-    x = torch.as_tensor(time_codes, dtype=DTYPE)
+    x = torch.as_tensor(time_codes, dtype=dtype)
     y = torch.as_tensor(labels, dtype=torch.int64)
     half_width = model_params.write_residual_half_width
     forward = method if not mapped else ("exact" if full else "dstd")
@@ -201,16 +206,16 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
         order = torch.randperm(len(labels), generator=generator) if not full else None
         for first in range(0, len(labels), BATCH_SIZE if not full else len(labels)):
             batch = slice(None) if full else order[first:first + BATCH_SIZE]
-            circuit = build_circuit(model_params, draws=draws, generator=generator, sample=not mapped)
+            circuit = build_circuit(model_params, draws=draws, generator=generator, sample=not mapped, dtype=dtype)
             currents = []
             for m, z in enumerate(latent):
-                eps = (torch.rand((draws, *z.shape), generator=generator, dtype=DTYPE) * 2 - 1) * half_width
+                eps = (torch.rand((draws, *z.shape), generator=generator, dtype=dtype) * 2 - 1) * half_width
                 currents.append(site_currents_na(circuit, m, z, eps, quantise=not mapped))
             b = bias.clamp(0, MAX_TIME_CODE)
             b = b + (torch.round(b) - b).detach()
             inputs = x[batch].expand(draws, -1, -1)
             if INPUT_JITTER_CODES:
-                inputs = (inputs + INPUT_JITTER_CODES * torch.randn(inputs.shape, generator=generator, dtype=DTYPE)
+                inputs = (inputs + INPUT_JITTER_CODES * torch.randn(inputs.shape, generator=generator, dtype=dtype)
                           ).clamp(0, MAX_TIME_CODE)
             layers = network(circuit, currents, inputs, b, method=forward, step_ns=DSTD_STEP_NS)
             loss = spike_time_loss(layers, circuit, y[batch], n_classes, objective)
