@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", action="store_true",
                         help="skip characterisation: train on the simulator's true parameters (a perfect "
                              "characterisation's ceiling; not the issue's measurement)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each die's bench file, characterisation and weights in DIR/seedN")
     parser.add_argument("--out", type=Path, help="save the raw figures as JSON")
     parser.add_argument("--from", dest="inputs", type=Path, nargs="+", help="rebuild tables from JSON files")
     parser.add_argument("--doc", action="store_true", help="rewrite the Fashion-MNIST section of docs/results-ttfs.md")
@@ -214,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         records, command = [], "python benchmarks/ttfs_bench_fashion.py " + " ".join(argv or sys.argv[1:])
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for seed in range(args.first_seed, args.first_seed + args.dies):
-            with tempfile.TemporaryDirectory() as folder:
-                rec = run_die(seed, methods, Path(folder), args)
+            if args.keep:
+                folder = args.keep / f"seed{seed}"
+                folder.mkdir(parents=True, exist_ok=True)
+                rec = run_die(seed, methods, folder, args)
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    rec = run_die(seed, methods, Path(folder), args)
             records.append(rec)
             print("\n".join(die_lines(rec)), flush=True)
             if args.out:
