@@ -4,7 +4,7 @@ Every method trains the same variables, a continuous latent code per synapse
 site and a continuous bias time code per matrix, on the model of
 :mod:`labctl.families.ttfs.model` built from the die's measured parameters.
 The forward pass uses the integer codes the die will be written with
-(straight-through estimator); every step draws ``DRAWS`` writes of the die
+(straight-through estimator); every step draws writes of the die
 (the write residual eps ~ U(-w, w) per site, 1.7, and the measurement's
 standard errors), so the codes hold on any write and not only on the mean.
 
@@ -19,10 +19,15 @@ standard errors), so the codes hold on any write and not only on the mean.
   more accurate on the other 20 % (never the test split) is trained again on
   the whole training split.
 
-Within a run, the epoch whose codes classify the training samples best at
+Within a run, the step whose codes classify the training samples best at
 the nominal write (exact model; for ``mapped``, the ideal network's, which
 never sees the die) is kept. The software accuracy reported is
 the exact model's, on the test split, at the nominal write.
+
+A small split (Iris) takes full-batch steps with ``DRAWS`` drawn writes each.
+A large one (Fashion-MNIST on RCS-L) takes shuffled mini-batches with one
+drawn write per step, in single precision, within a wall-time budget, and is
+judged every ``JUDGE_STEPS`` steps on ``SELECTION_SAMPLES`` training samples.
 """
 
 from __future__ import annotations
