@@ -164,6 +164,28 @@ def steps_per_epoch(n_samples: int) -> int:
     return -(-n_samples // BATCH_SIZE) if is_large(n_samples) else 1
 
 
+def _step_loss(model_params: TtfsDieParameters, latent: list[torch.Tensor], bias: torch.Tensor, x: torch.Tensor,
+               y: torch.Tensor, n_classes: int, *, draws: int, mapped: bool, forward: str, objective: Objective,
+               generator: torch.Generator) -> tuple[list[LayerSpikes], torch.Tensor]:
+    """One step's forward pass: ``draws`` writes of the die (the measurement's errors and each site's write
+    residual; none for ``mapped``, whose ideal network has neither) on jittered inputs, and its loss."""
+    dtype = x.dtype
+    circuit = build_circuit(model_params, draws=draws, generator=generator, sample=not mapped, dtype=dtype)
+    half_width = model_params.write_residual_half_width
+    currents = []
+    for m, z in enumerate(latent):
+        eps = (torch.rand((draws, *z.shape), generator=generator, dtype=dtype) * 2 - 1) * half_width
+        currents.append(site_currents_na(circuit, m, z, eps, quantise=not mapped))
+    b = bias.clamp(0, MAX_TIME_CODE)
+    b = b + (torch.round(b) - b).detach()
+    inputs = x.expand(draws, -1, -1)
+    if INPUT_JITTER_CODES:
+        inputs = (inputs + INPUT_JITTER_CODES * torch.randn(inputs.shape, generator=generator, dtype=dtype)
+                  ).clamp(0, MAX_TIME_CODE)
+    layers = network(circuit, currents, inputs, b, method=forward, step_ns=DSTD_STEP_NS)
+    return layers, spike_time_loss(layers, circuit, y, n_classes, objective)
+
+
 def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, n_classes: int, *, method: str,
          epochs: int, seed: int, objective: Objective, report: Callable[[int, float, float], None],
          deadline: float | None = None) -> _Run:
@@ -196,7 +218,6 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
             group["lr"] = base * 0.5 * (1.0 + np.cos(np.pi * min(done, 1.0)))
     x = torch.as_tensor(time_codes, dtype=dtype)
     y = torch.as_tensor(labels, dtype=torch.int64)
-    half_width = model_params.write_residual_half_width
     forward = method if not mapped else ("exact" if full else "dstd")
     draws = DRAWS if full and not mapped else 1
     judge_x, judge_y = _subset(time_codes, labels, SELECTION_SAMPLES, seed)
@@ -211,19 +232,8 @@ def _fit(params: TtfsDieParameters, time_codes: np.ndarray, labels: np.ndarray, 
         order = torch.randperm(len(labels), generator=generator) if not full else None
         for first in range(0, len(labels), BATCH_SIZE if not full else len(labels)):
             batch = slice(None) if full else order[first:first + BATCH_SIZE]
-            circuit = build_circuit(model_params, draws=draws, generator=generator, sample=not mapped, dtype=dtype)
-            currents = []
-            for m, z in enumerate(latent):
-                eps = (torch.rand((draws, *z.shape), generator=generator, dtype=dtype) * 2 - 1) * half_width
-                currents.append(site_currents_na(circuit, m, z, eps, quantise=not mapped))
-            b = bias.clamp(0, MAX_TIME_CODE)
-            b = b + (torch.round(b) - b).detach()
-            inputs = x[batch].expand(draws, -1, -1)
-            if INPUT_JITTER_CODES:
-                inputs = (inputs + INPUT_JITTER_CODES * torch.randn(inputs.shape, generator=generator, dtype=dtype)
-                          ).clamp(0, MAX_TIME_CODE)
-            layers = network(circuit, currents, inputs, b, method=forward, step_ns=DSTD_STEP_NS)
-            loss = spike_time_loss(layers, circuit, y[batch], n_classes, objective)
+            layers, loss = _step_loss(model_params, latent, bias, x[batch], y[batch], n_classes, draws=draws,
+                                      mapped=mapped, forward=forward, objective=objective, generator=generator)
             if full:
                 codes, bias_codes = current_codes()
                 acc = accuracy_of(model_params, codes, bias_codes, judge_x, judge_y, n_classes)
