@@ -61,6 +61,19 @@ def test_shipped_recipes_load_and_say_what_they_run():
     assert wine.source == FAMILY.shipped_recipes["CMNA-777"]
 
 
+def test_ttfs_parts_ship_their_recipes():
+    """Each RC-Spike part has its task: Iris on RCS-S (circuit against mapped), Fashion-MNIST on RCS-L (DSTD in
+    mini-batches within the issue's 2-hour budget, less the evaluation)."""
+    from labctl.families.ttfs.family import TtfsFamily
+
+    small = load_recipe(TtfsFamily.shipped_recipes["RCS-S"])
+    assert [s.kind for s in small.steps] == ["characterise", "train", "train", "evaluate", "evaluate"]
+    large = load_recipe(TtfsFamily.shipped_recipes["RCS-L"])
+    assert large.recipe.part == "RCS-L" and [s.kind for s in large.steps] == ["characterise", "train", "evaluate"]
+    train = large.steps[1].options
+    assert (train.dataset, train.method, train.budget_minutes) == ("fashion-mnist", "dstd", 115.0)
+
+
 @pytest.mark.parametrize("text, expected", [
     ('name = "x"\nfamily = "cmna"\n[[steps]]\nkind = "characterise"\n[[steps]]\nkind = "train"\ndataset = "irs"\n',
      "recipe r.toml, line 7: steps[1].dataset: unknown data set 'irs'"),

@@ -56,7 +56,8 @@ class TtfsFamily:
     reporter = "labctl.families.ttfs.report.page:write_report"
     replayer = "labctl.families.ttfs.replay:replay"
     gui = "labctl.families.ttfs.gui.panels"
-    shipped_recipes: Mapping[str, Path] = {"RCS-S": RECIPES_DIR / "ttfs_iris.toml"}
+    shipped_recipes: Mapping[str, Path] = {"RCS-S": RECIPES_DIR / "ttfs_iris.toml",
+                                           "RCS-L": RECIPES_DIR / "ttfs_fashion.toml"}
 
     def recognises(self, identify_payload: bytes) -> bool:
         return is_ttfs_identify(identify_payload)
