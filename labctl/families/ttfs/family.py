@@ -116,6 +116,7 @@ class TtfsFamily:
     def program(self, weights: Path, options: StepOptions, context: StepContext, *, evaluate: bool) -> OnChipOutcome:
         from labctl.families.ttfs.bench import open_ttfs_bench
         from labctl.families.ttfs.evaluation import classify_on_chip
+        from labctl.families.ttfs.patterns import patterns_per_frame
         from labctl.families.ttfs.programming import check_codes_for_die, program_codes
         from labctl.families.ttfs.tasks import load_task
         from labctl.families.ttfs.weights import read_weights
@@ -136,7 +137,8 @@ class TtfsFamily:
                 assert data is not None and isinstance(options, EvaluateOptions)
                 codes = trained.encoding.encode(data.X_test)
                 result = classify_on_chip(bench.link, codes, data.y_test, data.n_classes, progress=context.progress)
-                n_power = len(codes) if options.power_patterns is None else min(options.power_patterns, len(codes))
+                n_power = min(len(codes) if options.power_patterns is None else options.power_patterns,
+                              patterns_per_frame(bench.chip, 0, bench.chip.n_layers - 1))  # 3.5: one frame
                 if n_power:
                     result = replace(result, energy=bench.measure_energy(codes[:n_power]))
         lines = [f"programmed {sum(c.size for c in trained.codes)} synapses of die {trained.serial}: "

@@ -78,8 +78,9 @@ class EvaluateOptions(StepOptions):
     from first-spike times and measure energy per inference (``labctl evaluate``)."""
 
     power_patterns: int | None = Field(default=None, ge=0, json_schema_extra={"metavar": "N"},
-                                       description="test patterns whose energy per inference is measured "
-                                                   "(default: all; 0: none)")
+                                       description="test patterns whose energy per inference is measured, "
+                                                   "at most one frame's worth (RCS-S 1365, RCS-L 10; default: "
+                                                   "that many; 0: none)")
 
 
 STEP_OPTIONS = {"characterise": CharacteriseOptions, "train": TrainOptions, "program": ProgramOptions,
