@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="dstd", help="comma-separated: auto, dstd, exact, mapped")
     parser.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: per method)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="training wall-time budget (default 115)")
-    parser.add_argument("--power-patterns", type=int, default=1000, help="test patterns the energy is measured on")
+    parser.add_argument("--power-patterns", type=int, default=None,
+                        help="test patterns the energy is measured on (default and at most: one frame, 10 on RCS-L)")
     parser.add_argument("--truth", action="store_true",
                         help="skip characterisation: train on the simulator's true parameters (a perfect "
                              "characterisation's ceiling; not the issue's measurement)")
