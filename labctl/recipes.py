@@ -472,6 +472,8 @@ class _Run:
         self.result.on_chip[step.weights] = programmed
         self.result.files += self.family.write_records(self.run_dir, step.weights, outcome)
         self.result.files += list(outcome.files)
+        if outcome.failure is not None:
+            raise outcome.failure
         return programmed
 
 

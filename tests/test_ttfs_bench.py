@@ -11,6 +11,7 @@ simulator's hidden truth.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -242,3 +243,38 @@ def test_energy_per_inference_matches_the_charge_bookkeeping(programmed):
     assert reading.idle_power_w == pytest.approx(RATINGS["supply"].rop_v * 0.5e-3, rel=0.2)
     # 12 batches of at least 0.5 s each, accounted on the bench clock (3.5, 3.6)
     assert 12 * 0.5 < sim.clock.accounted_s - clock_before < 12 * 1.3
+
+
+def test_a_failed_energy_measurement_keeps_the_finished_classification(tmp_path, monkeypatch, capsys):
+    """The supply SMU stops answering after the test patterns have been classified: ``evaluate`` writes the
+    classification's record, then exits non-zero with the instrument's one-line error, outputs off."""
+    from labctl.cli import main
+    from labctl.errors import InstrumentError
+    from labctl.families.ttfs.bench import TtfsBench
+    from labctl.families.ttfs.encoding import TimeEncoding
+    from labctl.families.ttfs.tasks import load_task
+    from labctl.families.ttfs.weights import TtfsWeights, write_weights
+
+    def supply_gone(self, codes, **_):
+        raise InstrumentError("smu_a: no answer to MEAS:CURR? within 2 s")
+
+    monkeypatch.setattr(TtfsBench, "measure_energy", supply_gone)
+    rng = np.random.default_rng(5)
+    with SimulatedTtfsBench("RCS-S", 9) as sim:
+        bench_file = sim.write_bench_file(tmp_path / "bench.toml")
+        chip = sim.die.chip
+        weights = TtfsWeights(
+            part=chip.part, serial=chip.serial, layer_sizes=tuple(chip.layer_sizes),
+            codes=tuple(rng.integers(-3, 12, chip.matrix_shape(m)).astype(np.int8) for m in range(chip.n_matrices)),
+            bias_time_codes=np.zeros(chip.n_matrices, np.uint8), encoding=TimeEncoding.of(load_task("iris")),
+            window_ns=16000.0, method="dstd", dataset="iris", split_seed=0, software_accuracy=0.5)
+        write_weights(tmp_path / "w.h5", weights)
+        capsys.readouterr()
+        status = main(["--no-progress", "evaluate", "--bench", str(bench_file), "--weights", str(tmp_path / "w.h5"),
+                       "--out-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status != 0 and len(err) == 1 and "smu_a: no answer" in err[0], err
+        assert _outputs_off(sim)
+    record = json.loads((tmp_path / "run" / "evaluation_w.json").read_text())
+    assert record["n_samples"] == 45 and len(record["labels"]) == 45 and record["on_chip_accuracy"] is not None
+    assert "smu_a: no answer" in record["energy_error"] and "energy_per_inference_j" not in record

@@ -177,4 +177,6 @@ def program_or_evaluate(args: argparse.Namespace) -> int:
     else:
         for line in outcome.summary_lines:
             print(line)
+    if outcome.failure is not None:
+        raise outcome.failure
     return 0

@@ -140,6 +140,9 @@ class OnChipOutcome:
     files: tuple[Path, ...] = ()
     """Files written (evaluation records, programmed weights)."""
     result: Any = None
+    failure: Exception | None = None
+    """A measurement that failed after the classification had finished (energy, say): callers write the records
+    first and raise it afterwards, so the finished classification is never lost with it."""
 
     def as_json(self) -> dict[str, Any]:
         """The common keys every family prints with ``evaluate --json``, then the family's."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from labctl.errors import ConfigError
+from labctl.errors import ConfigError, LabctlError
 from labctl.families.seam import (RECIPES_DIR, CharacterisationOutcome, DeviceDescription, OnChipOutcome,
                                   StepContext, StepOptions, TrainingOutcome)
 from labctl.families.ttfs.identify import DieDescription, is_ttfs_identify
@@ -132,7 +132,7 @@ class TtfsFamily:
             report = program_codes(bench.link, trained.codes, progress=context.progress)
             bench.link.set_timing(int(trained.window_ns))
             bench.link.set_bias_times([int(c) for c in trained.bias_time_codes])
-            result = None
+            result, failure = None, None
             if evaluate:
                 assert data is not None and isinstance(options, EvaluateOptions)
                 codes = trained.encoding.encode(data.X_test)
@@ -140,7 +140,10 @@ class TtfsFamily:
                 n_power = min(len(codes) if options.power_patterns is None else options.power_patterns,
                               patterns_per_frame(bench.chip, 0, bench.chip.n_layers - 1))  # 3.5: one frame
                 if n_power:
-                    result = replace(result, energy=bench.measure_energy(codes[:n_power]))
+                    try:
+                        result = replace(result, energy=bench.measure_energy(codes[:n_power]))
+                    except LabctlError as error:  # the classification is done: keep it, raise after the records
+                        failure = error
         lines = [f"programmed {sum(c.size for c in trained.codes)} synapses of die {trained.serial}: "
                  f"{report.rows_programmed} rows written, {len(report.stuck)} cells hold another code"
                  + ("" if report.verified else " (" + ", ".join(
@@ -152,6 +155,9 @@ class TtfsFamily:
                          f"{trained.software_accuracy:.1%}); no output fired on {result.no_spike_fraction:.1%}, "
                          f"{result.ties} ties")
             extra |= {"no_spike_fraction": result.no_spike_fraction, "ties": result.ties}
+            if failure is not None:
+                lines.append(f"energy per inference not measured: {failure}")
+                extra |= {"energy_error": str(failure)}
             if result.energy is not None:
                 e = result.energy
                 lines.append(f"energy per inference {e.energy_per_inference_j * 1e12:.3g} ± "
@@ -163,7 +169,7 @@ class TtfsFamily:
         return OnChipOutcome(
             verified=report.verified, summary_lines=tuple(lines),
             on_chip_accuracy=result.accuracy if result else None, software_accuracy=trained.software_accuracy,
-            n_samples=len(result.labels) if result else 0, json_extra=extra, result=(report, result))
+            n_samples=len(result.labels) if result else 0, json_extra=extra, result=(report, result), failure=failure)
 
     def write_records(self, run_dir: Path, weights_name: str, outcome: OnChipOutcome) -> list[Path]:
         """evaluation_<name>.json: the common figures, the confusion matrix, each output's spike times, and per
