@@ -246,12 +246,14 @@ def test_energy_per_inference_matches_the_charge_bookkeeping(programmed):
 
 
 def test_a_failed_energy_measurement_keeps_the_finished_classification(tmp_path, monkeypatch, capsys):
-    """The supply SMU stops answering after the test patterns have been classified: ``evaluate`` writes the
-    classification's record, then exits non-zero with the instrument's one-line error, outputs off."""
+    """The energy step fails after the test patterns have been classified (injected: ``measure_energy`` raises the
+    error a silent supply SMU gives): ``evaluate`` writes the classification's record, then exits non-zero with the
+    instrument's one-line error, outputs off."""
     from labctl.cli import main
     from labctl.errors import InstrumentError
     from labctl.families.ttfs.bench import TtfsBench
     from labctl.families.ttfs.encoding import TimeEncoding
+    from labctl.families.ttfs.patterns import DEFAULT_WINDOW_NS
     from labctl.families.ttfs.tasks import load_task
     from labctl.families.ttfs.weights import TtfsWeights, write_weights
 
@@ -267,7 +269,7 @@ def test_a_failed_energy_measurement_keeps_the_finished_classification(tmp_path,
             part=chip.part, serial=chip.serial, layer_sizes=tuple(chip.layer_sizes),
             codes=tuple(rng.integers(-3, 12, chip.matrix_shape(m)).astype(np.int8) for m in range(chip.n_matrices)),
             bias_time_codes=np.zeros(chip.n_matrices, np.uint8), encoding=TimeEncoding.of(load_task("iris")),
-            window_ns=16000.0, method="dstd", dataset="iris", split_seed=0, software_accuracy=0.5)
+            window_ns=float(DEFAULT_WINDOW_NS), method="dstd", dataset="iris", split_seed=0, software_accuracy=0.5)
         write_weights(tmp_path / "w.h5", weights)
         capsys.readouterr()
         status = main(["--no-progress", "evaluate", "--bench", str(bench_file), "--weights", str(tmp_path / "w.h5"),
