@@ -225,7 +225,7 @@ def main() -> None:
     if any(e not in published for e in eps_list):
         parser.error("the published figures are for eps 0.05 and 0.10 only")
     plan, plan_name = (SweepPlan.quick(), "quick") if args.quick_plan else (SweepPlan.reference(), "reference")
-    full = set(sets) == set(SETS) and args.samples >= 10 and set(eps_list) == {0.05, 0.10}
+    full = set(sets) == set(SETS) and args.samples >= 10   # the goals are per eps: one eps per run is complete
     command = "python benchmarks/printed_tables.py " + " ".join(
         [f"--sets {','.join(sets)}"] * (set(sets) != set(SETS)) + [f"--samples {args.samples}", f"--eps {args.eps}",
                                                                    f"--process-seed {args.process_seed}"]
