@@ -39,7 +39,8 @@ class TrainOptions(StepOptions):
     nominal: bool = Field(default=False, description="train for the nominal process (no variation): the baseline "
                                                      "the variation-aware design is compared with")
     fixed_circuits: bool = Field(default=False, description="keep the activation and negative-weight circuits at "
-                                                            "the reference designs (only the crossbar is learnt)")
+                                                            "the reference designs (only the crossbar is learnt); "
+                                                            "without it both are tried and valid chooses")
     seed: int = Field(default=0, ge=0, description="seed for the data split (CSV without split) and initialisation")
 
     @field_validator("dataset")
