@@ -147,10 +147,9 @@ class SimulatedPrintedBench:
 
     def bench_text(self, name: str, sample_lines: list[str]) -> str:
         """The bench file of contract 4.6 for this bench's servers."""
-        lines = ['family = "printed"', f'name = "{name}"', "", "[instruments.mainframe]",
-                 f'resource = "{self.servers["mainframe"].resource}"', f"timeout_s = {SIM_TIMEOUT_S}", "",
-                 "[instruments.smu]", f'resource = "{self.servers["smu"].resource}"', f"timeout_s = {SIM_TIMEOUT_S}",
-                 "", "[probe_card]", 'model = "PC-PNC-144"',
+        instruments = [line for role in ("mainframe", "smu") for line in (
+            f"[instruments.{role}]", f'resource = "{self.servers[role].resource}"', f"timeout_s = {SIM_TIMEOUT_S}", "")]
+        lines = ['family = "printed"', f'name = "{name}"', "", *instruments, "[probe_card]", 'model = "PC-PNC-144"',
                  "shunt_ohm = 1000.0", "", "[sample]", *sample_lines]
         return "\n".join(lines) + "\n"
 
