@@ -18,7 +18,9 @@ from labctl.families.printed.options import TrainOptions
 from labctl.families.printed.training import TrainingSettings, train_design
 from test_printed_model import synthetic_calibration
 
-FAST = TrainingSettings(epochs=300, eval_every=10, patience=300, train_samples=10, test_samples=100)
+FAST = TrainingSettings(epochs=300, eval_every=10, patience=300, train_samples=10, test_samples=100, processes=1)
+"""In this process: the monkeypatched tests need it (test_candidates_on_two_processes_train_the_same_design
+checks the pool)."""
 
 
 def blobs(n: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +122,30 @@ def test_learnable_training_also_tries_the_reference_cells_and_valid_chooses(mon
     tried.clear()
     train_design(synthetic_calibration(), (x, y), restarts=2, seed=0, fixed_circuits=True, settings=FAST)
     assert sorted(tried) == [(0, "hinge", True), (1, "hinge", True)]     # fixed: nothing else to try
+
+
+def test_candidates_on_two_processes_train_the_same_design():
+    """The candidate runs go to a process pool (every core); each seeds its own generators, so the design
+    does not depend on how many processes trained it, and every run's epochs still reach ``on_epoch``."""
+    from dataclasses import replace
+
+    x, y = blobs(90, seed=1)
+    short = replace(FAST, epochs=30, patience=30)
+    designs, epochs = [], []
+    for processes in (1, 2):
+        seen = []
+        designs.append(train_design(synthetic_calibration(), (x, y), restarts=2, seed=0,
+                                    settings=replace(short, processes=processes),
+                                    on_epoch=lambda epoch, total, loss, acc: seen.append(epoch)))
+        epochs.append(sorted(seen))
+    one, two = designs
+    assert epochs[0] == epochs[1] == sorted([10, 20, 30] * 4)        # 2 restarts x (learnt, reference cells)
+    assert two.provenance.chosen_restart == one.provenance.chosen_restart
+    assert two.provenance.cell_bounds == one.provenance.cell_bounds
+    for a, b in zip(one.layer_values, two.layer_values):
+        np.testing.assert_array_equal(a.theta, b.theta)
+        np.testing.assert_array_equal(a.act_components, b.act_components)
+    assert two.prediction.test_mean == one.prediction.test_mean
 
 
 def test_csv_split_column_is_kept_and_a_missing_one_is_generated_stratified(tmp_path):

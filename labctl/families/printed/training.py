@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -42,6 +42,7 @@ from labctl.families.printed.job_rules import MAX_INPUTS
 from labctl.families.printed.network import PrintedNetwork
 from labctl.families.printed.objective import hinge_loss, objective, sample_accuracies, task_losses
 from labctl.families.printed.process_calibration import ProcessCalibration
+from labctl.train.processes import available_cores, run_all
 
 Progress = Callable[[str, int, int], None]
 OnEpoch = Callable[[int, int, float, float], None]
@@ -64,8 +65,10 @@ class TrainingSettings:
     but two), a fresh random batch of this size above it. pendigits' 6595 rows x 20 sampled circuits per
     step kept one variation-aware training running for over 50 minutes (measured)."""
     threads: int = 1
-    """Torch threads while training: the tensors are small, and a second thread on a shared
+    """Torch threads per training process: the tensors are small, and a second thread on a shared
     2-core machine made every small op 10 to 30 times slower (measured)."""
+    processes: int = field(default_factory=available_cores)
+    """Processes the candidate runs share (labctl.train.processes): every core, one thread each."""
 
 
 @dataclass
@@ -91,19 +94,23 @@ def _parts(data: SplitData) -> dict[str, _Part]:
 
 
 @torch.no_grad()
-def evaluate(network: PrintedNetwork, part: _Part, *, n_samples: int, eps: float, seed: int
-             ) -> tuple[np.ndarray, float, float]:
+def evaluate(network: PrintedNetwork, part: _Part, *, n_samples: int, eps: float, seed: int,
+             dtype: torch.dtype = torch.float64) -> tuple[np.ndarray, float, float]:
     """(accuracy per sampled circuit, mean power in W, hinge) on one split; fixed samples for a fixed seed."""
     generator = torch.Generator().manual_seed(seed)
-    outputs, power = network(part.x, n_samples=n_samples, eps=eps, generator=generator)
+    outputs, power = network(part.x, n_samples=n_samples, eps=eps, generator=generator, dtype=dtype)
     return (sample_accuracies(outputs, part.y).numpy(), float(power.mean()),
             float(hinge_loss(outputs, part.y)))
 
 
 def _score(network: PrintedNetwork, valid: _Part, settings: TrainingSettings, eps: float, power_weight: float,
            reference_power_w: float | None, seed: int) -> float:
-    """Valid score, lower is better: (1 - alpha)(1 - accuracy) + alpha P / P_ref, hinge as tie-break."""
-    acc, power, hinge = evaluate(network, valid, n_samples=settings.valid_samples, eps=eps, seed=seed)
+    """Valid score, lower is better: (1 - alpha)(1 - accuracy) + alpha P / P_ref, hinge as tie-break.
+
+    In float32, as training runs: the score only ranks checkpoints (pendigits' 2198 valid rows took 0.6 s
+    a score in float64, every ``eval_every`` epochs)."""
+    acc, power, hinge = evaluate(network, valid, n_samples=settings.valid_samples, eps=eps, seed=seed,
+                                 dtype=torch.float32)
     score = 1.0 - float(acc.mean()) + 1e-3 * hinge
     if power_weight and reference_power_w:
         score = (1.0 - power_weight) * score + power_weight * power / reference_power_w
@@ -149,34 +156,67 @@ def _fit(network: PrintedNetwork, parts: dict[str, _Part], settings: TrainingSet
     return best
 
 
-def _candidates(restarts: int, losses: tuple[str, ...], fixed_circuits: bool) -> list[tuple[int, str, bool]]:
-    """(restart, task loss, cells held at the references) of every power-blind run, in training order.
+@dataclass(frozen=True)
+class _Candidate:
+    """One power-blind run: its restart (initialisation seed), task loss, and whether the cells are held
+    at the references."""
+
+    restart: int
+    task_loss: str
+    held: bool
+
+
+def _candidates(restarts: int, losses: tuple[str, ...], fixed_circuits: bool) -> list[_Candidate]:
+    """Every power-blind run, in training order.
 
     Learnable circuits also try the reference cells (every restart and loss): learnable cells start near
     them but, under the model's cell spread, can settle on a design that classifies worse than the
     references do (tictactoe, sim-7: learnable 71 % on valid, the references 85 % at eps 5 %; docs/printed.md).
     Holding the cells is one design the designer may print, so valid chooses it like any restart."""
-    runs = [(restart, loss, fixed_circuits) for restart in range(restarts) for loss in losses]
+    runs = [_Candidate(restart, loss, fixed_circuits) for restart in range(restarts) for loss in losses]
     if not fixed_circuits:
-        runs += [(restart, loss, True) for restart in range(restarts) for loss in losses]
+        runs += [_Candidate(restart, loss, True) for restart in range(restarts) for loss in losses]
     return runs
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything one candidate's training needs, sent whole to a worker process (labctl.train.processes)."""
+
+    calibration: ProcessCalibration
+    parts: dict[str, _Part]
+    layers: tuple[int, ...]
+    candidate: _Candidate
+    eps: float
+    seed: int
+    settings: TrainingSettings
+
+    def network(self) -> PrintedNetwork:
+        """The candidate's untrained network; the same on every process for the same run."""
+        cal = self.calibration
+        return PrintedNetwork(self.layers, cal.act, cal.neg, fixed_circuits=self.candidate.held,
+                              seed=self.seed * 1000 + self.candidate.restart, rh_ohm_sq=cal.rh_ohm_sq)
+
+
+def _fit_run(run: _Run, on_epoch: OnEpoch) -> _Fit:
+    torch.set_num_threads(run.settings.threads)
+    return _fit(run.network(), run.parts, run.settings, eps=run.eps, seed=run.seed * 1000 + run.candidate.restart,
+                task_loss=run.candidate.task_loss, on_epoch=on_epoch)
 
 
 def _train_restarts(calibration: ProcessCalibration, parts: dict[str, _Part], layers: tuple[int, ...], *,
                     fixed_circuits: bool, eps: float, seed: int, restarts: int, settings: TrainingSettings,
                     progress: Progress | None, on_epoch: OnEpoch | None) -> tuple[PrintedNetwork, int, _Fit]:
-    """Power-blind training of every candidate (``_candidates``); the best on valid wins."""
-    best: tuple[PrintedNetwork, int, _Fit] | None = None
-    runs = _candidates(restarts, task_losses(layers[-1]), fixed_circuits)
-    for done, (restart, loss, held) in enumerate(runs, 1):
-        network = PrintedNetwork(layers, calibration.act, calibration.neg, fixed_circuits=held,
-                                 seed=seed * 1000 + restart, rh_ohm_sq=calibration.rh_ohm_sq)
-        fit = _fit(network, parts, settings, eps=eps, seed=seed * 1000 + restart, task_loss=loss, on_epoch=on_epoch)
-        if best is None or fit.score < best[2].score:
-            best = (network, restart, fit)
-        if progress:
-            progress("train restarts", done, len(runs))
-    return best
+    """Power-blind training of every candidate (``_candidates``), on ``settings.processes`` processes; the
+    best on valid wins."""
+    runs = [_Run(calibration, parts, layers, candidate, eps, seed, settings)
+            for candidate in _candidates(restarts, task_losses(layers[-1]), fixed_circuits)]
+    fits = run_all(_fit_run, runs, processes=settings.processes, on_report=on_epoch,
+                   on_done=(lambda done, total: progress("train restarts", done, total)) if progress else None)
+    best = min(range(len(runs)), key=lambda index: fits[index].score)
+    network = runs[best].network()
+    network.load_state_dict(fits[best].state)
+    return network, runs[best].candidate.restart, fits[best]
 
 
 def train_design(calibration: ProcessCalibration, dataset: SplitData | tuple, *, hidden: int = 3,
