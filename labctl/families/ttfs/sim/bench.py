@@ -50,11 +50,6 @@ WRITE_ROW_S = 5e-3  # 1.4 (T)
 READ_ROW_S = 0.2e-3  # 1.4 (T)
 REQUEST_S = 1e-3  # 3.6: a small request, 1 to 3 ms
 LINK_BYTES_PER_S = 1e6  # 3.6
-SIM_BRIDGE_TIMEOUT_S = 2.0
-"""The bridge wait per attempt that a simulated bench's file asks for. A real bridge answers within 20 ms
-plus the patterns (contract 2.5, 2.7); the simulator computes every membrane in wall time, on a host it may
-share: on a loaded 2-core host a leakage batch outlasted 8 attempts of 0.25 s (a fresh-clone CI run
-beside four benchmark processes). A repeated request is replayed, never run twice."""
 ROLE_OF_PAD = {"VDD": "supply", "VTH": "threshold", "EREV_EXC": "rev_exc", "EREV_INH": "rev_inh"}
 
 
@@ -179,7 +174,7 @@ class SimulatedTtfsBench(LoopbackBench):
     family = "ttfs"
 
     def __init__(self, part: str = "RCS-S", seed: int = 0, *, served: bool = False, realtime: bool = False,
-                 wiring: str = "default", bridge_timeout_s: float = SIM_BRIDGE_TIMEOUT_S, truth: Die | None = None,
+                 wiring: str = "default", bridge_timeout_s: float = 0.25, truth: Die | None = None,
                  serial: str | None = None) -> None:
         if wiring not in WIRINGS:
             raise ValueError(f"unknown wiring {wiring!r}; known: {', '.join(WIRINGS)}")
