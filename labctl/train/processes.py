@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -59,11 +58,8 @@ def _run(function: Callable[[Job, Report], Result], job: Job) -> Result:
 
 
 def _forward(reports: Any, on_report: Report | None) -> None:
-    while reports is not None:
-        try:
-            values = reports.get_nowait()
-        except queue.Empty:
-            return
+    while reports is not None and not reports.empty():
+        values = reports.get()
         if on_report:
             on_report(*values)
 
@@ -85,7 +81,8 @@ def run_all(function: Callable[[Job, Report], Result], jobs: Sequence[Job], *, p
                 on_done(done, total)
         return results
     context = multiprocessing.get_context("spawn")
-    reports = context.Queue() if on_report else None
+    reports = context.SimpleQueue() if on_report else None  # put() writes at once: a finished run's reports
+    # are in the pipe before its result (a Queue's feeder thread had lost some, measured in CI)
     with context.Pool(min(processes, total), initializer=_start_worker, initargs=(reports,)) as pool:
         pending = [pool.apply_async(_run, (function, job)) for job in jobs]  # leaving the block terminates it
         finished: set[int] = set()
