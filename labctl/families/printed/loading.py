@@ -69,6 +69,12 @@ class _Coupling:
     w: torch.Tensor | None = None
     offset: torch.Tensor | None = None
 
+    def a(self, v_oc: torch.Tensor) -> torch.Tensor:
+        """``a = V_oc / d + offset``: the lines' voltages before the columns pull on them (V_oc unloaded)."""
+        if self.inv_d is None:
+            return v_oc
+        return v_oc * self.inv_d if self.offset is None else v_oc * self.inv_d + self.offset
+
 
 def _coupling(group: LineGroup) -> _Coupling:
     """d, w and the current-source offset of one group (module docstring)."""
@@ -122,11 +128,7 @@ class LoadedCrossbar:
         if self.k_inv is None:
             v_z = sum(v @ (group.g / self.g_total_s) for group, v in zip(self.groups, v_oc))
             return Solution(self, v_z, tuple(v_oc))
-        rhs = sum((v if c.inv_d is None else v * c.inv_d) @ group.g
-                  for group, c, v in zip(self.groups, self.couplings, v_oc))
-        offsets = [c.offset @ group.g for group, c in zip(self.groups, self.couplings) if c.offset is not None]
-        if offsets:
-            rhs = rhs + sum(offsets)
+        rhs = sum(c.a(v) @ group.g for group, c, v in zip(self.groups, self.couplings, v_oc))
         return Solution(self, self._through_k(rhs), tuple(v_oc))
 
 
@@ -144,8 +146,7 @@ class Solution:
         c, group = self.crossbar.couplings[index], self.crossbar.groups[index]
         if c.w is None:
             return self.v_oc[index]
-        a = self.v_oc[index] * c.inv_d if c.offset is None else self.v_oc[index] * c.inv_d + c.offset
-        return a + c.w * (self.v_z @ group.g.transpose(1, 2))
+        return c.a(self.v_oc[index]) + c.w * (self.v_z @ group.g.transpose(1, 2))
 
     def dissipation_w(self) -> torch.Tensor:
         """(S, B) crossbar power ``sum g (V_r - V_z)^2`` over every row, GND included (contract 1.8).
