@@ -129,7 +129,13 @@ def train_and_print(name: str, calibration: ProcessCalibration, data, work: Path
                     process_seed: int, samples: int, prefix: str, **train_options) -> DesignResult:
     """Train a design [inputs, HIDDEN, classes] (``train_design`` keywords: power_weight, nominal, ...), print and
     verify ``samples`` samples of it; progress lines start with ``prefix``."""
-    design = train_design(calibration, data, hidden=HIDDEN, **train_options)
+    return print_design(name, train_design(calibration, data, hidden=HIDDEN, **train_options), work, job_name, eps,
+                        process_seed, samples, prefix)
+
+
+def print_design(name: str, design: Design, work: Path, job_name: str, eps: float, process_seed: int, samples: int,
+                 prefix: str) -> DesignResult:
+    """Print and verify ``samples`` samples of a trained design; its progress line starts with ``prefix``."""
     result = DesignResult.of(name, design)
     print(f"{prefix}{describe_design(design)}", flush=True)
     result.record(print_and_verify(design, work, job_name, eps, process_seed, samples))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
 from labctl.errors import ConfigError, DataFileError
@@ -218,3 +219,58 @@ def test_more_than_three_classes_try_cross_entropy_and_keep_the_loss_better_on_v
                           settings=FAST)
     assert design.provenance.task_loss == "softmax" and design.prediction.software_accuracy >= 0.8
     assert blind_and_aware[0].provenance.task_loss == "hinge"
+
+
+def test_a_run_paused_at_the_rung_ends_where_an_uninterrupted_one_does():
+    """Successive halving pauses every candidate at ``rung_epochs`` and resumes the best: the resumed run
+    must be the run that never stopped (same weights, Adam state, batches and sampled circuits), else
+    halving would change which design wins, not only how long the losers train."""
+    from dataclasses import replace
+
+    from labctl.families.printed import training
+    from labctl.families.printed.dataset import from_arrays
+    from labctl.families.printed.network import PrintedNetwork
+
+    cal = synthetic_calibration(ports=True)
+    parts = training._parts(from_arrays(*blobs(90, seed=1), seed=0))
+    settings = replace(FAST, epochs=40, patience=40)
+
+    def network():
+        return PrintedNetwork((4, 3, 3), cal.act, cal.neg, seed=3, rh_ohm_sq=cal.rh_ohm_sq)
+
+    whole = network()
+    straight = training._fit(whole, parts, settings, eps=cal.eps, seed=5)
+    halves = network()
+    paused = training._fit(halves, parts, settings, eps=cal.eps, seed=5, stop_epoch=20)
+    assert paused.paused is not None and paused.paused.epoch == 20 and paused.epochs <= 20
+    resumed = training._fit(network(), parts, settings, eps=cal.eps, seed=5, resume=paused)
+    assert resumed.paused is None and resumed.epochs == straight.epochs and resumed.score == straight.score
+    for name, value in straight.state.items():
+        assert torch.equal(value, resumed.state[name]), name
+
+
+def test_successive_halving_trains_only_the_best_third_past_the_rung():
+    """Six candidates (3 restarts x learnt / reference cells): all six report up to the rung, two after it."""
+    from dataclasses import replace
+
+    seen = []
+    settings = replace(FAST, epochs=50, patience=50, rung_epochs=20)
+    train_design(synthetic_calibration(), blobs(90, seed=1), restarts=3, seed=0, settings=settings,
+                 on_epoch=lambda epoch, total, loss, acc: seen.append(epoch))
+    assert sorted(seen) == sorted([10, 20] * 6 + [30, 40, 50] * 2)
+
+
+def test_a_power_sweep_gives_the_designs_of_separate_trainings(blind_and_aware):
+    """``train_designs`` trains the power-blind design once for every alpha (a Pareto sweep); each design is
+    the one ``train_design`` gives for its alpha alone."""
+    from labctl.families.printed.training import train_designs
+
+    swept = train_designs(synthetic_calibration(ports=True), blobs(), restarts=1, seed=6, power_weights=(0.0, 0.7),
+                          settings=FAST)
+    for alone, design in zip(blind_and_aware, swept):
+        assert design.provenance.power_weight == alone.provenance.power_weight
+        assert design.provenance.epochs == alone.provenance.epochs
+        for a, b in zip(alone.layer_values, design.layer_values):
+            np.testing.assert_array_equal(a.theta, b.theta)
+            np.testing.assert_array_equal(a.act_components, b.act_components)
+        assert design.prediction.test_mean == alone.prediction.test_mean
