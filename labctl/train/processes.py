@@ -64,39 +64,75 @@ def _forward(reports: Any, on_report: Report | None) -> None:
             on_report(*values)
 
 
+class Workers:
+    """A pool of up to ``processes`` worker processes, started on first use and kept for every
+    ``run_all`` inside the ``with`` block: a training that runs its candidates in rounds (successive
+    halving, then a power sweep) spawns once (a spawn re-imports torch: about 2 s a worker, measured)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: Any = None
+        self._reports: Any = None
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._pool is not None:  # terminated, not waited for: the parent alone decides (module docstring)
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def _started(self, jobs: int) -> Any:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._reports = context.SimpleQueue()  # put() writes at once: a finished run's reports are in
+            # the pipe before its result (a Queue's feeder thread had lost some, measured in CI)
+            self._pool = context.Pool(min(self.processes, jobs), initializer=_start_worker,
+                                      initargs=(self._reports,))
+        return self._pool
+
+    def run_all(self, function: Callable[[Job, Report], Result], jobs: Sequence[Job], *,
+                on_report: Report | None = None, on_done: Callable[[int, int], None] | None = None) -> list[Result]:
+        """``function(job, report)`` for every job, in job order; on the pool's processes.
+
+        ``function`` and the jobs must pickle (a module-level function; plain data). ``report(...)`` inside a
+        run reaches ``on_report`` in this process (runs on different processes interleave); ``on_done(done,
+        total)`` follows each finished run. With one process or one job everything runs here, no pool.
+        """
+        total = len(jobs)
+        if self.processes <= 1 or (total <= 1 and self._pool is None):
+            results = []
+            for done, job in enumerate(jobs, 1):
+                results.append(function(job, on_report or _ignore))
+                if on_done:
+                    on_done(done, total)
+            return results
+        pool = self._started(total)
+        try:
+            pending = [pool.apply_async(_run, (function, job)) for job in jobs]
+            finished: set[int] = set()
+            while len(finished) < total:
+                pending[min(set(range(total)) - finished)].wait(_POLL_S)
+                _forward(self._reports, on_report)
+                for index, run in enumerate(pending):
+                    if index not in finished and run.ready():
+                        run.get()  # a run's error is raised here, and the pool terminated
+                        finished.add(index)
+                        if on_done:
+                            on_done(len(finished), total)
+            _forward(self._reports, on_report)
+            return [run.get() for run in pending]
+        except BaseException:
+            self.__exit__()
+            raise
+
+
 def run_all(function: Callable[[Job, Report], Result], jobs: Sequence[Job], *, processes: int,
             on_report: Report | None = None, on_done: Callable[[int, int], None] | None = None) -> list[Result]:
-    """``function(job, report)`` for every job, in job order; on up to ``processes`` processes.
-
-    ``function`` and the jobs must pickle (a module-level function; plain data). ``report(...)`` inside a
-    run reaches ``on_report`` in this process (runs on different processes interleave); ``on_done(done,
-    total)`` follows each finished run. With one process or one job everything runs here, no pool.
-    """
-    total = len(jobs)
-    if processes <= 1 or total <= 1:
-        results = []
-        for done, job in enumerate(jobs, 1):
-            results.append(function(job, on_report or _ignore))
-            if on_done:
-                on_done(done, total)
-        return results
-    context = multiprocessing.get_context("spawn")
-    reports = context.SimpleQueue() if on_report else None  # put() writes at once: a finished run's reports
-    # are in the pipe before its result (a Queue's feeder thread had lost some, measured in CI)
-    with context.Pool(min(processes, total), initializer=_start_worker, initargs=(reports,)) as pool:
-        pending = [pool.apply_async(_run, (function, job)) for job in jobs]  # leaving the block terminates it
-        finished: set[int] = set()
-        while len(finished) < total:
-            pending[min(set(range(total)) - finished)].wait(_POLL_S)
-            _forward(reports, on_report)
-            for index, run in enumerate(pending):
-                if index not in finished and run.ready():
-                    run.get()  # a run's error is raised here, and the pool terminated
-                    finished.add(index)
-                    if on_done:
-                        on_done(len(finished), total)
-        _forward(reports, on_report)
-        return [run.get() for run in pending]
+    """``Workers(processes).run_all(...)`` for one round of runs: a pool for the call alone."""
+    with Workers(processes) as workers:
+        return workers.run_all(function, jobs, on_report=on_report, on_done=on_done)
 
 
-__all__ = ["available_cores", "run_all"]
+__all__ = ["Workers", "available_cores", "run_all"]

@@ -77,13 +77,16 @@ _R_OUT, _R_IN, _I_IN0, _R_OUT_LOW = (len(TARGETS) + PORT_TARGETS.index(t) for t 
 """Columns of ``CellMap.targets_and_ports`` holding the port values (PORT_TARGETS order)."""
 
 
-def output_resistance(cell: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """A cell output's source resistance at its level: ``high`` (0 to 1) is how far the output sits toward
-    its high level, where its own inverter is off and only load resistors drive it (process_map
-    ``r_out_ohm``); at the low level the inverter's channel drives it (``r_out_low_ohm``), an order of
-    magnitude stiffer in the simulated kit (a NEG: 48 kohm against 1 to 4 kohm). Linear in between."""
+def output_resistance(cell: torch.Tensor, level_t: torch.Tensor, inverting: bool) -> torch.Tensor:
+    """A cell output's source resistance at its level: high (its own inverter off, only load resistors
+    drive it: process_map ``r_out_ohm``) where the output sits at its high level, low (the inverter's
+    channel drives it: ``r_out_low_ohm``, an order of magnitude stiffer in the simulated kit: a NEG 48
+    kohm against 1 to 4 kohm) at its low level, linear in between. ``level_t`` is the cell's tanh (-1 to
+    1); an ``inverting`` cell (NEG) is high where it is -1. One fused product on the (S, B, n) level: the
+    cell columns are small, the level is not."""
     low = cell[..., _R_OUT_LOW]
-    return low + (cell[..., _R_OUT] - low) * high
+    half_swing = (cell[..., _R_OUT] - low) / 2.0
+    return torch.addcmul(low + half_swing, -half_swing if inverting else half_swing, level_t)
 
 
 def vary(values: torch.Tensor, n_samples: int, eps: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -187,8 +190,8 @@ class PrintedLayer(nn.Module):
                neg: torch.Tensor, v_neg_in: torch.Tensor) -> tuple[Solution, torch.Tensor]:
         """The crossbar solved with the NEGs driven from ``v_neg_in``; and the NEGs' tanh."""
         neg_t = torch.tanh((v_neg_in - neg[..., 2]) * neg[..., 3])                     # (S, B, n_in + 1)
-        v_negline = -(neg[..., 0] + neg[..., 1] * neg_t)
-        crossbar = self._crossbar(values, g, source_r, neg, output_resistance(neg, (1.0 - neg_t) / 2.0))
+        v_negline = torch.addcmul(-neg[..., 0], neg_t, neg[..., 1], value=-1.0)           # -(eta1 + eta2 t)
+        crossbar = self._crossbar(values, g, source_r, neg, output_resistance(neg, neg_t, inverting=True))
         return crossbar.solve((v_src, v_negline)), neg_t
 
     def forward(self, drive: Drive, maps: tuple[CellMap, CellMap], n_samples: int, eps: float,
@@ -225,7 +228,7 @@ class PrintedLayer(nn.Module):
         solution, neg_t = self._solve(values, g, v_src, source_r, neg, v_neg_in)
         v_z = solution.v_z
         act_t = _switching(v_z - act[..., 2], act[..., 3])
-        out = Drive(act[..., 0] + act[..., 1] * act_t, output_resistance(act, (1.0 + act_t) / 2.0))
+        out = Drive(torch.addcmul(act[..., 0], act[..., 1], act_t), output_resistance(act, act_t, inverting=False))
         if not with_power:
             return out, torch.zeros((), dtype=dtype)
         crossbar_w = solution.dissipation_w()

@@ -46,7 +46,7 @@ from labctl.families.printed.job_rules import MAX_INPUTS
 from labctl.families.printed.network import PrintedNetwork
 from labctl.families.printed.objective import hinge_loss, objective, sample_accuracies, task_losses
 from labctl.families.printed.process_calibration import ProcessCalibration
-from labctl.train.processes import available_cores, run_all
+from labctl.train.processes import Workers, available_cores
 
 Progress = Callable[[str, int, int], None]
 OnEpoch = Callable[[int, int, float, float], None]
@@ -256,26 +256,28 @@ def _fit_run(run: _Run, on_epoch: OnEpoch) -> _Fit:
                 stop_epoch=run.stop_epoch)
 
 
-def _run_pool(runs: list[_Run], what: str, settings: TrainingSettings, progress: Progress | None,
+def _run_pool(workers: Workers, runs: list[_Run], what: str, progress: Progress | None,
               on_epoch: OnEpoch | None) -> list[_Fit]:
-    return run_all(_fit_run, runs, processes=settings.processes, on_report=on_epoch,
-                   on_done=(lambda done, total: progress(what, done, total)) if progress else None)
+    return workers.run_all(_fit_run, runs, on_report=on_epoch,
+                           on_done=(lambda done, total: progress(what, done, total)) if progress else None)
 
 
-def _train_restarts(calibration: ProcessCalibration, parts: dict[str, _Part], layers: tuple[int, ...], *,
-                    fixed_circuits: bool, eps: float, seed: int, restarts: int, settings: TrainingSettings,
-                    progress: Progress | None, on_epoch: OnEpoch | None) -> tuple[_Run, _Fit]:
-    """Power-blind training of every candidate (``_candidates``), on ``settings.processes`` processes, by
-    successive halving (``rung_epochs``, ``rung_keep``); the best on valid wins."""
+def _train_restarts(workers: Workers, calibration: ProcessCalibration, parts: dict[str, _Part],
+                    layers: tuple[int, ...], *, fixed_circuits: bool, eps: float, seed: int, restarts: int,
+                    settings: TrainingSettings, progress: Progress | None, on_epoch: OnEpoch | None
+                    ) -> tuple[_Run, _Fit]:
+    """Power-blind training of every candidate (``_candidates``) on ``workers``, by successive halving
+    (``rung_epochs``, ``rung_keep``); the best on valid wins."""
     runs = [_Run(calibration, parts, layers, candidate, eps, seed, settings)
             for candidate in _candidates(restarts, task_losses(layers[-1]), fixed_circuits)]
-    fits = _run_pool([dataclasses.replace(run, stop_epoch=settings.rung_epochs) for run in runs],
-                     "train restarts", settings, progress, on_epoch)
+    fits = _run_pool(workers, [dataclasses.replace(run, stop_epoch=settings.rung_epochs) for run in runs],
+                     "train restarts", progress, on_epoch)
     keep = max(1, math.ceil(settings.rung_keep * len(runs)))
     kept = [index for index in sorted(range(len(runs)), key=lambda index: fits[index].score)[:keep]
             if fits[index].paused is not None]
-    for index, fit in zip(kept, _run_pool([dataclasses.replace(runs[index], resume=fits[index]) for index in kept],
-                                          "train the best restarts on", settings, progress, on_epoch)):
+    for index, fit in zip(kept, _run_pool(workers, [dataclasses.replace(runs[index], resume=fits[index])
+                                                    for index in kept],
+                                          "train the best restarts on", progress, on_epoch)):
         fits[index] = fit
     best = min(range(len(runs)), key=lambda index: fits[index].score)
     return runs[best], dataclasses.replace(fits[best], paused=None)
@@ -314,14 +316,16 @@ def train_designs(calibration: ProcessCalibration, dataset: SplitData | tuple, *
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
     try:
-        blind, fit = _train_restarts(calibration, parts, layers, fixed_circuits=fixed_circuits, eps=eps, seed=seed,
-                                     restarts=restarts, settings=settings, progress=progress, on_epoch=on_epoch)
-        network = blind.network()
-        network.load_state_dict(fit.state)
-        blind_power = evaluate(network, parts["train"], n_samples=0, eps=0.0, seed=0)[1]
-        aware = [dataclasses.replace(blind, power_weight=alpha, reference_power_w=blind_power, start=fit.state)
-                 for alpha in power_weights if alpha > 0]
-        aware_fits = iter(_run_pool(aware, "power-aware training", settings, progress, on_epoch) if aware else [])
+        with Workers(settings.processes) as workers:
+            blind, fit = _train_restarts(workers, calibration, parts, layers, fixed_circuits=fixed_circuits,
+                                         eps=eps, seed=seed, restarts=restarts, settings=settings, progress=progress,
+                                         on_epoch=on_epoch)
+            network = blind.network()
+            network.load_state_dict(fit.state)
+            blind_power = evaluate(network, parts["train"], n_samples=0, eps=0.0, seed=0)[1]
+            aware = [dataclasses.replace(blind, power_weight=alpha, reference_power_w=blind_power, start=fit.state)
+                     for alpha in power_weights if alpha > 0]
+            aware_fits = iter(_run_pool(workers, aware, "power-aware training", progress, on_epoch))
         trained = []
         for alpha in power_weights:
             chosen = next(aware_fits) if alpha > 0 else fit
