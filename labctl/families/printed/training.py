@@ -14,8 +14,9 @@ training also tries the cells held at the references, and valid chooses
 The authors pick the best of 10 seeds on the test split; here each restart
 is scored on ``valid`` (mean accuracy over a fixed set of sampled circuits),
 by successive halving (every candidate for ``rung_epochs``, the best third on
-to the end; ``TrainingSettings.rung_epochs``), and the test split is touched once, to predict the accuracy distribution of
-the chosen design (100 sampled circuits: mean, sd, 5 % and 95 % quantiles).
+to the end; ``TrainingSettings.rung_epochs``), and the test split is touched
+once, to predict the accuracy distribution of the chosen design (100 sampled
+circuits: mean, sd, 5 % and 95 % quantiles).
 
 Power-aware (seed 001, the issue): the power-blind design is trained first;
 its predicted power is P_ref; then training continues from it with
