@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -40,3 +42,20 @@ def test_results_come_in_job_order_and_every_report_reaches_the_parent(processes
 def test_a_run_s_error_reaches_the_caller(processes):
     with pytest.raises(ValueError, match="job 3 refused"):
         run_all(refuse_three, [1, 2, 3, 4], processes=processes)
+
+
+def killed_on_two(job: int, report) -> int:
+    """A run whose process is killed from outside (as the OOM killer would) when it gets job 2."""
+    if job == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.5)
+    return job
+
+
+def test_a_worker_killed_from_outside_stops_the_runs_with_an_error():
+    """mp.Pool replaces a dead worker but never finishes the run it held: without a check the parent
+    would wait for ever."""
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="ended before finishing its run"):
+        run_all(killed_on_two, [1, 2, 3, 4], processes=2)
+    assert time.monotonic() - started < 30

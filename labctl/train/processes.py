@@ -38,10 +38,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _start_worker(reports: Any) -> None:
+def _start_worker(reports: Any, started: Any) -> None:
     global _reports
     _reports = reports
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started.put(os.getpid())
 
 
 def _send(*values: Any) -> None:
@@ -73,6 +74,8 @@ class Workers:
         self.processes = processes
         self._pool: Any = None
         self._reports: Any = None
+        self._started: Any = None
+        self._workers: set[int] = set()
 
     def __enter__(self) -> "Workers":
         return self
@@ -83,14 +86,26 @@ class Workers:
             self._pool.join()
             self._pool = None
 
-    def _started(self, jobs: int) -> Any:
+    def _pool_for(self, jobs: int) -> Any:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
             self._reports = context.SimpleQueue()  # put() writes at once: a finished run's reports are in
             # the pipe before its result (a Queue's feeder thread had lost some, measured in CI)
+            self._started = context.SimpleQueue()
             self._pool = context.Pool(min(self.processes, jobs), initializer=_start_worker,
-                                      initargs=(self._reports,))
+                                      initargs=(self._reports, self._started))
         return self._pool
+
+    def _check_workers(self) -> None:
+        """Raise if a worker ended on its own: mp.Pool replaces it but never finishes the run it held, so
+        without this a worker killed from outside (the OOM killer, a stray kill) would leave us waiting
+        for ever."""
+        while not self._started.empty():
+            self._workers.add(self._started.get())
+        lost = self._workers - {child.pid for child in multiprocessing.active_children()}
+        if lost:
+            raise RuntimeError(f"training worker process {min(lost)} ended before finishing its run (killed from "
+                               "outside, or out of memory?); its run is lost, so the training stops here")
 
     def run_all(self, function: Callable[[Job, Report], Result], jobs: Sequence[Job], *,
                 on_report: Report | None = None, on_done: Callable[[int, int], None] | None = None) -> list[Result]:
@@ -108,13 +123,14 @@ class Workers:
                 if on_done:
                     on_done(done, total)
             return results
-        pool = self._started(total)
+        pool = self._pool_for(total)
         try:
             pending = [pool.apply_async(_run, (function, job)) for job in jobs]
             finished: set[int] = set()
             while len(finished) < total:
                 pending[min(set(range(total)) - finished)].wait(_POLL_S)
                 _forward(self._reports, on_report)
+                self._check_workers()
                 for index, run in enumerate(pending):
                     if index not in finished and run.ready():
                         run.get()  # a run's error is raised here, and the pool terminated
