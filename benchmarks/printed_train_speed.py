@@ -51,7 +51,7 @@ def main() -> None:
                 design = train_design(calibration, data, hidden=HIDDEN, settings=TrainingSettings(processes=processes),
                                       progress=lambda what, _done, total: runs.setdefault(what, total))
                 wall = time.perf_counter() - started
-                candidates = f"{runs['train restarts']} ({runs.get('train the best restarts on', 0)})"
+                candidates = f"{runs['train restarts']} ({runs.get('finish the best restarts', 0)})"
                 rows.append((name, len(data.part("train")[1]), candidates, processes, wall, design.provenance.epochs,
                              design.prediction.test_mean))
                 print(f"{name}: {processes} process(es), {wall:.0f} s", flush=True)

@@ -278,7 +278,7 @@ def _train_restarts(workers: Workers, calibration: ProcessCalibration, parts: di
             if fits[index].paused is not None]
     for index, fit in zip(kept, _run_pool(workers, [dataclasses.replace(runs[index], resume=fits[index])
                                                     for index in kept],
-                                          "train the best restarts on", progress, on_epoch)):
+                                          "finish the best restarts", progress, on_epoch)):
         fits[index] = fit
     best = min(range(len(runs)), key=lambda index: fits[index].score)
     return runs[best], dataclasses.replace(fits[best], paused=None)
