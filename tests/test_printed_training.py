@@ -276,3 +276,28 @@ def test_a_power_sweep_gives_the_designs_of_separate_trainings(blind_and_aware):
         assert design.provenance.power_weight == alone.provenance.power_weight
         assert design.provenance.epochs == alone.provenance.epochs
         assert_same_design(alone, design)
+
+
+def test_halving_keeps_the_best_runs_of_each_task_loss(monkeypatch):
+    """Cross-entropy starts slower than the hinge: at the rung it is behind on valid even where it wins in
+    the end (pendigits). Halving therefore keeps the best third of each loss's runs, not of all runs."""
+    from dataclasses import replace
+
+    from labctl.families.printed import training
+
+    resumed = []
+
+    def scored_fit(network, parts, settings, *, eps, seed, task_loss="hinge", resume=None, stop_epoch=None, **_):
+        if resume is not None:
+            resumed.append(task_loss)
+            return replace(resume, paused=None)
+        behind = 0.3 if task_loss == "softmax" else 0.0
+        paused = training._Paused({}, {}, torch.zeros(1), stop_epoch)
+        return training._Fit(network.state_dict(), 0.5 + behind + 1e-3 * (seed % 1000), stop_epoch, task_loss,
+                             paused=paused)
+
+    monkeypatch.setattr(training, "_fit", scored_fit)
+    labels = np.arange(120) % 6
+    x = np.random.default_rng(0).random((120, 4))
+    train_design(synthetic_calibration(), (x, labels), restarts=3, seed=0, settings=FAST)
+    assert sorted(resumed) == ["hinge", "hinge", "softmax", "softmax"]      # 12 runs: 2 losses x 3 x 2 cells
