@@ -267,9 +267,9 @@ def _run_pool(workers: Workers, runs: list[_Run], what: str, progress: Progress 
 def _best_at_rung(indices: list[int], fits: list[_Fit], keep: float) -> list[int]:
     """The best ``keep`` fraction (at least one) of ``indices`` on valid at the rung, those still running.
 
-    Halving compares runs of one task loss only: cross-entropy starts slower than the hinge and overtakes
-    it later (pendigits, sim-7: halving over both losses kept hinge runs and the design printed 30 %
-    against 46 % before halving)."""
+    Halving compares runs of one task loss only: the two losses' valid curves climb at different speeds
+    (cross-entropy on digits was still rising after 3000 epochs, docs/printed.md), so at the rung one loss's
+    runs would be judged against another's pace, not against their own end."""
     best = sorted(indices, key=lambda index: fits[index].score)[:max(1, math.ceil(keep * len(indices)))]
     return [index for index in best if fits[index].paused is not None]
 
