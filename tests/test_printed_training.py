@@ -301,3 +301,43 @@ def test_halving_keeps_the_best_runs_of_each_task_loss(monkeypatch):
     x = np.random.default_rng(0).random((120, 4))
     train_design(synthetic_calibration(), (x, labels), restarts=3, seed=0, settings=FAST)
     assert sorted(resumed) == ["hinge", "hinge", "softmax", "softmax"]      # 12 runs: 2 losses x 3 x 2 cells
+
+
+
+def test_power_aware_training_also_starts_every_act_cell_at_the_lowest_power_structure():
+    """The measured region keeps a learnable cell near the structure it starts at, so power-aware training
+    also starts from the blind design's crossbars and NEG cells with every ACT cell at the measured structure
+    that draws least (learnable even where the blind design held the references, whose NEGs then move into
+    the measured region): with the learnt NEGs kept, that start draws less."""
+    from labctl.families.printed import training
+    from labctl.families.printed.cell_region import cell_bounds
+    from labctl.families.printed.dataset import from_arrays
+    from labctl.families.printed.measured_region import log_range
+
+    cal = synthetic_calibration(ports=True)
+    parts = training._parts(from_arrays(*blobs(90, seed=1), seed=0))
+    mid, half = log_range("ACT")
+    structures = np.exp(mid + half * cal.act.region.points)
+    lowest = cal.act.lowest_power_structure()
+    assert cal.act.predict(lowest[None])["p1"][0] == pytest.approx(cal.act.predict(structures)["p1"].min())
+
+    def power(network):
+        return training.evaluate(network, parts["train"], n_samples=0, eps=0.0, seed=0)[1]
+
+    for held in (False, True):
+        blind = training._Run(cal, parts, (4, 3, 3), training._Candidate(0, "hinge", held), cal.eps, 0, FAST)
+        state = blind.network().state_dict()
+        first, low = training._aware_starts(blind, state, fixed_circuits=False)
+        assert first.start is state and not low.candidate.held
+        blind_network, low_network = first.network(), low.network()
+        for blind_layer, low_layer in zip(blind_network.layers, low_network.layers):
+            assert torch.equal(low_layer.theta, blind_layer.theta)
+            np.testing.assert_allclose(low_layer.act.components().detach().numpy(),
+                                       np.tile(lowest, (low_layer.act.n, 1)), rtol=1e-9)
+            if not held:  # held NEG references are moved into the measured region, so only learnt ones stay
+                np.testing.assert_allclose(low_layer.neg.components().detach().numpy(),
+                                           blind_layer.neg.components().detach().numpy(), rtol=1e-9)
+        assert cell_bounds(low_network) == "measured"
+        if not held:
+            assert power(low_network) < 0.97 * power(blind_network)
+    assert len(training._aware_starts(blind, state, fixed_circuits=True)) == 1

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from labctl.families.printed.measured_region import MeasuredRegion
@@ -190,6 +191,17 @@ class CellBank(nn.Module):
         for i, design in zip(outside, moved):
             values = _parameters_of(self.kind, dict(zip(CELL_COMPONENTS[self.kind], design)), self.region)
             self.u[i] = torch.tensor(values, dtype=self.u.dtype)
+
+    @torch.no_grad()
+    def start_at(self, values: torch.Tensor | NDArray) -> None:
+        """Move every learnable cell to given (n, k) or (k,) components (then into the measured region)."""
+        if self.fixed:
+            raise ValueError(f"{self.kind} cells held at the reference cannot be moved")
+        values = np.broadcast_to(np.asarray(values, dtype=float), (self.n, len(CELL_COMPONENTS[self.kind])))
+        u = [_parameters_of(self.kind, dict(zip(CELL_COMPONENTS[self.kind], design)), self.region)
+             for design in values]
+        self.u.copy_(torch.tensor(u, dtype=self.u.dtype))
+        self.keep_measured()
 
     def set_components(self, values: torch.Tensor) -> None:
         """Hold the bank at given values (a design read back): fixed from now on."""

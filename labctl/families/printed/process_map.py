@@ -270,6 +270,17 @@ class CellMap:
             out[t] = np.exp(y) if f.log else y
         return out
 
+    def lowest_power_structure(self) -> NDArray[np.float64] | None:
+        """Components of the fitted structure whose predicted mean power (p1) is lowest; None without a region.
+
+        Power-aware training starts cells there (training): the measured region is a union of
+        neighbourhoods, so a cell trained near one structure cannot walk to another that draws less."""
+        if self.region is None:
+            return None
+        mid, half = log_range(self.kind)
+        structures = np.exp(mid + half * self.region.points)
+        return structures[int(np.argmin(self.predict(structures)["p1"]))]
+
     def predict_se(self, components) -> dict[str, NDArray[np.float64]]:
         """Standard error of each prediction (coefficient covariance; delta method for log targets)."""
         x = self._features(component_matrix(self.kind, components))
