@@ -24,3 +24,7 @@ class InstrumentError(LabctlError):
 
 class DataFileError(LabctlError):
     """An HDF5 file is missing, corrupt, or belongs to another die."""
+
+
+class WorkerLostError(LabctlError):
+    """A training worker process ended before finishing its run (killed from outside, out of memory)."""

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from labctl.errors import WorkerLostError
 from labctl.train.processes import run_all
 
 
@@ -56,6 +57,6 @@ def test_a_worker_killed_from_outside_stops_the_runs_with_an_error():
     """mp.Pool replaces a dead worker but never finishes the run it held: without a check the parent
     would wait for ever."""
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match="ended before finishing its run"):
+    with pytest.raises(WorkerLostError, match="ended before finishing its run"):
         run_all(killed_on_two, [1, 2, 3, 4], processes=2)
     assert time.monotonic() - started < 30

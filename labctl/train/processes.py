@@ -20,6 +20,8 @@ import os
 import signal
 from typing import Any, Callable, Sequence, TypeVar
 
+from labctl.errors import WorkerLostError
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 Report = Callable[..., None]
@@ -104,7 +106,7 @@ class Workers:
             self._workers.add(self._started.get())
         lost = self._workers - {child.pid for child in multiprocessing.active_children()}
         if lost:
-            raise RuntimeError(f"training worker process {min(lost)} ended before finishing its run (killed from "
+            raise WorkerLostError(f"training worker process {min(lost)} ended before finishing its run (killed from "
                                "outside, or out of memory?); its run is lost, so the training stops here")
 
     def run_all(self, function: Callable[[Job, Report], Result], jobs: Sequence[Job], *,
