@@ -364,14 +364,15 @@ def train_designs(calibration: ProcessCalibration, dataset: SplitData | tuple, *
             network = blind.network()
             network.load_state_dict(fit.state)
             blind_power = evaluate(network, parts["train"], n_samples=0, eps=0.0, seed=0)[1]
+            starts = _aware_starts(blind, fit.state, fixed_circuits)
             aware = [dataclasses.replace(start, power_weight=alpha, reference_power_w=blind_power)
-                     for alpha in power_weights if alpha > 0
-                     for start in _aware_starts(blind, fit.state, fixed_circuits)]
+                     for alpha in power_weights if alpha > 0 for start in starts]
             aware_fits = _run_pool(workers, aware, "power-aware training", progress, on_epoch)
         trained = []
         for alpha in power_weights:
             run, chosen = (blind, fit) if alpha == 0 else min(
-                ((run, fit) for run, fit in zip(aware, aware_fits) if run.power_weight == alpha),
+                ((aware_run, aware_fit) for aware_run, aware_fit in zip(aware, aware_fits)
+                 if aware_run.power_weight == alpha),
                 key=lambda run_fit: run_fit[1].score)
             chosen_network = run.network()
             chosen_network.load_state_dict(chosen.state)
