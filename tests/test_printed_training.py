@@ -303,7 +303,6 @@ def test_halving_keeps_the_best_runs_of_each_task_loss(monkeypatch):
     assert sorted(resumed) == ["hinge", "hinge", "softmax", "softmax"]      # 12 runs: 2 losses x 3 x 2 cells
 
 
-
 def test_power_aware_training_also_starts_every_act_cell_at_the_lowest_power_structure():
     """The measured region keeps a learnable cell near the structure it starts at, so power-aware training
     also starts from the blind design's crossbars and NEG cells with every ACT cell at the measured structure
@@ -312,12 +311,10 @@ def test_power_aware_training_also_starts_every_act_cell_at_the_lowest_power_str
     from labctl.families.printed import training
     from labctl.families.printed.cell_region import cell_bounds
     from labctl.families.printed.dataset import from_arrays
-    from labctl.families.printed.measured_region import log_range
 
     cal = synthetic_calibration(ports=True)
     parts = training._parts(from_arrays(*blobs(90, seed=1), seed=0))
-    mid, half = log_range("ACT")
-    structures = np.exp(mid + half * cal.act.region.points)
+    structures = cal.act.region.structures()
     lowest = cal.act.lowest_power_structure()
     assert cal.act.predict(lowest[None])["p1"][0] == pytest.approx(cal.act.predict(structures)["p1"].min())
 

@@ -106,8 +106,8 @@ class Workers:
             self._workers.add(self._started.get())
         lost = self._workers - {child.pid for child in multiprocessing.active_children()}
         if lost:
-            raise WorkerLostError(f"training worker process {min(lost)} ended before finishing its run (killed from "
-                               "outside, or out of memory?); its run is lost, so the training stops here")
+            raise WorkerLostError(f"training worker process {min(lost)} ended before finishing its run (killed "
+                                  "from outside, or out of memory?); its run is lost, so the training stops here")
 
     def run_all(self, function: Callable[[Job, Report], Result], jobs: Sequence[Job], *,
                 on_report: Report | None = None, on_done: Callable[[int, int], None] | None = None) -> list[Result]:

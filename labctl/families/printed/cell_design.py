@@ -187,10 +187,7 @@ class CellBank(nn.Module):
             return
         comps = self.components().numpy()
         outside = np.flatnonzero(~self.region.contains(comps))
-        moved = self.region.project(comps[outside])
-        for i, design in zip(outside, moved):
-            values = _parameters_of(self.kind, dict(zip(CELL_COMPONENTS[self.kind], design)), self.region)
-            self.u[i] = torch.tensor(values, dtype=self.u.dtype)
+        self._place(outside, self.region.project(comps[outside]))
 
     @torch.no_grad()
     def start_at(self, values: torch.Tensor | NDArray) -> None:
@@ -198,10 +195,14 @@ class CellBank(nn.Module):
         if self.fixed:
             raise ValueError(f"{self.kind} cells held at the reference cannot be moved")
         values = np.broadcast_to(np.asarray(values, dtype=float), (self.n, len(CELL_COMPONENTS[self.kind])))
-        u = [_parameters_of(self.kind, dict(zip(CELL_COMPONENTS[self.kind], design)), self.region)
-             for design in values]
-        self.u.copy_(torch.tensor(u, dtype=self.u.dtype))
+        self._place(range(self.n), values)
         self.keep_measured()
+
+    def _place(self, cells, designs: NDArray) -> None:
+        """Set the free parameters of ``cells`` so that they draw ``designs`` (one row of components each)."""
+        for i, design in zip(cells, designs):
+            values = _parameters_of(self.kind, dict(zip(CELL_COMPONENTS[self.kind], design)), self.region)
+            self.u[i] = torch.tensor(values, dtype=self.u.dtype)
 
     def set_components(self, values: torch.Tensor) -> None:
         """Hold the bank at given values (a design read back): fixed from now on."""

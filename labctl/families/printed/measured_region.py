@@ -101,6 +101,11 @@ class MeasuredRegion:
         i = self.features.index(name)
         return float(self.low[i]), float(self.high[i])
 
+    def structures(self) -> NDArray[np.float64]:
+        """(m, k) components of the fitted structures (``points`` back from z)."""
+        mid, half = log_range(self.kind)
+        return np.exp(mid + half * self.points)
+
     def _distances(self, comps: NDArray) -> NDArray[np.float64]:
         """(n, m) z distance of each design to each fitted structure."""
         mid, half = log_range(self.kind)

@@ -277,8 +277,7 @@ class CellMap:
         neighbourhoods, so a cell trained near one structure cannot walk to another that draws less."""
         if self.region is None:
             return None
-        mid, half = log_range(self.kind)
-        structures = np.exp(mid + half * self.region.points)
+        structures = self.region.structures()
         return structures[int(np.argmin(self.predict(structures)["p1"]))]
 
     def predict_se(self, components) -> dict[str, NDArray[np.float64]]:
