@@ -19,13 +19,19 @@ Variants (``--variant``):
 - ``temperature1000``: softmax temperature 1000 ns (the objective: 250 ns);
 - ``first-lr-0.15``, ``first-lr-0.05``: Adam's code step size 0.15 or 0.05 on matrix 0 only (the others
   keep 0.5). Adam moves every code by about its step size whatever its gradient, and matrix 0's 785-row
-  fan-in settles its codes near 0 (mean magnitude about 0.1 code), so at 0.5 its codes may follow the noise.
+  fan-in settles its codes near 0 (mean magnitude about 0.1 code), so at 0.5 its codes may follow the noise;
+- ``ideal-continuous``: the mapped baseline's physics-free circuit (``ideal.ideal_parameters``: constant
+  current sources, every neuron alike, no coupling or leak) with analog weights: what this training reaches
+  on a TTFS network of the die's geometry with none of the die's physics.
+
+``--init-scale`` sets the initial spread of the latent codes in units of ``trainer.INIT_SPREAD`` (default: the
+trainer's ``MINIBATCH_INIT_SCALE``, 3, which this study chose; every variant above was first measured at 1).
 
 Usage (two invocations side by side share the 2 cores, as the recorded study did; each takes the budget
 plus about 2 minutes)::
 
-    python benchmarks/ttfs_training_limits.py --variant baseline --minutes 14 &
-    python benchmarks/ttfs_training_limits.py --variant continuous --minutes 14
+    python benchmarks/ttfs_training_limits.py --variant baseline --minutes 14 --init-scale 1 &
+    python benchmarks/ttfs_training_limits.py --variant continuous --minutes 14 --init-scale 1
 """
 
 from __future__ import annotations
@@ -47,11 +53,12 @@ from labctl.families.ttfs.sim.bench import SimulatedTtfsBench
 from labctl.families.ttfs.sim.truth import parameters_of
 from labctl.families.ttfs.tasks import load_task
 from labctl.families.ttfs.training import trainer
+from labctl.families.ttfs.training.ideal import ideal_parameters
 from labctl.families.ttfs.training.objective import Objective
 
 PART = "RCS-L"
 VARIANTS = ("baseline", "continuous", "noiseless", "step50", "no-regularisers", "temperature1000", "first-lr-0.15",
-            "first-lr-0.05")
+            "first-lr-0.05", "ideal-continuous")
 JUDGED_IMAGES = 2000
 DTYPE = torch.float32
 
@@ -65,6 +72,7 @@ class Setup:
     step_ns: float = trainer.DSTD_STEP_NS
     objective: Objective = Objective()
     first_code_lr: float = trainer.MINIBATCH_LR[0]
+    ideal: bool = False
 
 
 def setup_of(variant: str) -> Setup:
@@ -72,7 +80,8 @@ def setup_of(variant: str) -> Setup:
             "step50": Setup(step_ns=50.0),
             "no-regularisers": Setup(objective=Objective(early_weight=0.0, revive_weight=0.0)),
             "temperature1000": Setup(objective=Objective(temperature_ns=1000.0)),
-            "first-lr-0.15": Setup(first_code_lr=0.15), "first-lr-0.05": Setup(first_code_lr=0.05)}[variant]
+            "first-lr-0.15": Setup(first_code_lr=0.15), "first-lr-0.05": Setup(first_code_lr=0.05),
+            "ideal-continuous": Setup(quantise=False, ideal=True)}[variant]
 
 
 def patch_trainer(setup: Setup) -> None:
@@ -117,11 +126,13 @@ def firing(layers: list[model.LayerSpikes]) -> list[dict]:
     return out
 
 
-def train(variant: str, minutes: float, seed: int) -> dict:
+def train(variant: str, minutes: float, seed: int, init_scale: float) -> dict:
     setup = setup_of(variant)
     patch_trainer(setup)
     torch.set_num_threads(1)
     params = parameters_of(SimulatedTtfsBench(PART, seed=seed).die.truth, per_site_lambda=False)
+    if setup.ideal:
+        params = ideal_parameters(params)
     data = load_task("fashion-mnist")
     encoding = TimeEncoding.of(data, larger_earlier=True)
     x_train, y_train = encoding.encode(data.X_train), data.y_train
@@ -129,7 +140,8 @@ def train(variant: str, minutes: float, seed: int) -> dict:
     judged_test = np.random.default_rng(0).choice(len(data.y_test), JUDGED_IMAGES, replace=False)
     x_test, y_test = encoding.encode(data.X_test[judged_test]), data.y_test[judged_test]
     generator = torch.Generator().manual_seed(0)
-    latent = [torch.nn.Parameter(trainer._initial_codes(params.matrix_shape(m), m, generator, DTYPE))
+    latent = [torch.nn.Parameter(trainer._initial_codes(params.matrix_shape(m), m, generator, DTYPE,
+                                                        init_scale))
               for m in range(params.n_matrices)]
     bias = torch.nn.Parameter(torch.zeros(params.n_matrices, dtype=DTYPE))
     rates = (setup.first_code_lr, *trainer.MINIBATCH_LR)
@@ -161,7 +173,7 @@ def train(variant: str, minutes: float, seed: int) -> dict:
                 break
     train_layers = forward(params, latent, bias, x_train[judged_train], setup.quantise)
     test_layers = forward(params, latent, bias, x_test, setup.quantise)
-    return {"variant": variant, "minutes": minutes, "steps": len(losses),
+    return {"variant": variant, "minutes": minutes, "init_scale": init_scale, "steps": len(losses),
             "final_loss": float(np.mean(losses[-trainer.JUDGE_STEPS:])),
             "train_accuracy": accuracy(train_layers, y_train[judged_train]),
             "test_accuracy": accuracy(test_layers, y_test), "hidden": firing(test_layers),
@@ -174,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=VARIANTS, default="baseline")
     parser.add_argument("--minutes", type=float, default=14.0, help="training wall time")
     parser.add_argument("--seed", type=int, default=1, help="the simulated die's seed")
+    parser.add_argument("--init-scale", type=float, default=trainer.MINIBATCH_INIT_SCALE,
+                        help="initial spread of the latent codes in units of the trainer's INIT_SPREAD")
     parser.add_argument("--out", type=Path, help="save the result as JSON")
     args = parser.parse_args(argv)
-    result = train(args.variant, args.minutes, args.seed)
-    print(f"\n{PART} die seed {args.seed}, true parameters, DSTD, {args.minutes:g} min, {JUDGED_IMAGES} images each")
+    result = train(args.variant, args.minutes, args.seed, args.init_scale)
+    print(f"\n{PART} die seed {args.seed}, true parameters, DSTD, {args.minutes:g} min, initial spread x"
+          f"{args.init_scale:g}, {JUDGED_IMAGES} images each")
     print(f"{'variant':>16s} {'steps':>6s} {'loss':>6s} {'train %':>8s} {'test %':>7s}")
     print(f"{result['variant']:>16s} {result['steps']:6d} {result['final_loss']:6.3f} "
           f"{100 * result['train_accuracy']:8.2f} {100 * result['test_accuracy']:7.2f}")
