@@ -94,29 +94,24 @@ def patch_trainer(setup: Setup) -> None:
         trainer.build_circuit = functools.partial(model.build_circuit, sample=False)
 
 
-def forward(params, latent: list[torch.Tensor], bias: torch.Tensor, codes: np.ndarray,
-            quantise: bool) -> list[model.LayerSpikes]:
-    """Every layer's spikes at the nominal write, exact forward pass, in chunks of 500 patterns."""
-    circuit = model.build_circuit(params)
-    with torch.no_grad():
-        weights = [z.detach().double() if not quantise else torch.round(z.detach()).double() for z in latent]
-        currents = [model.site_currents_na(circuit, m, w, quantise=quantise) for m, w in enumerate(weights)]
-        b = torch.round(bias.detach().clamp(0, model.MAX_TIME_CODE)).double()
-        chunks = [model.network(circuit, currents, torch.as_tensor(codes[i:i + 500], dtype=torch.float64)[None], b)
-                  for i in range(0, len(codes), 500)]
-    return [model.LayerSpikes(*(torch.cat([getattr(c[m], f.name) for c in chunks], dim=1)
-                                for f in dataclasses.fields(model.LayerSpikes))) for m in range(len(latent))]
+def spike_times(params, latent: list[torch.Tensor], bias: torch.Tensor, codes: np.ndarray,
+                quantise: bool) -> list[np.ndarray]:
+    """Every layer's spike times at the nominal write (exact forward pass): rounded codes, or analog ones."""
+    weights = [z.detach().double().numpy() for z in latent]
+    if quantise:
+        weights = [np.rint(w) for w in weights]
+    bias_codes = np.rint(bias.detach().clamp(0, model.MAX_TIME_CODE).double().numpy())
+    return model.predict_spike_times(params, weights, codes, bias_codes, quantise=quantise)
 
 
-def accuracy(layers: list[model.LayerSpikes], labels: np.ndarray) -> float:
-    return float(np.mean(model.first_to_fire(layers[-1].times_ns()[0].numpy(), 10) == labels))
+def accuracy(times: list[np.ndarray], labels: np.ndarray) -> float:
+    return float(np.mean(model.first_to_fire(times[-1], 10) == labels))
 
 
-def firing(layers: list[model.LayerSpikes]) -> list[dict]:
+def firing(layers: list[np.ndarray]) -> list[dict]:
     """How each hidden layer fires over the judged patterns: silent and always-firing neurons, time spread."""
     out = []
-    for spikes in layers[:-1]:
-        times = spikes.times_ns()[0].numpy()
+    for times in layers[:-1]:
         fired = np.isfinite(times)
         share = fired.mean(axis=0)
         finite = np.where(fired, times, np.nan)
@@ -171,8 +166,8 @@ def train(variant: str, minutes: float, seed: int, init_scale: float) -> dict:
                       file=sys.stderr, flush=True)
             if done >= 1.0:
                 break
-    train_layers = forward(params, latent, bias, x_train[judged_train], setup.quantise)
-    test_layers = forward(params, latent, bias, x_test, setup.quantise)
+    train_layers = spike_times(params, latent, bias, x_train[judged_train], setup.quantise)
+    test_layers = spike_times(params, latent, bias, x_test, setup.quantise)
     return {"variant": variant, "minutes": minutes, "init_scale": init_scale, "steps": len(losses),
             "final_loss": float(np.mean(losses[-trainer.JUDGE_STEPS:])),
             "train_accuracy": accuracy(train_layers, y_train[judged_train]),

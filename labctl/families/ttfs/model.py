@@ -385,14 +385,15 @@ def network(circuit: Circuit, currents_na: list[torch.Tensor], time_codes: torch
 
 
 def predict_spike_times(params: TtfsDieParameters, codes: list[np.ndarray], time_codes: np.ndarray,
-                        bias_codes: np.ndarray) -> list[np.ndarray]:
+                        bias_codes: np.ndarray, *, quantise: bool = True) -> list[np.ndarray]:
     """First-spike edge times (ns, inf: none before W) of every layer >= 1 for integer time codes (P, n_in), at
-    the nominal write (eps = 0): what the die should answer, less the TDC's quantisation and the noise."""
+    the nominal write (eps = 0): what the die should answer, less the TDC's quantisation and the noise.
+    ``quantise=False`` takes continuous codes as analog weights (site_currents_na)."""
     circuit = build_circuit(params)
     time_codes = np.atleast_2d(time_codes)
     chunks = []
     with torch.no_grad():
-        currents = [site_currents_na(circuit, m, _t(c)) for m, c in enumerate(codes)]
+        currents = [site_currents_na(circuit, m, _t(c), quantise=quantise) for m, c in enumerate(codes)]
         for first in range(0, len(time_codes), PREDICT_CHUNK):
             layers = network(circuit, currents, _t(time_codes[first:first + PREDICT_CHUNK])[None], _t(bias_codes))
             chunks.append([s.times_ns()[0].numpy() for s in layers])
