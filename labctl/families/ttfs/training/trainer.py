@@ -90,7 +90,8 @@ MINIBATCH_INIT_SCALE = 3.0
 """Mini-batch training starts the latent codes at this many times ``INIT_SPREAD``. From the small spread,
 matrix 0's codes (785 rows on RCS-L) stay almost all 0 (mean magnitude 0.1 code) and the fit stops near 80 %;
 from three times it, 84.4 % on training images and 84.0 % on held-back ones against 81.3 and 80.1 % (RCS-L
-die 1's true parameters, 14 minutes each, benchmarks/ttfs_training_limits.py, docs/results-ttfs.md)."""
+die 1's true parameters, 14 minutes each, benchmarks/ttfs_training_limits.py, docs/results-ttfs.md); six times
+it is worse (82.6 % held-back)."""
 MINIBATCH_EPOCHS = {"exact": 1, "dstd": 20, "mapped": 20}
 """Default passes over a large training split, more than the default budget holds for dstd and mapped (so the
 budget ends the run; the exact solution costs about 30 times DSTD's 100 ns grid per step on RCS-L's 785 rows,
