@@ -13,6 +13,7 @@ from labctl.families.ttfs.encoding import TimeEncoding
 from labctl.families.ttfs.sim.mismatch import draw_die
 from labctl.families.ttfs.sim.parts import PARTS
 from labctl.families.ttfs.sim.truth import parameters_of
+from labctl.families.ttfs.training import trainer
 from labctl.families.ttfs.training.trainer import accuracy_of, steps_per_epoch, train_ttfs
 from labctl.families.ttfs.weights import read_weights, write_weights
 from labctl.train.datasets import Dataset, load_dataset
@@ -96,10 +97,12 @@ def test_training_refuses_a_data_set_the_die_cannot_take(params):
         train_ttfs(params, load_dataset("wine"), method="exact", epochs=1)
 
 
-def test_a_large_split_trains_in_mini_batches_within_its_budget(params):
+def test_a_large_split_trains_in_mini_batches_within_its_budget(params, monkeypatch):
     """Over FULL_BATCH_LIMIT samples (Fashion-MNIST's 60 000 on RCS-L), training takes shuffled mini-batches, one
     pass per epoch, and stops at its wall-time budget with the best codes so far. One Gaussian blob per class,
-    1500 training samples: five passes of 24 steps (in single precision) learn them."""
+    1500 training samples: five passes of 24 steps (in single precision) learn them. The codes are judged every
+    JUDGE_STEPS steps of the run's last fifth only (here every 10 of 120: at 100, 110 and 120)."""
+    monkeypatch.setattr(trainer, "JUDGE_STEPS", 10)
     rng = np.random.default_rng(0)
     centres = rng.uniform(0.2, 0.8, (3, 4))
     y = rng.permutation(np.repeat(np.arange(3), 625))
@@ -107,9 +110,11 @@ def test_a_large_split_trains_in_mini_batches_within_its_budget(params):
     data = Dataset("blobs", x[:1500], y[:1500], x[1500:], y[1500:], ["a", "b", "c"], list("wxyz"),
                    x[:1500].min(axis=0), 1 / np.ptp(x[:1500], axis=0))
     assert steps_per_epoch(1500) == 24 and steps_per_epoch(1000) == 1
-    steps = []
-    run = train_ttfs(params, data, method="exact", epochs=5, seed=0, on_epoch=lambda s, t, loss, a: steps.append(t))
+    steps, judged = [], []
+    run = train_ttfs(params, data, method="exact", epochs=5, seed=0,
+                     on_epoch=lambda s, t, loss, a: (steps.append(t), judged.append(np.isfinite(a))))
     assert len(steps) == 120 and steps[-1] == 120
+    assert not any(judged[:99]) and all(judged[99:])
     assert run.weights.software_accuracy > 0.9
     started = time.monotonic()
     short = train_ttfs(params, data, method="exact", epochs=50, seed=0, time_budget_s=2.0)
