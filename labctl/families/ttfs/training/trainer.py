@@ -104,9 +104,10 @@ LARGE_SET_BUDGET_S = 6900.0
 JUDGE_STEPS = 500
 """Large sets: steps between two judgements of the codes (one costs about 30 s on RCS-L)."""
 JUDGE_FROM = 0.8
-"""Large sets: the share of the run (steps or budget) before which the codes are not judged. The step sizes are
-cosine-annealed, so codes judged earlier almost never win (the best came in the run's last steps), while
-judging every ``JUDGE_STEPS`` from the start took about 15 % of an RCS-L budget."""
+"""Large sets: the share of the run (steps or budget) before which the codes are not judged. Judging every
+``JUDGE_STEPS`` from the start took about 15 % of an RCS-L budget; from here on the cosine-annealed step sizes
+are below a tenth of their start (0.5 (1 + cos 0.8 pi) = 0.095), so the codes are settling and the judgements
+choose among candidates for the end, not among codes a late step would still move."""
 AUTO_TRIAL_SHARE = 0.15
 """Large sets: the share of the budget each candidate of ``auto`` trains for before the winner continues."""
 
