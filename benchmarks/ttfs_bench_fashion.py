@@ -170,11 +170,10 @@ def doc_section(records: list[dict[str, Any]], commands: list[str], host: str) -
     code); the earlier runs' history is a hand-written section of its own (``fashion-history``)."""
     chip = {m: [r["methods"][m]["on_chip_accuracy"] for r in records if m in r["methods"]]
             for m in sorted({m for r in records for m in r["methods"]})}
-    snn = chip.get("dstd") or chip.get("auto") or chip.get("exact") or []
-    met = len(snn) >= 3 and np.mean(snn) >= SEED_SNN
+    met = {m: m != "mapped" and len(a) >= 3 and np.mean(a) >= SEED_SNN for m, a in chip.items()}
     L = ["<!-- task:fashion-mnist -->",
          f"## RCS-L / Fashion-MNIST ({len(records)} {'die' if len(records) == 1 else 'dies'}; goal "
-         f"{'met' if met else 'not met'})", "",
+         f"{'met' if any(met.values()) else 'not met'})", "",
          f"Measured on {host} by " + ", ".join(f"`{c}`" for c in commands) + " (the per-die JSON files are "
          "`docs/data/ttfs-fashion-seedN.json`; `--from` them `--doc` rewrote this section). Each simulated RCS-L "
          "die (784-256-128-10) served in-process with its instruments on loopback, characterised through the bench "
@@ -200,7 +199,7 @@ def doc_section(records: list[dict[str, Any]], commands: list[str], host: str) -
     for m, accuracies in chip.items():
         L.append(f"- {m}: mean on chip {100 * np.mean(accuracies):.2f} % over {len(accuracies)} "
                  f"{'die' if len(accuracies) == 1 else 'dies'}"
-                 + ("" if m == "mapped" else f": goal >= 86.59 % over 3 dies **{'met' if met else 'not met'}**"))
+                 + ("" if m == "mapped" else f": goal >= 86.59 % over 3 dies **{'met' if met[m] else 'not met'}**"))
     L += ["", "<!-- /task:fashion-mnist -->", ""]
     return "\n".join(L)
 
