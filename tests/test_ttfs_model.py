@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import labctl.families.ttfs.sim.synapses as sim_synapses
-from labctl.families.ttfs.model import build_circuit, network, predict_spike_times, site_currents_na
+from labctl.families.ttfs.model import (build_circuit, layer_exact, layer_grid, network, predict_spike_times,
+                                         site_currents_na)
 from labctl.families.ttfs.sim.die import run_patterns
 from labctl.families.ttfs.sim.mismatch import draw_die
 from labctl.families.ttfs.sim.parts import PARTS, ROP
@@ -122,3 +123,22 @@ def test_events_by_time_and_by_row_give_the_same_crossings(die):
     for t, r in zip(by_time, by_row):
         assert torch.equal(t.fired, r.fired) and t.fired.float().mean() > 0.5
         assert torch.allclose(t.edge_ns, r.edge_ns.detach(), rtol=0, atol=1e-6)
+
+
+def test_grid_tail_in_closed_form_is_the_exact_membrane(die):
+    """Rows switching on at grid edges make DSTD's steps exact: the grid's membrane at W, most of whose window
+    is the closed-form tail after the last row is on (``model._repeat_step``), is the event-driven solution's,
+    and the crossings in that tail are within one grid step of the exact ones."""
+    params, rng = parameters_of(die), np.random.default_rng(6)
+    circuit = build_circuit(params)
+    codes = torch.as_tensor(_random_network(rng)[0], dtype=torch.float64)
+    current = site_currents_na(circuit, 0, codes)
+    rows = torch.as_tensor(rng.integers(0, 8, (1, 30, 5)) * 100.0, dtype=torch.float64)  # all on by 700 ns
+    exact, grid = layer_exact(circuit, 0, current, rows), layer_grid(circuit, 0, current, rows, step_ns=100.0)
+    assert circuit.window_ns > 5000.0  # the tail is most of the window
+    v_grid = torch.minimum(grid.v_end, torch.full_like(grid.v_end, circuit.e_inh))
+    torch.testing.assert_close(v_grid, exact.v_end, rtol=0, atol=1e-9)
+    late = exact.fired & (exact.edge_ns > 1000.0)
+    assert late.sum() > 20  # crossings in the tail, not only in the scanned steps
+    assert torch.equal(grid.fired, exact.fired)
+    assert torch.all((grid.edge_ns - exact.edge_ns).abs()[late] < 100.0)

@@ -316,30 +316,36 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
                step_ns: float = 40.0) -> LayerSpikes:
     """First crossings of layer m+1 on a time grid (the seed's DSTD): a row counts in a step with the fraction
     of the step it is on (a piecewise-linear surrogate of its switching step, so gradients reach its time);
-    the membrane follows the segment's closed form per step and the crossing is interpolated inside its step."""
+    the membrane follows the segment's closed form per step and the crossing is interpolated inside its step.
+
+    Only the steps in which rows still switch on are composed by :func:`_affine_scan`; after the last one
+    every step repeats the same map, whose powers :func:`_repeat_step` writes in closed form. On RCS-L's input
+    layer the pixels switch on within the first 3 us of the 16 us window, so the scan covers a sixth of the
+    grid (the scan's passes over the (P, K, N) grid were most of a training step)."""
     layer, w = circuit.layers[m], circuit.window_ns
     share = _site_drive(circuit, conductances(circuit, m, current_na))
     k = int(np.ceil(w / step_ns))
     switching = row_on_ns.detach()[row_on_ns.detach() < w]
-    # after the last row has switched on, every step sees the same rows: their sums are computed once
+    # from the step after the last row's switching step on, every step sees the same rows
     active = min(k, int(switching.max() // step_ns) + 2) if switching.numel() else 1
     edges = torch.arange(1, active + 1, dtype=row_on_ns.dtype) * step_ns  # step ends
     frac = torch.clamp((edges[:, None] - row_on_ns[:, :, None, :]) / step_ns, 0.0, 1.0)  # (D, P, K', R)
     frac = torch.where(row_on_ns[:, :, None, :] < w, frac, torch.zeros_like(frac))
-    alpha, beta = (torch.cat([x, x[:, :, -1:].expand(-1, -1, k - active, -1)], dim=2)
-                   for x in _drive(circuit, m, share, frac))  # (D, P, K, N)
+    alpha, beta = _drive(circuit, m, share, frac)  # (D, P, K', N)
     cap = layer.capacitance_ff[:, None, None, :]
     rate = torch.clamp(NA_PER_FF * beta / cap, min=1e-15)
     decay = -rate * step_ns  # log of the step's decay factor
     gain = NA_PER_FF * alpha / cap * (-torch.expm1(decay)) / rate  # V_{k+1} = V_k e^{decay} + gain
     rows_on = frac.sum(dim=-1)  # (D, P, K')
-    rows_on = torch.cat([rows_on, rows_on[:, :, -1:].expand(-1, -1, k - active)], dim=2)
     coupling = circuit.kappa_v[:, None, None, None] * rows_on.diff(dim=-1, prepend=torch.zeros_like(
         rows_on[..., :1]))[..., None]  # rows newly on in a step lift the membrane
     factor = torch.exp(decay)  # V_k = e^{decay_k} (V_{k-1} + kappa_k) + gain_k, composed by the scan
     through, offset = _affine_scan(factor, factor * coupling + gain, dim=2)
     v0 = layer.start_v[:, None, None, :]
     v_grid = through * v0 + offset
+    if k > active:
+        v_grid = torch.cat([v_grid, _repeat_step(v_grid[:, :, -1:], decay[:, :, -1:], gain[:, :, -1:], k - active)],
+                           dim=2)
     v_prev = torch.cat([v0.expand(*v_grid.shape[:2], 1, -1), v_grid[:, :, :-1]], dim=2)
     v_th = layer.threshold_v[:, None, None, :]
     below = v_grid <= v_th
@@ -353,6 +359,14 @@ def layer_grid(circuit: Circuit, m: int, current_na: torch.Tensor, row_on_ns: to
     edge = cross + layer.delay_ns[:, None, :]
     fired = fired_any & (edge < w)
     return LayerSpikes(torch.where(fired, edge, torch.full_like(edge, w)), fired, v_grid[:, :, -1])
+
+
+def _repeat_step(v: torch.Tensor, decay: torch.Tensor, gain: torch.Tensor, steps: int) -> torch.Tensor:
+    """The membrane after 1..``steps`` repeats of ``v -> e^decay v + gain`` (each (D, P, 1, N)): ``e^(j decay) v +
+    gain (1 - e^(j decay)) / (1 - e^decay)``, in expm1 form so that a near-zero decay (no row with a lambda on)
+    stays exact. Returns (D, P, steps, N)."""
+    j_decay = torch.arange(1, steps + 1, dtype=v.dtype)[:, None] * decay
+    return torch.exp(j_decay) * v + gain * (torch.expm1(j_decay) / torch.expm1(decay))
 
 
 def input_row_times(circuit: Circuit, time_codes: torch.Tensor, bias_code: torch.Tensor) -> torch.Tensor:
