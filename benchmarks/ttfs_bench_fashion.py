@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +58,14 @@ from labctl.families.ttfs.training.trainer import train_ttfs
 from labctl.families.ttfs.weights import write_weights
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results-ttfs.md"
+
+
+def code_version() -> str:
+    """The commit the run trains on (``git describe --always --dirty``): dies measured in different sessions
+    may run different code, and the table says which."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=RESULTS.parent, capture_output=True,
+                          text=True)
+    return done.stdout.strip() or "unknown"
 PART = "RCS-L"
 SEED_SNN = 0.8659  # seed 003, Fashion-MNIST trained through the circuit
 SEED_ANN = 0.8364  # seed 003, the mapped ANN
@@ -166,8 +175,8 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
 
 
 def doc_section(records: list[dict[str, Any]], commands: list[str], host: str) -> str:
-    """The Fashion-MNIST section from the per-die JSON files (each die may come from its own session, on the same
-    code); the earlier runs' history is a hand-written section of its own (``fashion-history``)."""
+    """The Fashion-MNIST section from the per-die JSON files (each die may come from its own session; the table
+    names the code each ran); the earlier runs' history is a hand-written section of its own (``fashion-history``)."""
     chip = {m: [r["methods"][m]["on_chip_accuracy"] for r in records if m in r["methods"]]
             for m in sorted({m for r in records for m in r["methods"]})}
     met = {m: m != "mapped" and len(a) >= 3 and np.mean(a) >= SEED_SNN for m, a in chip.items()}
@@ -183,8 +192,8 @@ def doc_section(records: list[dict[str, Any]], commands: list[str], host: str) -
          "step, single precision, two torch threads, cosine-annealed step sizes, codes judged in the run's last "
          "fifth; on chip, all test images through APPLY_PATTERNS, the class from the first output TDC capture.",
          "", "| die | method | on chip | model | ties | no spike | stuck cells | training (wall) | steps "
-         "| energy per inference | characterisation (bench) |",
-         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "| energy per inference | characterisation (bench) | code |",
+         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
         for x in r["methods"].values():
             energy = ("not measured" if x["energy_per_inference_j"] is None
@@ -193,7 +202,7 @@ def doc_section(records: list[dict[str, Any]], commands: list[str], host: str) -
                      f"{100 * x['model_accuracy']:.2f} % | {x['ties']} | {100 * x['no_spike_fraction']:.2f} % | "
                      f"{x['stuck_cells']} | {x['train_s'] / 60:.0f} min | {x['steps']} | {energy} | "
                      + (f"{r['characterise_bench_s'] / 60:.1f} min |" if "characterisation" in r
-                        else "none: the simulator's true parameters |"))
+                        else "none: the simulator's true parameters |") + f" {r.get('code', 'not recorded')} |")
     L += ["", "Goals (seed 003: 86.59 % trained through the circuit, 83.64 % mapped; training under 2 hours, "
           "characterisation under 30 minutes of bench time):", ""]
     for m, accuracies in chip.items():
@@ -229,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = list(dict.fromkeys(run.get("command", "") for run in saved))
     else:
         commands = ["python benchmarks/ttfs_bench_fashion.py " + " ".join(argv or sys.argv[1:])]
+        code = code_version()
         records = []
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for seed in range(args.first_seed, args.first_seed + args.dies):
@@ -239,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 with tempfile.TemporaryDirectory() as folder:
                     rec = run_die(seed, methods, Path(folder), args)
-            records.append(rec)
+            records.append({"code": code, **rec})
             print("\n".join(die_lines(rec)), flush=True)
             if args.out:
                 args.out.write_text(json.dumps({"command": commands[0], "dies": records}, indent=1))

@@ -55,7 +55,8 @@ from labctl.train.loop import EpochReport
 
 METHODS = ("auto", "dstd", "exact", "mapped")
 DEFAULT_EPOCHS = {"exact": 600, "dstd": 300, "mapped": 600}
-"""Full-batch steps per method: DSTD's grid costs about 5 times the exact solution per step."""
+"""Full-batch steps per method: DSTD's grid costs about 4 times the exact solution per step (RCS-S, Iris's 105
+training patterns, 4 drawn writes: 0.074 against 0.018 s on one thread)."""
 DRAWS = 4
 """Writes of the die drawn per full-batch step (variation-aware training)."""
 VALIDATION_FRACTION = 0.2
