@@ -74,7 +74,9 @@ INPUT_JITTER_CODES = 12.0
 TORCH_THREADS = 1
 """Small sets: the tensors are small, and a second thread mostly spins on a shared 2-core machine."""
 LARGE_SET_THREADS = 2
-"""Large sets: a DSTD step on RCS-L takes 0.28 s on two threads against 0.43 s on one (batch of 64)."""
+"""Large sets: a DSTD step on RCS-L (batch of 64) takes 0.21 s on two threads (die 2's Fashion-MNIST run) and about
+0.24 s on one (at the initial codes, the other core busy); 0.34 and 0.40 s before the grid's tail was solved in
+closed form (``model.layer_grid``)."""
 FULL_BATCH_LIMIT = 1000
 """Training sets up to this size take full-batch steps (``epochs`` counts steps); larger ones (Fashion-MNIST's
 60 000) take shuffled mini-batches (``epochs`` counts passes) with one drawn write per step."""
@@ -94,10 +96,11 @@ matrix 0's codes (785 rows on RCS-L) stay almost all 0 (mean magnitude 0.1 code)
 from three times it, 84.4 % on training images and 84.0 % on held-back ones against 81.3 and 80.1 % (RCS-L
 die 1's true parameters, 14 minutes each, benchmarks/ttfs_training_limits.py, docs/results-ttfs.md); six times
 it is worse (82.6 % held-back)."""
-MINIBATCH_EPOCHS = {"exact": 1, "dstd": 20, "mapped": 20}
-"""Default passes over a large training split, more than the default budget holds for dstd and mapped (so the
-budget ends the run; the exact solution costs about 30 times DSTD's 100 ns grid per step on RCS-L's 785 rows,
-contract 1.3)."""
+MINIBATCH_EPOCHS = {"exact": 1, "dstd": 60, "mapped": 60}
+"""Default passes over a large training split, more than the default budget holds for dstd and mapped, so that
+the budget ends the run (a DSTD step on RCS-L takes about 0.21 s on two threads: 115 minutes hold about 35
+passes of 938 steps; at 20 passes, a run on RCS-L die 2 stopped after 65 minutes). The exact solution costs about
+30 times DSTD's 100 ns grid per step on RCS-L's 785 rows (contract 1.3)."""
 SELECTION_SAMPLES = 1000
 """Large sets: the training samples (and, for ``auto``, held-out samples) each pass is judged on."""
 LARGE_SET_BUDGET_S = 6900.0
