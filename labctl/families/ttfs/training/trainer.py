@@ -98,8 +98,8 @@ die 1's true parameters, 14 minutes each, benchmarks/ttfs_training_limits.py, do
 it is worse (82.6 % held-back)."""
 MINIBATCH_EPOCHS = {"exact": 1, "dstd": 60, "mapped": 60}
 """Default passes over a large training split, more than the default budget holds for dstd and mapped, so that
-the budget ends the run (a DSTD step on RCS-L takes about 0.21 s on two threads: 115 minutes hold about 35
-passes of 938 steps; at 20 passes, a run on RCS-L die 2 stopped after 65 minutes). The exact solution costs about
+the budget ends the run (at ``LARGE_SET_THREADS``' step cost, 115 minutes hold about 35 passes of 938 steps on
+RCS-L; at 20 passes, the run on RCS-L die 2 stopped after 79 of its 105 minutes). The exact solution costs about
 30 times DSTD's 100 ns grid per step on RCS-L's 785 rows (contract 1.3)."""
 SELECTION_SAMPLES = 1000
 """Large sets: the training samples (and, for ``auto``, held-out samples) each pass is judged on."""
